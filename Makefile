@@ -1,0 +1,78 @@
+# IntentGate — every entry point a developer or CI needs. Each target installs what it needs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+ENVOY     := $(VENV)/bin/envoy
+NODE_DIR  := tests/node_modules
+WASM      := target/wasm32-wasip1/release/intentgate_filter.wasm
+CARGO     ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help run test bench wasm lint unit e2e tools rust-tools py-tools node-tools fuzz clean
+
+help:
+	@echo "make run    build everything and start the gateway on localhost:8080"
+	@echo "make test   run every test (lint, unit, integration, end to end)"
+	@echo "make bench  benchmarks, written to BENCHMARKS.md"
+	@echo "make wasm   build $(WASM)"
+	@echo "make fuzz   run the fuzz targets for a while (needs nightly; see README)"
+
+## --- tools -------------------------------------------------------------------------------------
+tools: rust-tools py-tools node-tools
+
+rust-tools:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r tests/requirements.txt
+	touch $@
+
+py-tools: $(VENV)/.installed
+
+$(NODE_DIR)/.installed: tests/package.json
+	cd tests && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-tools: $(NODE_DIR)/.installed
+
+## --- build -------------------------------------------------------------------------------------
+wasm: rust-tools
+	$(CARGO) build -p intentgate-filter --target wasm32-wasip1 --release
+
+## --- checks ------------------------------------------------------------------------------------
+lint: rust-tools
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p intentgate-core -p intentgate-filter --target wasm32-wasip1 -- -D warnings
+
+unit: rust-tools
+	$(CARGO) test --workspace
+
+e2e: tools wasm
+	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
+	$(PY) -m pytest -q tests/e2e
+
+test: lint unit e2e
+
+## --- run and measure ---------------------------------------------------------------------------
+run: tools wasm
+	$(CARGO) build --profile server -p intentgate-cli -p intentgate-control-plane
+	$(PY) scripts/run.py
+
+bench: tools wasm
+	$(CARGO) build --profile server -p intentgate-cli -p intentgate-control-plane
+	$(PY) scripts/bench.py
+
+fuzz:
+	cd fuzz && $(CARGO) +nightly fuzz run envelope -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run token -- -max_total_time=60
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) $(NODE_DIR)

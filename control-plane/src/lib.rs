@@ -1,0 +1,1 @@
+//! IntentGate control plane.

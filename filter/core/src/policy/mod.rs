@@ -1,0 +1,184 @@
+//! The policy check: the tenant's Rego, run as RVM bytecode, answering
+//! `data.intentgate.policy.decision = {allow, escalate?, reason?, rule?, requires_step_up?}`.
+//! Every way of not getting a well-formed decision denies (SPEC §3, fail closed).
+
+mod decision;
+mod input;
+
+pub use decision::PolicyOutcome;
+pub use input::{CapabilityInput, PolicyInput, RequestInput, empty_args};
+
+use std::sync::{Arc, Mutex};
+
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::program::{DeserializationResult, Program};
+use regorus::rvm::RegoVM;
+use regorus::{Engine, Value};
+use sha2::{Digest, Sha256};
+
+/// The rule every tenant policy defines.
+pub const ENTRYPOINT: &str = "data.intentgate.policy.decision";
+/// Instructions one evaluation may execute before it is stopped and the call denied.
+pub const DEFAULT_INSTRUCTION_LIMIT: usize = 200_000;
+/// Rego source larger than this is refused at compile time.
+pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The parser's or compiler's message, verbatim: operators fix their Rego from it.
+    #[error("{0}")]
+    Compile(String),
+    #[error("policy bytecode is not loadable: {0}")]
+    Bytecode(String),
+}
+
+/// A compiled tenant policy, ready to evaluate. Holds its own VM so evaluation reuses registers.
+pub struct Policy {
+    program: Arc<Program>,
+    sha256: String,
+    instruction_limit: usize,
+    vm: Mutex<RegoVM>,
+    /// The interpreter over the embedded source, built on first need: the RVM reports a conflict
+    /// between rule bodies as an undefined result, and only the interpreter can tell the two apart.
+    diagnostics: Mutex<Option<Engine>>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("sha256", &self.sha256).finish()
+    }
+}
+
+impl Policy {
+    /// Parses and compiles Rego source to RVM bytecode.
+    pub fn compile(source: &str) -> Result<Self, PolicyError> {
+        if source.len() > MAX_SOURCE_BYTES {
+            return Err(PolicyError::Compile(format!(
+                "policy source exceeds {MAX_SOURCE_BYTES} bytes"
+            )));
+        }
+        let mut engine = Engine::new();
+        engine
+            .add_policy("policy.rego".into(), source.into())
+            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+        let entry: regorus::Rc<str> = ENTRYPOINT.into();
+        let compiled = engine
+            .compile_with_entrypoint(&entry)
+            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+        let program = Compiler::compile_from_policy(&compiled, &[ENTRYPOINT])
+            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+        Ok(Self::from_program(program, sha256_hex(source.as_bytes())))
+    }
+
+    /// Loads bytecode made by [`Policy::bytecode`]. Bytecode that would need recompiling is refused:
+    /// the filter never compiles Rego on the push path.
+    pub fn from_bytecode(bytes: &[u8]) -> Result<Self, PolicyError> {
+        let program = match Program::deserialize_binary(bytes).map_err(PolicyError::Bytecode)? {
+            DeserializationResult::Complete(program) => program,
+            DeserializationResult::Partial(_) => {
+                return Err(PolicyError::Bytecode(
+                    "bytecode needs recompilation (built by another regorus version?)".into(),
+                ));
+            }
+        };
+        if program.get_entry_point(ENTRYPOINT).is_none() {
+            return Err(PolicyError::Bytecode(format!("bytecode lacks {ENTRYPOINT}")));
+        }
+        let sha = program
+            .sources
+            .first()
+            .map(|s| sha256_hex(s.content.as_bytes()))
+            .unwrap_or_else(|| sha256_hex(bytes));
+        Ok(Self::from_program(Arc::new(program), sha))
+    }
+
+    fn from_program(program: Arc<Program>, sha256: String) -> Self {
+        let mut vm = RegoVM::new();
+        vm.load_program(Arc::clone(&program));
+        vm.set_max_instructions(DEFAULT_INSTRUCTION_LIMIT);
+        Policy {
+            program,
+            sha256,
+            instruction_limit: DEFAULT_INSTRUCTION_LIMIT,
+            vm: Mutex::new(vm),
+            diagnostics: Mutex::new(None),
+        }
+    }
+
+    pub fn with_instruction_limit(self, limit: usize) -> Self {
+        if let Ok(mut vm) = self.vm.lock() {
+            vm.set_max_instructions(limit);
+        }
+        Policy {
+            instruction_limit: limit,
+            ..self
+        }
+    }
+
+    pub fn instruction_limit(&self) -> usize {
+        self.instruction_limit
+    }
+
+    /// Serialized RVM program (it embeds the Rego source).
+    pub fn bytecode(&self) -> Result<Vec<u8>, PolicyError> {
+        self.program
+            .serialize_binary()
+            .map_err(PolicyError::Bytecode)
+    }
+
+    /// SHA-256 of the Rego source, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub fn source(&self) -> Option<&str> {
+        self.program.sources.first().map(|s| s.content.as_str())
+    }
+
+    /// Evaluates the decision for `input`. Never fails: errors become denials that say why.
+    pub fn evaluate(&self, input: Value) -> PolicyOutcome {
+        let Ok(mut vm) = self.vm.lock() else {
+            return PolicyOutcome::Error("policy engine is unavailable (poisoned)".into());
+        };
+        vm.set_input(input.clone());
+        match vm.execute_entry_point_by_name(ENTRYPOINT) {
+            Ok(Value::Undefined) => PolicyOutcome::Error(self.explain_undefined(input)),
+            Ok(value) => decision::interpret(&value),
+            Err(err) => PolicyOutcome::Error(decision::describe_error(&err.to_string())),
+        }
+    }
+
+    /// Why the decision is undefined: no rule matched, or rule bodies conflicted.
+    fn explain_undefined(&self, input: Value) -> String {
+        const NO_DECISION: &str =
+            "policy produced no decision (data.intentgate.policy.decision is undefined)";
+        let Some(source) = self.source() else {
+            return NO_DECISION.into();
+        };
+        let Ok(mut slot) = self.diagnostics.lock() else {
+            return NO_DECISION.into();
+        };
+        if slot.is_none() {
+            let mut engine = Engine::new();
+            if engine.add_policy("policy.rego".into(), source.into()).is_err() {
+                return NO_DECISION.into();
+            }
+            *slot = Some(engine);
+        }
+        let Some(engine) = slot.as_mut() else {
+            return NO_DECISION.into();
+        };
+        engine.set_input(input);
+        match engine.eval_rule(ENTRYPOINT.into()) {
+            Err(err) => decision::describe_error(&err.to_string()),
+            Ok(_) => NO_DECISION.into(),
+        }
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,54 @@
+//! Capability tokens (SPEC §2): Ed25519-signed blocks that a holder can narrow but never widen.
+
+mod cache;
+mod claims;
+mod codec;
+mod issue;
+mod keys;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use cache::TokenCache;
+pub use claims::{AttenuationClaims, AuthorityClaims, Caveat, TOKEN_VERSION};
+pub use codec::{MAX_TOKEN_CHARS, PREFIX};
+pub use issue::{Grant, Narrowing, attenuate, mint};
+pub use keys::{IssuerKey, PublicKeys, key_id, parse_public_key};
+pub use verify::{CLOCK_SKEW_SECS, CallBudget, Revocations, VerifiedToken, verify};
+
+/// Why a token is refused. The display text is the `reason` callers see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    #[error("token signed by unknown key {0}")]
+    UnknownKey(String),
+    #[error("invalid signature on block {0}")]
+    BadSignature(usize),
+    #[error("token proof does not match its last block")]
+    BadProof,
+    #[error("unknown caveat kind {0:?}")]
+    UnknownCaveat(String),
+    #[error("invalid caveat: {0}")]
+    InvalidCaveat(String),
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token {0} is revoked")]
+    Revoked(String),
+    #[error("invalid key: {0}")]
+    BadKey(String),
+    #[error("attenuation would widen the token: {0}")]
+    Widening(String),
+}
+
+/// Extracts the token from an `Authorization` header value.
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
+}

@@ -1,0 +1,1 @@
+//! intentgate.v1 protocol.
