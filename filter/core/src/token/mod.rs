@@ -17,6 +17,37 @@ pub use issue::{Grant, Narrowing, attenuate, mint};
 pub use keys::{IssuerKey, PublicKeys, key_id, parse_public_key};
 pub use verify::{CLOCK_SKEW_SECS, CallBudget, Revocations, VerifiedToken, verify};
 
+/// What a token says, signature unchecked: for inspection tools only, never for a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unverified {
+    pub kid: String,
+    pub authority: AuthorityClaims,
+    pub attenuations: Vec<AttenuationClaims>,
+}
+
+/// Decodes a token's claims without checking any signature.
+pub fn read_unverified(text: &str) -> Result<Unverified, TokenError> {
+    let raw = codec::decode(text)?;
+    let mut blocks = raw.blocks.iter();
+    let first = blocks
+        .next()
+        .ok_or_else(|| TokenError::Malformed("token has no blocks".into()))?;
+    let authority = serde_json::from_slice(&first.payload)
+        .map_err(|e| TokenError::Malformed(format!("authority block: {e}")))?;
+    let attenuations = blocks
+        .enumerate()
+        .map(|(i, b)| {
+            serde_json::from_slice(&b.payload)
+                .map_err(|e| TokenError::Malformed(format!("block {}: {e}", i + 1)))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Unverified {
+        kid: raw.kid,
+        authority,
+        attenuations,
+    })
+}
+
 /// Why a token is refused. The display text is the `reason` callers see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {

@@ -356,3 +356,13 @@ fn bearer_header_is_parsed() {
     assert_eq!(bearer("Bearer "), None);
     assert_eq!(bearer("abc"), None);
 }
+
+#[test]
+fn unverified_reading_shows_every_block() {
+    let child = attenuate(&minted(), &narrowing("01JCHILD"), &[9u8; 32]).unwrap();
+    let u = read_unverified(&child).unwrap();
+    assert_eq!(u.kid, issuer().kid());
+    assert_eq!(u.authority.sub, "agent-finance-bot-7");
+    assert_eq!(u.attenuations.len(), 1);
+    assert_eq!(u.attenuations[0].jti, "01JCHILD");
+}
