@@ -37,8 +37,12 @@ pub struct BudgetError(pub String);
 
 pub trait BudgetStore {
     /// Counts one call against `key` if fewer than `limit` were counted in `window`, atomically.
-    fn try_consume(&self, key: &str, limit: u64, window: Window)
-    -> Result<Consumption, BudgetError>;
+    fn try_consume(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Window,
+    ) -> Result<Consumption, BudgetError>;
 
     /// Gives back one call counted by `try_consume`, when a later counter of the same call refused.
     fn refund(&self, key: &str, window: Window) -> Result<(), BudgetError>;
@@ -162,15 +166,27 @@ mod tests {
     #[test]
     fn fixed_window_resets_in_the_next_window() {
         let store = MemoryBudget::new();
-        assert!(matches!(store.try_consume("r", 1, Window::Fixed { id: 5 }), Ok(Consumption::Granted { .. })));
-        assert!(matches!(store.try_consume("r", 1, Window::Fixed { id: 5 }), Ok(Consumption::Exhausted { .. })));
-        assert!(matches!(store.try_consume("r", 1, Window::Fixed { id: 6 }), Ok(Consumption::Granted { .. })));
+        assert!(matches!(
+            store.try_consume("r", 1, Window::Fixed { id: 5 }),
+            Ok(Consumption::Granted { .. })
+        ));
+        assert!(matches!(
+            store.try_consume("r", 1, Window::Fixed { id: 5 }),
+            Ok(Consumption::Exhausted { .. })
+        ));
+        assert!(matches!(
+            store.try_consume("r", 1, Window::Fixed { id: 6 }),
+            Ok(Consumption::Granted { .. })
+        ));
     }
 
     #[test]
     fn all_or_nothing_across_counters() {
         let store = MemoryBudget::new();
-        let counters = [counter("a", 10, Window::Lifetime), counter("b", 1, Window::Lifetime)];
+        let counters = [
+            counter("a", 10, Window::Lifetime),
+            counter("b", 1, Window::Lifetime),
+        ];
         assert_eq!(consume_all(&store, &counters), BudgetOutcome::Granted);
         match consume_all(&store, &counters) {
             BudgetOutcome::Exhausted { counter, used } => {

@@ -27,7 +27,8 @@ pub fn matches(pattern: &str, name: &str) -> bool {
             },
         }
     }
-    p.get(pi..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 /// Whether every name `inner` matches is also matched by `outer`. Sound because a literal `*` in

@@ -103,7 +103,10 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, Denial> {
     if body.len() > MAX_BODY_BYTES {
         return Err(Denial::envelope(
             ErrorCode::InvalidRequest,
-            format!("body of {} bytes exceeds the limit of {MAX_BODY_BYTES} bytes", body.len()),
+            format!(
+                "body of {} bytes exceeds the limit of {MAX_BODY_BYTES} bytes",
+                body.len()
+            ),
         ));
     }
     let text = std::str::from_utf8(body)
@@ -117,7 +120,10 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, Denial> {
             if items.len() > MAX_BATCH_LEN {
                 return Err(Denial::envelope(
                     ErrorCode::InvalidRequest,
-                    format!("batch of {} messages exceeds the limit of {MAX_BATCH_LEN}", items.len()),
+                    format!(
+                        "batch of {} messages exceeds the limit of {MAX_BATCH_LEN}",
+                        items.len()
+                    ),
                 ));
             }
             Ok(Message::Batch(items.into_iter().map(parse_entry).collect()))
@@ -314,7 +320,11 @@ mod tests {
     #[test]
     fn broken_json_is_parse_error() {
         for body in [&b"{"[..], b"{\"jsonrpc\":", b"not json", b"\xff\xfe", b""] {
-            assert_eq!(parse(body).unwrap_err().code, ErrorCode::ParseError, "{body:?}");
+            assert_eq!(
+                parse(body).unwrap_err().code,
+                ErrorCode::ParseError,
+                "{body:?}"
+            );
         }
     }
 
@@ -362,7 +372,10 @@ mod tests {
     fn oversized_batch_is_refused() {
         let one = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
         let body = format!("[{}]", vec![one; MAX_BATCH_LEN + 1].join(","));
-        assert_eq!(parse(body.as_bytes()).unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            parse(body.as_bytes()).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
     }
 
     fn call_of(body: &str) -> Result<(String, Option<String>), i32> {
@@ -370,7 +383,12 @@ mod tests {
             panic!("call expected")
         };
         tool_call(&call)
-            .map(|t| (t.name.into_owned(), t.arguments.map(|a| a.get().to_string())))
+            .map(|t| {
+                (
+                    t.name.into_owned(),
+                    t.arguments.map(|a| a.get().to_string()),
+                )
+            })
             .map_err(|d| d.code.code())
     }
 

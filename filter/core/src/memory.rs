@@ -97,8 +97,8 @@ pub fn verify_chain(
     let bytes = URL_SAFE_NO_PAD
         .decode(header.trim())
         .map_err(|_| MemoryError::Malformed("not base64url".into()))?;
-    let chain: MemoryChain = serde_json::from_slice(&bytes)
-        .map_err(|e| MemoryError::Malformed(e.to_string()))?;
+    let chain: MemoryChain =
+        serde_json::from_slice(&bytes).map_err(|e| MemoryError::Malformed(e.to_string()))?;
     if chain.entries.is_empty() || chain.entries.len() > MAX_ENTRIES {
         return Err(MemoryError::Malformed(format!(
             "a chain has 1 to {MAX_ENTRIES} entries"
@@ -206,7 +206,10 @@ mod tests {
         mac.update(b"01A");
         mac.update(&[1]);
         let okm = mac.finalize().into_bytes();
-        assert_eq!(derive_memory_key(&[9; 32], "01A").to_bytes().as_slice(), okm.as_slice());
+        assert_eq!(
+            derive_memory_key(&[9; 32], "01A").to_bytes().as_slice(),
+            okm.as_slice()
+        );
     }
 
     #[test]

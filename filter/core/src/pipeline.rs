@@ -151,7 +151,9 @@ impl Gateway {
     pub fn builtin_intent(&self, tenant: &str, prompt: Option<&str>) -> IntentSource {
         match (prompt, self.tenant(tenant)) {
             (None, _) => IntentSource::NotDeclared,
-            (Some(prompt), Some(state)) => IntentSource::Extracted(state.intent_rules.extract(prompt)),
+            (Some(prompt), Some(state)) => {
+                IntentSource::Extracted(state.intent_rules.extract(prompt))
+            }
             (Some(prompt), None) => {
                 IntentSource::Extracted(crate::intent::IntentRules::default().extract(prompt))
             }
@@ -327,7 +329,10 @@ fn check_budget(
             key: format!("rate/agent/{}/{}", token.tenant, token.subject),
             limit,
             window,
-            label: format!("rate limit of {limit} calls per minute for agent {}", token.subject),
+            label: format!(
+                "rate limit of {limit} calls per minute for agent {}",
+                token.subject
+            ),
         });
     }
     if let Some(limit) = limits.per_tenant_per_minute {
@@ -335,7 +340,10 @@ fn check_budget(
             key: format!("rate/tenant/{}", token.tenant),
             limit,
             window,
-            label: format!("rate limit of {limit} calls per minute for tenant {}", token.tenant),
+            label: format!(
+                "rate limit of {limit} calls per minute for tenant {}",
+                token.tenant
+            ),
         });
     }
     match consume_all(store, &counters) {
@@ -370,7 +378,12 @@ pub fn tool_call_event(
     intent: &IntentSource,
     latency_ms: f64,
 ) -> AuditEvent {
-    let mut event = AuditEvent::new(id, ctx.now_ms, EventKind::ToolCall, verdict.audit_decision());
+    let mut event = AuditEvent::new(
+        id,
+        ctx.now_ms,
+        EventKind::ToolCall,
+        verdict.audit_decision(),
+    );
     if let Some(token) = token {
         event = event.with_token(token);
     }
@@ -421,7 +434,12 @@ pub fn request_event(
     finish(event, ctx, method, latency_ms)
 }
 
-fn finish(mut event: AuditEvent, ctx: &RequestContext, method: &str, latency_ms: f64) -> AuditEvent {
+fn finish(
+    mut event: AuditEvent,
+    ctx: &RequestContext,
+    method: &str,
+    latency_ms: f64,
+) -> AuditEvent {
     event.method = method.to_owned();
     event.session_id.clone_from(&ctx.session_id);
     event.remote_ip.clone_from(&ctx.remote_ip);

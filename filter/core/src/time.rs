@@ -49,7 +49,10 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(1_781_444_520_123), "2026-06-14T13:42:00.123Z");
+        assert_eq!(
+            rfc3339_millis(1_781_444_520_123),
+            "2026-06-14T13:42:00.123Z"
+        );
         assert_eq!(rfc3339_secs(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
     }

@@ -56,7 +56,8 @@ mod tests {
 
     #[test]
     fn keys_sorted_no_whitespace_nested() {
-        let v = json!({"b": 1, "a": {"z": [3, {"y": true, "x": null}], "é": "ü"}, "A": "q\"\n\u{1}"});
+        let v =
+            json!({"b": 1, "a": {"z": [3, {"y": true, "x": null}], "é": "ü"}, "A": "q\"\n\u{1}"});
         assert_eq!(
             canonical_json(&v),
             r#"{"A":"q\"\n\u0001","a":{"z":[3,{"x":null,"y":true}],"é":"ü"},"b":1}"#
@@ -65,6 +66,9 @@ mod tests {
 
     #[test]
     fn numbers_print_shortest() {
-        assert_eq!(canonical_json(&json!([0.042, 1.0, -7, 1e21])), "[0.042,1.0,-7,1e+21]");
+        assert_eq!(
+            canonical_json(&json!([0.042, 1.0, -7, 1e21])),
+            "[0.042,1.0,-7,1e+21]"
+        );
     }
 }

@@ -6,7 +6,9 @@ mod event;
 
 pub use canonical::canonical_json;
 pub use chain::{GENESIS, link, parse_hash};
-pub use event::{AuditEvent, EventKind, MAX_ARG_BYTES, MAX_ARG_STRING, SCHEMA_VERSION, redact_args};
+pub use event::{
+    AuditEvent, EventKind, MAX_ARG_BYTES, MAX_ARG_STRING, SCHEMA_VERSION, redact_args,
+};
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,10 @@ fn sample() -> AuditEvent {
         AuditDecision::Deny,
     )
     .with_tool("read_invoice", Some(&args))
-    .with_denial(&Denial::policy("outside business hours", Some("hours".into())));
+    .with_denial(&Denial::policy(
+        "outside business hours",
+        Some("hours".into()),
+    ));
     event.tenant = "acme-corp".into();
     event.agent_id = "agent-finance-bot-7".into();
     event.latency_ms = 0.042;
@@ -79,7 +82,10 @@ fn arguments_are_redacted_and_bounded() {
     assert_eq!(kept["Password"], "[redacted]");
     assert_eq!(kept["nested"]["auth"]["client_secret"], "[redacted]");
     assert_eq!(kept["nested"]["ok"], 1);
-    assert_eq!(kept["note"].as_str().unwrap().chars().count(), MAX_ARG_STRING + 1);
+    assert_eq!(
+        kept["note"].as_str().unwrap().chars().count(),
+        MAX_ARG_STRING + 1
+    );
 
     let mut many = Map::new();
     for i in 0..100 {

@@ -154,7 +154,10 @@ mod tests {
         assert!(i.allowed_tools.is_empty());
         assert_eq!(i.confidence, 0.0);
         assert_eq!(i.summary, "no intent rule matched");
-        assert_eq!(rules().extract("billing invoice"), rules().extract("billing invoice"));
+        assert_eq!(
+            rules().extract("billing invoice"),
+            rules().extract("billing invoice")
+        );
     }
 
     #[test]

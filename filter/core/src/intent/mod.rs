@@ -33,11 +33,7 @@ pub enum IntentSource {
 impl Intent {
     /// `Err(reason)` when the tool does not fit the intent.
     pub fn permits(&self, tool: &str) -> Result<(), String> {
-        if let Some(pattern) = self
-            .forbidden_tools
-            .iter()
-            .find(|p| glob::matches(p, tool))
-        {
+        if let Some(pattern) = self.forbidden_tools.iter().find(|p| glob::matches(p, tool)) {
             return Err(format!(
                 "tool {tool} is forbidden by the declared intent ({pattern})"
             ));
@@ -69,7 +65,11 @@ mod tests {
     fn forbidden_wins_over_allowed() {
         let i = intent(&["*"], &["transfer_*"]);
         assert!(i.permits("read_invoice").is_ok());
-        assert!(i.permits("transfer_funds").unwrap_err().contains("forbidden"));
+        assert!(
+            i.permits("transfer_funds")
+                .unwrap_err()
+                .contains("forbidden")
+        );
     }
 
     #[test]

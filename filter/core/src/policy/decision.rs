@@ -101,9 +101,7 @@ pub(super) fn describe_error(message: &str) -> String {
     if lower.contains("instruction") && lower.contains("limit") {
         format!("policy evaluation exceeded its instruction limit: {message}")
     } else if lower.contains("conflict") || lower.contains("multiple") {
-        format!(
-            "policy evaluation conflict: rule bodies produced different decisions ({message})"
-        )
+        format!("policy evaluation conflict: rule bodies produced different decisions ({message})")
     } else {
         format!("policy evaluation error: {message}")
     }

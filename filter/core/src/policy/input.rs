@@ -17,7 +17,8 @@ pub struct PolicyInput<'a> {
     pub agent_id: &'a str,
     pub tenant: &'a str,
     pub capability: CapabilityInput<'a>,
-    /// `null` when no intent was declared.
+    /// Absent (undefined in Rego) when no intent was declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub intent: Option<&'a Intent>,
     pub request: RequestInput<'a>,
     /// Unix seconds.
@@ -30,6 +31,8 @@ pub struct CapabilityInput<'a> {
     pub tenant: &'a str,
     pub jti: &'a str,
     pub root_jti: &'a str,
+    /// Absent when the token carries none, so `not input.capability.step_up_at` reads naturally.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub step_up_at: Option<i64>,
     pub caveats: &'a [Caveat],
 }

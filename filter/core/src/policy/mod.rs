@@ -11,8 +11,8 @@ pub use input::{CapabilityInput, PolicyInput, RequestInput, empty_args};
 use std::sync::{Arc, Mutex};
 
 use regorus::languages::rego::compiler::Compiler;
-use regorus::rvm::program::{DeserializationResult, Program};
 use regorus::rvm::RegoVM;
+use regorus::rvm::program::{DeserializationResult, Program};
 use regorus::{Engine, Value};
 use sha2::{Digest, Sha256};
 
@@ -45,7 +45,9 @@ pub struct Policy {
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy").field("sha256", &self.sha256).finish()
+        f.debug_struct("Policy")
+            .field("sha256", &self.sha256)
+            .finish()
     }
 }
 
@@ -82,7 +84,9 @@ impl Policy {
             }
         };
         if program.get_entry_point(ENTRYPOINT).is_none() {
-            return Err(PolicyError::Bytecode(format!("bytecode lacks {ENTRYPOINT}")));
+            return Err(PolicyError::Bytecode(format!(
+                "bytecode lacks {ENTRYPOINT}"
+            )));
         }
         let sha = program
             .sources
@@ -160,7 +164,10 @@ impl Policy {
         };
         if slot.is_none() {
             let mut engine = Engine::new();
-            if engine.add_policy("policy.rego".into(), source.into()).is_err() {
+            if engine
+                .add_policy("policy.rego".into(), source.into())
+                .is_err()
+            {
                 return NO_DECISION.into();
             }
             *slot = Some(engine);

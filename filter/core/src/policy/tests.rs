@@ -30,7 +30,10 @@ fn allow_deny_and_escalate_follow_the_rules() {
     let p = Policy::compile(BASE).unwrap();
     assert_eq!(
         eval(&p, r#"{"tool":"read_invoice","args":{}}"#),
-        PolicyOutcome::Allow { rule: Some("reads".into()), reason: None }
+        PolicyOutcome::Allow {
+            rule: Some("reads".into()),
+            reason: None
+        }
     );
     assert_eq!(
         eval(&p, r#"{"tool":"delete_invoice","args":{}}"#),
@@ -48,7 +51,10 @@ fn allow_deny_and_escalate_follow_the_rules() {
             requires_step_up: false
         }
     );
-    assert_eq!(eval(&p, r#"{"tool":"transfer_funds","args":{"amount":5}}"#).label(), "allow");
+    assert_eq!(
+        eval(&p, r#"{"tool":"transfer_funds","args":{"amount":5}}"#).label(),
+        "allow"
+    );
 }
 
 #[test]
@@ -66,10 +72,19 @@ fn malformed_decisions_deny() {
         ("decision := {\"reason\": \"no allow\"}", "allow is missing"),
         ("decision := {\"allow\": \"yes\"}", "allow is not a boolean"),
         ("decision := true", "not an object"),
-        ("decision := {\"allow\": true, \"escalate\": 1}", "escalate must be a boolean"),
-        ("decision := {\"allow\": true} if { input.never }", "undefined"),
+        (
+            "decision := {\"allow\": true, \"escalate\": 1}",
+            "escalate must be a boolean",
+        ),
+        (
+            "decision := {\"allow\": true} if { input.never }",
+            "undefined",
+        ),
     ] {
-        let p = Policy::compile(&format!("package intentgate.policy\nimport rego.v1\n{body}")).unwrap();
+        let p = Policy::compile(&format!(
+            "package intentgate.policy\nimport rego.v1\n{body}"
+        ))
+        .unwrap();
         match eval(&p, "{}") {
             PolicyOutcome::Error(reason) => assert!(reason.contains(needle), "{body}: {reason}"),
             other => panic!("{body}: expected an error, got {other:?}"),
@@ -112,7 +127,9 @@ decision := {"allow": count([x | some x in numbers.range(1, 1000000); x % 7 == 0
 #[test]
 fn compile_errors_are_returned_verbatim() {
     let err = Policy::compile("package intentgate.policy\ndecision := {").unwrap_err();
-    let PolicyError::Compile(message) = err else { panic!("{err:?}") };
+    let PolicyError::Compile(message) = err else {
+        panic!("{err:?}")
+    };
     assert!(message.contains("policy.rego"), "{message}");
 }
 

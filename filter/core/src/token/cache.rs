@@ -5,9 +5,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::TokenError;
 use super::keys::PublicKeys;
 use super::verify::{VerifiedToken, verify};
-use super::TokenError;
 
 pub struct TokenCache {
     capacity: usize,
@@ -26,7 +26,11 @@ impl TokenCache {
     }
 
     /// Verifies `text`, or returns the earlier verification while its key is still in `keys`.
-    pub fn verify(&mut self, text: &str, keys: &PublicKeys) -> Result<Arc<VerifiedToken>, TokenError> {
+    pub fn verify(
+        &mut self,
+        text: &str,
+        keys: &PublicKeys,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
         if let Some(hit) = self.entries.get(text) {
             if keys.contains(&hit.kid) {
                 return Ok(Arc::clone(hit));

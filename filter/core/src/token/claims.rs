@@ -134,7 +134,10 @@ mod tests {
             ]
         );
         let back = serde_json::to_string(&caveats[..2]).unwrap();
-        assert_eq!(back, r#"[{"kind":"tools","tools":["a","b*"]},{"kind":"max_calls","max_calls":5}]"#);
+        assert_eq!(
+            back,
+            r#"[{"kind":"tools","tools":["a","b*"]},{"kind":"max_calls","max_calls":5}]"#
+        );
     }
 
     #[test]

@@ -53,7 +53,11 @@ pub fn signed_message(
     if let Some(sig) = previous_signature {
         msg.extend_from_slice(sig);
     }
-    msg.extend_from_slice(&u16::try_from(payload.len()).unwrap_or(u16::MAX).to_be_bytes());
+    msg.extend_from_slice(
+        &u16::try_from(payload.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
     msg.extend_from_slice(payload);
     msg.extend_from_slice(next_key);
     msg
@@ -79,7 +83,11 @@ pub fn encode(token: &RawToken) -> Result<String, TokenError> {
                 "a block payload has 1 to {MAX_PAYLOAD_BYTES} bytes"
             )));
         }
-        body.extend_from_slice(&u16::try_from(block.payload.len()).unwrap_or(u16::MAX).to_be_bytes());
+        body.extend_from_slice(
+            &u16::try_from(block.payload.len())
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
         body.extend_from_slice(&block.payload);
         body.extend_from_slice(&block.next_key);
         body.extend_from_slice(&block.signature);
@@ -125,7 +133,9 @@ pub fn decode(text: &str) -> Result<RawToken, TokenError> {
     for _ in 0..count {
         let len = usize::from(u16::from_be_bytes(r.array()?));
         if len == 0 || len > MAX_PAYLOAD_BYTES {
-            return Err(TokenError::Malformed("block payload length out of range".into()));
+            return Err(TokenError::Malformed(
+                "block payload length out of range".into(),
+            ));
         }
         let payload = r.take(len)?.to_vec();
         let next_key = r.array()?;
@@ -138,7 +148,9 @@ pub fn decode(text: &str) -> Result<RawToken, TokenError> {
     }
     let proof = r.array()?;
     if !r.bytes.is_empty() {
-        return Err(TokenError::Malformed("trailing bytes after the token".into()));
+        return Err(TokenError::Malformed(
+            "trailing bytes after the token".into(),
+        ));
     }
     Ok(RawToken { kid, blocks, proof })
 }

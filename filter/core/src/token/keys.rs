@@ -135,7 +135,9 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, TokenError> {
     let key = VerifyingKey::from_bytes(&bytes)
         .map_err(|_| TokenError::BadKey("public key is not a valid Ed25519 point".into()))?;
     if key.is_weak() {
-        return Err(TokenError::BadKey("public key is a weak (small-order) point".into()));
+        return Err(TokenError::BadKey(
+            "public key is a weak (small-order) point".into(),
+        ));
     }
     Ok(key)
 }
@@ -152,7 +154,10 @@ mod tests {
         let mut keys = PublicKeys::new();
         let kid = keys.insert_base64(None, &issuer.public_base64()).unwrap();
         assert_eq!(kid, issuer.kid());
-        assert!(keys.insert_base64(Some("ig-0000000000000000"), &issuer.public_base64()).is_err());
+        assert!(
+            keys.insert_base64(Some("ig-0000000000000000"), &issuer.public_base64())
+                .is_err()
+        );
         assert!(keys.insert_base64(None, "AAAA").is_err());
     }
 
@@ -161,6 +166,9 @@ mod tests {
         assert!(IssuerKey::from_base64_seed("AAAA").is_err());
         assert!(IssuerKey::from_base64_seed("not base64!").is_err());
         let text = STANDARD.encode([1u8; 32]);
-        assert_eq!(IssuerKey::from_base64_seed(&text).unwrap().seed(), &[1u8; 32]);
+        assert_eq!(
+            IssuerKey::from_base64_seed(&text).unwrap().seed(),
+            &[1u8; 32]
+        );
     }
 }

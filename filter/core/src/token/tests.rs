@@ -95,19 +95,28 @@ fn several_keys_are_trusted_at_once_for_rotation() {
     assert!(verify(&minted(), &keys).is_ok());
     assert!(verify(&by_new, &keys).is_ok());
     // Once the old key is retired its tokens stop verifying.
-    assert!(matches!(verify(&minted(), &keys_for(&new)), Err(TokenError::UnknownKey(_))));
+    assert!(matches!(
+        verify(&minted(), &keys_for(&new)),
+        Err(TokenError::UnknownKey(_))
+    ));
 }
 
 #[test]
 fn wrong_key_is_refused() {
     let other = IssuerKey::from_seed(&[1u8; 32]);
-    assert!(matches!(verify(&minted(), &keys_for(&other)), Err(TokenError::UnknownKey(_))));
+    assert!(matches!(
+        verify(&minted(), &keys_for(&other)),
+        Err(TokenError::UnknownKey(_))
+    ));
     // A forger who relabels the kid to a trusted key still fails the signature.
     let forged = mint(&other, &grant(), &[7u8; 32]).unwrap();
     let mut raw = codec::decode(&forged).unwrap();
     raw.kid = issuer().kid().to_owned();
     let relabeled = codec::encode(&raw).unwrap();
-    assert_eq!(verify(&relabeled, &keys_for(&issuer())), Err(TokenError::BadSignature(0)));
+    assert_eq!(
+        verify(&relabeled, &keys_for(&issuer())),
+        Err(TokenError::BadSignature(0))
+    );
 }
 
 #[test]
@@ -115,7 +124,8 @@ fn every_claim_and_caveat_change_breaks_the_signature() {
     let keys = keys_for(&issuer());
     let original: AuthorityClaims =
         serde_json::from_slice(&codec::decode(&minted()).unwrap().blocks[0].payload).unwrap();
-    let edits: Vec<Box<dyn Fn(&mut AuthorityClaims)>> = vec![
+    type Edit = Box<dyn Fn(&mut AuthorityClaims)>;
+    let edits: Vec<Edit> = vec![
         Box::new(|c| c.jti = "01JOTHER".into()),
         Box::new(|c| c.iss = "evil".into()),
         Box::new(|c| c.sub = "agent-admin".into()),
@@ -136,7 +146,11 @@ fn every_claim_and_caveat_change_breaks_the_signature() {
         let mut raw = codec::decode(&minted()).unwrap();
         raw.blocks[0].payload = serde_json::to_vec(&claims).unwrap();
         let tampered = codec::encode(&raw).unwrap();
-        assert_eq!(verify(&tampered, &keys), Err(TokenError::BadSignature(0)), "edit {i}");
+        assert_eq!(
+            verify(&tampered, &keys),
+            Err(TokenError::BadSignature(0)),
+            "edit {i}"
+        );
     }
 }
 
@@ -150,7 +164,10 @@ fn flipping_any_byte_is_detected() {
             let mut flipped = body.clone();
             flipped[i] ^= bit;
             let text = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&flipped));
-            assert!(verify(&text, &keys).is_err(), "byte {i} bit {bit:#x} went unnoticed");
+            assert!(
+                verify(&text, &keys).is_err(),
+                "byte {i} bit {bit:#x} went unnoticed"
+            );
         }
     }
 }
@@ -162,8 +179,17 @@ fn truncated_and_garbage_tokens_are_malformed() {
     for cut in [0, 5, 10, token.len() / 2, token.len() - 1] {
         assert!(verify(&token[..cut], &keys).is_err(), "cut at {cut}");
     }
-    for junk in ["", "igt1.", "eyJhbGciOiJub25lIn0.e30.", "igt1.AAAA", &"A".repeat(MAX_TOKEN_CHARS + 1)] {
-        assert!(matches!(verify(junk, &keys), Err(TokenError::Malformed(_))), "{junk:.20}");
+    for junk in [
+        "",
+        "igt1.",
+        "eyJhbGciOiJub25lIn0.e30.",
+        "igt1.AAAA",
+        &"A".repeat(MAX_TOKEN_CHARS + 1),
+    ] {
+        assert!(
+            matches!(verify(junk, &keys), Err(TokenError::Malformed(_))),
+            "{junk:.20}"
+        );
     }
 }
 
@@ -172,10 +198,16 @@ fn expiry_not_before_and_revocation_are_checked_live() {
     let t = verify(&minted(), &keys_for(&issuer())).unwrap();
     let none = HashSet::new();
     assert_eq!(t.check_live(NOW + 3600, &none), Err(TokenError::Expired));
-    assert_eq!(t.check_live(NOW - CLOCK_SKEW_SECS - 1, &none), Err(TokenError::NotYetValid));
+    assert_eq!(
+        t.check_live(NOW - CLOCK_SKEW_SECS - 1, &none),
+        Err(TokenError::NotYetValid)
+    );
     assert!(t.check_live(NOW - CLOCK_SKEW_SECS, &none).is_ok());
     let revoked: HashSet<String> = ["01JROOT0000000000000000000".to_string()].into();
-    assert!(matches!(t.check_live(NOW, &revoked), Err(TokenError::Revoked(_))));
+    assert!(matches!(
+        t.check_live(NOW, &revoked),
+        Err(TokenError::Revoked(_))
+    ));
 }
 
 #[test]
@@ -195,17 +227,34 @@ fn attenuation_narrows_and_keeps_the_root_id() {
     assert_eq!(t.budgets[0].counter, "01JROOT0000000000000000000");
     assert_eq!(t.budgets[1].counter, "01JCHILD");
     // Revoking the root revokes the derived token; revoking the child alone too.
-    assert!(t.check_live(NOW, &HashSet::from(["01JROOT0000000000000000000".to_string()])).is_err());
-    assert!(t.check_live(NOW, &HashSet::from(["01JCHILD".to_string()])).is_err());
+    assert!(
+        t.check_live(
+            NOW,
+            &HashSet::from(["01JROOT0000000000000000000".to_string()])
+        )
+        .is_err()
+    );
+    assert!(
+        t.check_live(NOW, &HashSet::from(["01JCHILD".to_string()]))
+            .is_err()
+    );
     // A grandchild of the child.
     let grandchild = attenuate(
         &child,
-        &Narrowing { jti: "01JGRAND".into(), issued_at: NOW + 2, max_calls: Some(3), ..Default::default() },
+        &Narrowing {
+            jti: "01JGRAND".into(),
+            issued_at: NOW + 2,
+            max_calls: Some(3),
+            ..Default::default()
+        },
         &[10u8; 32],
     )
     .unwrap();
     let g = verify(&grandchild, &keys).unwrap();
-    assert_eq!(g.block_jtis, vec!["01JROOT0000000000000000000", "01JCHILD", "01JGRAND"]);
+    assert_eq!(
+        g.block_jtis,
+        vec!["01JROOT0000000000000000000", "01JCHILD", "01JGRAND"]
+    );
     assert_eq!(g.max_calls(), Some(3));
 }
 
@@ -213,14 +262,33 @@ fn attenuation_narrows_and_keeps_the_root_id() {
 fn attenuation_that_tries_to_widen_is_refused() {
     let token = minted();
     for widening in [
-        Narrowing { tools: Some(vec!["transfer_funds".into()]), ..narrowing("01JW") },
-        Narrowing { tools: Some(vec!["*".into()]), ..narrowing("01JW") },
-        Narrowing { max_calls: Some(1000), ..narrowing("01JW") },
-        Narrowing { expires_at: Some(NOW + 7200), ..narrowing("01JW") },
-        Narrowing { jti: "01JW".into(), issued_at: NOW, ..Default::default() },
+        Narrowing {
+            tools: Some(vec!["transfer_funds".into()]),
+            ..narrowing("01JW")
+        },
+        Narrowing {
+            tools: Some(vec!["*".into()]),
+            ..narrowing("01JW")
+        },
+        Narrowing {
+            max_calls: Some(1000),
+            ..narrowing("01JW")
+        },
+        Narrowing {
+            expires_at: Some(NOW + 7200),
+            ..narrowing("01JW")
+        },
+        Narrowing {
+            jti: "01JW".into(),
+            issued_at: NOW,
+            ..Default::default()
+        },
     ] {
         assert!(
-            matches!(attenuate(&token, &widening, &[9u8; 32]), Err(TokenError::Widening(_))),
+            matches!(
+                attenuate(&token, &widening, &[9u8; 32]),
+                Err(TokenError::Widening(_))
+            ),
             "{widening:?}"
         );
     }
@@ -230,11 +298,17 @@ fn attenuation_that_tries_to_widen_is_refused() {
 fn append_raw(token: &str, claims: &serde_json::Value, next_seed: [u8; 32]) -> String {
     let mut raw = codec::decode(token).unwrap();
     let payload = serde_json::to_vec(claims).unwrap();
-    let next_key = SigningKey::from_bytes(&next_seed).verifying_key().to_bytes();
+    let next_key = SigningKey::from_bytes(&next_seed)
+        .verifying_key()
+        .to_bytes();
     let prev = raw.blocks.last().unwrap().signature;
     let msg = codec::signed_message(&raw.kid, raw.blocks.len(), Some(&prev), &payload, &next_key);
     let signature = SigningKey::from_bytes(&raw.proof).sign(&msg).to_bytes();
-    raw.blocks.push(RawBlock { payload, next_key, signature });
+    raw.blocks.push(RawBlock {
+        payload,
+        next_key,
+        signature,
+    });
     raw.proof = next_seed;
     codec::encode(&raw).unwrap()
 }
@@ -249,7 +323,10 @@ fn a_forged_widening_block_still_cannot_widen() {
         [11u8; 32],
     );
     let t = verify(&wide, &keys).unwrap();
-    assert!(!t.allows_tool("transfer_funds"), "every block's tool list must hold");
+    assert!(
+        !t.allows_tool("transfer_funds"),
+        "every block's tool list must hold"
+    );
     assert_eq!(t.max_calls(), Some(100));
     assert_eq!(t.expires_at, NOW + 3600);
 }
@@ -261,8 +338,15 @@ fn attenuation_blocks_cannot_grant_authority_caveats() {
         serde_json::json!({"kind":"step_up_at","step_up_at":NOW}),
         serde_json::json!({"kind":"memory_key","public_key":"AAAA"}),
     ] {
-        let t = append_raw(&minted(), &serde_json::json!({"jti":"01JX","iat":NOW,"caveats":[caveat]}), [12u8; 32]);
-        assert!(matches!(verify(&t, &keys), Err(TokenError::InvalidCaveat(_))));
+        let t = append_raw(
+            &minted(),
+            &serde_json::json!({"jti":"01JX","iat":NOW,"caveats":[caveat]}),
+            [12u8; 32],
+        );
+        assert!(matches!(
+            verify(&t, &keys),
+            Err(TokenError::InvalidCaveat(_))
+        ));
     }
 }
 
@@ -274,7 +358,10 @@ fn unknown_caveat_kinds_are_denied() {
         &serde_json::json!({"jti":"01JX","iat":NOW,"caveats":[{"kind":"geo_fence","region":"eu"}]}),
         [12u8; 32],
     );
-    assert_eq!(verify(&t, &keys), Err(TokenError::UnknownCaveat("geo_fence".into())));
+    assert_eq!(
+        verify(&t, &keys),
+        Err(TokenError::UnknownCaveat("geo_fence".into()))
+    );
 }
 
 #[test]
@@ -283,7 +370,12 @@ fn removing_or_reordering_blocks_is_detected() {
     let child = attenuate(&minted(), &narrowing("01JCHILD"), &[9u8; 32]).unwrap();
     let grandchild = attenuate(
         &child,
-        &Narrowing { jti: "01JGRAND".into(), issued_at: NOW, max_calls: Some(2), ..Default::default() },
+        &Narrowing {
+            jti: "01JGRAND".into(),
+            issued_at: NOW,
+            max_calls: Some(2),
+            ..Default::default()
+        },
         &[10u8; 32],
     )
     .unwrap();
@@ -338,7 +430,10 @@ fn token_cache_returns_the_same_verification_and_respects_key_removal() {
     let a = cache.verify(&token, &keys).unwrap();
     let b = cache.verify(&token, &keys).unwrap();
     assert!(std::sync::Arc::ptr_eq(&a, &b));
-    assert!(matches!(cache.verify(&token, &PublicKeys::new()), Err(TokenError::UnknownKey(_))));
+    assert!(matches!(
+        cache.verify(&token, &PublicKeys::new()),
+        Err(TokenError::UnknownKey(_))
+    ));
     // Failed verifications are not cached, and capacity bounds the cache.
     assert!(cache.verify("igt1.AAAA", &keys).is_err());
     for seed in 1..5u8 {

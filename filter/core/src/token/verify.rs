@@ -106,13 +106,8 @@ pub(super) fn check_signatures(raw: &RawToken, root_key: &VerifyingKey) -> Resul
     let mut signer = *root_key;
     let mut previous: Option<&[u8; 64]> = None;
     for (index, block) in raw.blocks.iter().enumerate() {
-        let message = codec::signed_message(
-            &raw.kid,
-            index,
-            previous,
-            &block.payload,
-            &block.next_key,
-        );
+        let message =
+            codec::signed_message(&raw.kid, index, previous, &block.payload, &block.next_key);
         let signature = Signature::from_bytes(&block.signature);
         signer
             .verify_strict(&message, &signature)
@@ -229,7 +224,11 @@ fn apply(token: &mut VerifiedToken, caveat: Caveat, authority: bool) -> Result<(
             return Err(TokenError::InvalidCaveat(format!(
                 "caveat {} is not allowed in {} block",
                 other.kind(),
-                if authority { "the authority" } else { "an attenuation" }
+                if authority {
+                    "the authority"
+                } else {
+                    "an attenuation"
+                }
             )));
         }
     }
