@@ -35,8 +35,8 @@ $(VENV)/.installed: tests/requirements.txt
 
 py-tools: $(VENV)/.installed
 
-$(NODE_DIR)/.installed: tests/package.json
-	cd tests && npm install --no-audit --no-fund --loglevel=error
+$(NODE_DIR)/.installed: tests/package.json tests/package-lock.json
+	cd tests && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 node-tools: $(NODE_DIR)/.installed
