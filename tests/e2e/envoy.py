@@ -460,7 +460,9 @@ def start_envoy(
     log_path = workdir / "envoy.log"
     admin_address_file = workdir / "admin-address"
     admin_address_file.unlink(missing_ok=True)
-    argv = envoy_argv(config_path, concurrency=concurrency, log_level=log_level, component_log_level=component_log_level)
+    argv = envoy_argv(
+        config_path, concurrency=concurrency, log_level=log_level, component_log_level=component_log_level
+    )
     argv += ["--admin-address-path", str(admin_address_file)]
     process = ManagedProcess("envoy", argv, log_path=log_path, highlight=ENVOY_ERROR_LINE).start()
     admin = httpx.Client(timeout=5.0, trust_env=False)

@@ -34,7 +34,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-__all__ = ["HttpExchange", "MCPError", "McpSession", "open_mcp_session", "auth_headers"]
+__all__ = ["HttpExchange", "MCPError", "McpSession", "auth_headers", "open_mcp_session", "text_of"]
 
 
 def auth_headers(

@@ -51,7 +51,11 @@ def notification(method: str, params: Mapping[str, Any] | None = None) -> dict[s
 
 
 def tool_call(
-    name: str, arguments: Mapping[str, Any] | None = None, id: int | str = 1, *, progress_token: str | None = None  # noqa: A002
+    name: str,
+    arguments: Mapping[str, Any] | None = None,
+    id: int | str = 1,  # noqa: A002
+    *,
+    progress_token: str | None = None,
 ) -> dict[str, Any]:
     params: dict[str, Any] = {"name": name, "arguments": dict(arguments or {})}
     if progress_token is not None:
@@ -94,25 +98,23 @@ def encode(body: JsonRpcBody) -> bytes:
 
 
 def sse_events(text: str) -> list[dict[str, str]]:
-    """Server-sent events in ``text``: dicts with ``event``, ``id``, ``data`` (multi-line data joined by \\n)."""
+    """Server-sent events in ``text``: dicts of their fields (``event``, ``id``, ...) and ``data``, whose
+    lines are joined by newlines. Comment lines are skipped."""
     events: list[dict[str, str]] = []
-    current: dict[str, list[str] | str] = {}
+    fields: dict[str, str] = {}
+    data: list[str] = []
     for line in text.replace("\r\n", "\n").split("\n") + [""]:
         if line == "":
-            if current:
-                data = current.pop("data", [])
-                events.append({**{k: str(v) for k, v in current.items()}, "data": "\n".join(data)})  # type: ignore[arg-type]
-                current = {}
-            continue
-        if line.startswith(":"):
-            continue
-        key, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if key == "data":
-            current.setdefault("data", [])
-            current["data"].append(value)  # type: ignore[union-attr]
-        else:
-            current[key] = value
+            if fields or data:
+                events.append({**fields, "data": "\n".join(data)})
+                fields, data = {}, []
+        elif not line.startswith(":"):
+            key, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if key == "data":
+                data.append(value)
+            else:
+                fields[key] = value
     return events
 
 
@@ -241,7 +243,9 @@ class RawMcp:
         answer = self.post(initialize_request(protocol_version=self.protocol_version), headers=headers)
         if answer.status != 200 or answer.session_id is None or "result" not in answer.message():
             raise AssertionError(f"initialize was refused: {answer.describe()}")
-        initialized = self.post(notification("notifications/initialized"), session_id=answer.session_id, headers=headers)
+        initialized = self.post(
+            notification("notifications/initialized"), session_id=answer.session_id, headers=headers
+        )
         if initialized.status not in (200, 202):
             raise AssertionError(f"notifications/initialized was refused: {initialized.describe()}")
         return answer.session_id
