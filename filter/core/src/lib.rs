@@ -6,6 +6,7 @@ pub mod audit;
 pub mod budget;
 pub mod config;
 pub mod decision;
+pub mod exchange;
 pub mod glob;
 pub mod ids;
 pub mod intent;
@@ -14,6 +15,7 @@ pub mod mcp;
 pub mod memory;
 pub mod pipeline;
 pub mod policy;
+pub mod response;
 pub mod time;
 pub mod token;
 

@@ -1,0 +1,319 @@
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::budget::MemoryBudget;
+use crate::config::{GatewayConfig, KeyConfig, PolicySource, TenantConfig};
+use crate::token::{Grant, IssuerKey, TokenCache, mint};
+
+const NOW: i64 = 1_781_444_520;
+const POLICY: &str = r#"package intentgate.policy
+import rego.v1
+default decision := {"allow": false, "reason": "no", "rule": "default"}
+decision := {"allow": true, "rule": "reads"} if { startswith(input.tool, "read_") }
+"#;
+
+fn gateway() -> Gateway {
+    let issuer = IssuerKey::from_seed(&[3; 32]);
+    let mut tenants = BTreeMap::new();
+    tenants.insert(
+        "acme".to_string(),
+        TenantConfig {
+            policy: Some(PolicySource::Rego(POLICY.into())),
+            ..Default::default()
+        },
+    );
+    Gateway::compile(GatewayConfig {
+        keys: vec![KeyConfig {
+            kid: None,
+            public_key: issuer.public_base64(),
+        }],
+        tenants,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn token() -> String {
+    let grant = Grant {
+        jti: "01JX".into(),
+        issuer: "i".into(),
+        subject: "agent".into(),
+        tenant: "acme".into(),
+        issued_at: NOW,
+        not_before: NOW,
+        expires_at: NOW + 60,
+        tools: Some(vec!["read_*".into(), "write_*".into()]),
+        max_calls: None,
+        step_up_at: None,
+        memory_key: None,
+    };
+    mint(&IssuerKey::from_seed(&[3; 32]), &grant, &[4; 32]).unwrap()
+}
+
+struct Harness {
+    gateway: Gateway,
+    ctx: RequestContext,
+    budget: MemoryBudget,
+    counter: u32,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness {
+            gateway: gateway(),
+            ctx: RequestContext {
+                now_ms: NOW * 1000,
+                ..Default::default()
+            },
+            budget: MemoryBudget::new(),
+            counter: 0,
+        }
+    }
+
+    fn auth(&self, token: Option<&str>) -> Result<Arc<VerifiedToken>, Denial> {
+        let header = token.map(|t| format!("Bearer {t}"));
+        self.gateway
+            .authenticate(&mut TokenCache::new(4), header.as_deref(), None, NOW)
+    }
+
+    fn decide(&mut self, body: &str, token: Option<&str>) -> Disposition {
+        let auth = self.auth(token);
+        let counter = &mut self.counter;
+        let mut next_id = || {
+            *counter += 1;
+            format!("ev{counter}")
+        };
+        let mut env = Env {
+            gateway: &self.gateway,
+            ctx: &self.ctx,
+            auth: &auth,
+            budget: &self.budget,
+            next_id: &mut next_id,
+            elapsed_ms: &|| 0.5,
+        };
+        decide(&mut env, body.as_bytes(), &IntentSource::NotDeclared)
+    }
+}
+
+fn tools_call(id: u32, tool: &str) -> Value {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{}}})
+}
+
+fn body_json(action: &Action) -> (u16, Value) {
+    match action {
+        Action::Respond { status, body } => {
+            (*status, serde_json::from_str(body).unwrap_or(Value::Null))
+        }
+        other => panic!("expected a local answer, got {other:?}"),
+    }
+}
+
+#[test]
+fn allowed_single_call_is_forwarded_with_one_allow_event() {
+    let mut h = Harness::new();
+    let d = h.decide(&tools_call(1, "read_x").to_string(), Some(&token()));
+    assert_eq!(d.action, Action::Forward);
+    assert_eq!(d.response.forwarded_ids, vec!["1"]);
+    assert!(!d.response.rewrites_body());
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(d.events[0].decision.as_str(), "allow");
+    assert_eq!(d.events[0].id, "ev1");
+}
+
+#[test]
+fn denied_single_call_is_answered_locally_with_http_200() {
+    let mut h = Harness::new();
+    let d = h.decide(&tools_call(7, "write_x").to_string(), Some(&token()));
+    let (status, body) = body_json(&d.action);
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], 7);
+    assert_eq!(body["error"]["code"], -32012);
+    assert_eq!(d.events[0].decision.as_str(), "deny");
+    assert_eq!(d.events[0].check, "policy");
+}
+
+#[test]
+fn partly_refused_batch_forwards_the_rest_and_merges_errors() {
+    let mut h = Harness::new();
+    let body = json!([
+        tools_call(1, "read_x"),
+        tools_call(2, "write_x"),
+        {"jsonrpc":"2.0","id":3,"method":"tools/list"},
+        {"jsonrpc":"2.0","method":"notifications/whatever"},
+        {"jsonrpc":"2.0","id":4,"method":"bogus"}
+    ])
+    .to_string();
+    let d = h.decide(&body, Some(&token()));
+    let Action::ForwardBody(forwarded) = &d.action else {
+        panic!("{:?}", d.action)
+    };
+    let forwarded: Value = serde_json::from_slice(forwarded).unwrap();
+    let ids: Vec<Value> = forwarded
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!(1), json!(3), Value::Null]);
+    assert_eq!(d.response.local_errors.len(), 2);
+    assert!(d.response.tools_list_ids.contains("3"));
+    assert_eq!(d.events.len(), 5);
+    // The upstream's answer gets the local errors appended.
+    let token = h.auth(Some(&token())).unwrap();
+    let upstream = json!([
+        {"jsonrpc":"2.0","id":1,"result":{"content":[]}},
+        {"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"read_x"},{"name":"delete_all"}]}}
+    ]);
+    let out = d
+        .response
+        .rewrite("application/json", upstream.to_string().as_bytes(), &token)
+        .unwrap();
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out.as_array().unwrap().len(), 4);
+    assert_eq!(out[1]["result"]["tools"], json!([{"name":"read_x"}]));
+    assert_eq!(out[2]["error"]["code"], -32012);
+    assert_eq!(out[3]["error"]["code"], -32601);
+}
+
+#[test]
+fn fully_refused_batch_is_an_array_of_errors() {
+    let mut h = Harness::new();
+    let body = json!([tools_call(1, "write_a"), tools_call(2, "nope_b")]).to_string();
+    let (status, body) = body_json(&h.decide(&body, Some(&token())).action);
+    assert_eq!(status, 200);
+    assert_eq!(body.as_array().unwrap().len(), 2);
+    assert_eq!(body[1]["error"]["code"], -32010);
+}
+
+#[test]
+fn invalid_token_on_a_call_is_32010_with_http_200() {
+    let mut h = Harness::new();
+    let (status, body) = body_json(&h.decide(&tools_call(1, "read_x").to_string(), None).action);
+    assert_eq!(status, 200);
+    assert_eq!(body["error"]["code"], -32010);
+}
+
+#[test]
+fn notification_without_a_valid_token_is_401() {
+    let mut h = Harness::new();
+    let d = h.decide(
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        Some("igt1.bad"),
+    );
+    let (status, body) = body_json(&d.action);
+    assert_eq!(status, 401);
+    assert_eq!(body["id"], Value::Null);
+    assert_eq!(body["error"]["code"], -32010);
+    // With a valid token it is forwarded.
+    let d = h.decide(
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        Some(&token()),
+    );
+    assert_eq!(d.action, Action::Forward);
+}
+
+#[test]
+fn bodyless_requests_need_a_valid_token() {
+    let mut h = Harness::new();
+    let auth = h.auth(None);
+    let mut next = || "ev".to_string();
+    let mut env = Env {
+        gateway: &h.gateway,
+        ctx: &h.ctx,
+        auth: &auth,
+        budget: &h.budget,
+        next_id: &mut next,
+        elapsed_ms: &|| 0.0,
+    };
+    let d = decide_bodyless(&mut env, "GET");
+    let (status, body) = body_json(&d.action);
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], -32010);
+    assert_eq!(d.events[0].decision.as_str(), "deny");
+    assert_eq!(d.events[0].method, "GET");
+    let auth = h.auth(Some(&token()));
+    let mut env = Env {
+        gateway: &h.gateway,
+        ctx: &h.ctx,
+        auth: &auth,
+        budget: &h.budget,
+        next_id: &mut next,
+        elapsed_ms: &|| 0.0,
+    };
+    assert_eq!(decide_bodyless(&mut env, "DELETE").action, Action::Forward);
+    h.counter = 0;
+}
+
+#[test]
+fn malformed_body_is_answered_with_its_code() {
+    let mut h = Harness::new();
+    let (status, body) = body_json(&h.decide("{nope", Some(&token())).action);
+    assert_eq!(status, 200);
+    assert_eq!(body["error"]["code"], -32700);
+    assert_eq!(body["id"], Value::Null);
+}
+
+#[test]
+fn upstream_failure_answers_32603_for_each_forwarded_request() {
+    let mut h = Harness::new();
+    let d = h.decide(&tools_call(5, "read_x").to_string(), Some(&token()));
+    let single: Value = serde_json::from_str(&d.response.upstream_failure(503).unwrap()).unwrap();
+    assert_eq!(single["id"], 5);
+    assert_eq!(single["error"]["code"], -32603);
+    assert_eq!(
+        single["error"]["data"],
+        json!({"upstream_status": 503, "detail": "upstream answered HTTP 503"})
+    );
+    let d = h.decide(
+        &json!([tools_call(1, "read_x"), tools_call(2, "write_x")]).to_string(),
+        Some(&token()),
+    );
+    let batch: Value = serde_json::from_str(&d.response.upstream_failure(502).unwrap()).unwrap();
+    assert_eq!(batch.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn unfilterable_tools_list_answer_is_replaced_not_passed_through() {
+    let mut h = Harness::new();
+    let d = h.decide(
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#,
+        Some(&token()),
+    );
+    assert_eq!(d.action, Action::Forward);
+    let token = h.auth(Some(&token())).unwrap();
+    let out = d
+        .response
+        .rewrite("application/json", b"<html>", &token)
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["error"]["code"], -32603);
+    // SSE answers are filtered event by event.
+    let sse = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"tools\":[{\"name\":\"read_a\"},{\"name\":\"zap\"}]}}\n\n";
+    let out = String::from_utf8(
+        d.response
+            .rewrite("text/event-stream", sse.as_bytes(), &token)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(out.contains("read_a") && !out.contains("zap"));
+}
+
+#[test]
+fn needs_intent_only_for_tool_calls_that_passed_the_token_check() {
+    let h = Harness::new();
+    let ok = h.auth(Some(&token()));
+    assert!(needs_intent(
+        tools_call(1, "read_x").to_string().as_bytes(),
+        &ok
+    ));
+    assert!(!needs_intent(
+        br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        &ok
+    ));
+    assert!(!needs_intent(
+        tools_call(1, "read_x").to_string().as_bytes(),
+        &h.auth(None)
+    ));
+}

@@ -1,0 +1,232 @@
+//! Rewriting what flows back to the agent: `tools/list` results filtered to the tools a token may
+//! call, and errors the gateway answered itself merged into the upstream's answer to a partly
+//! refused batch. Works on `application/json` bodies and on `text/event-stream` bodies alike.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// The ids (raw JSON text) of the `tools/list` requests whose results must be filtered.
+pub type IdSet = HashSet<String>;
+
+/// Removes from every `tools/list` result with an id in `ids` the tools `allowed` rejects.
+/// `None` when the body is not JSON: the caller refuses to pass through what it cannot filter.
+pub fn filter_tools_json(
+    body: &[u8],
+    ids: &IdSet,
+    allowed: &dyn Fn(&str) -> bool,
+) -> Option<Vec<u8>> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    match &mut value {
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|m| filter_message(m, ids, allowed)),
+        message => filter_message(message, ids, allowed),
+    }
+    serde_json::to_vec(&value).ok()
+}
+
+fn filter_message(message: &mut Value, ids: &IdSet, allowed: &dyn Fn(&str) -> bool) {
+    let id = match message.get("id") {
+        Some(id) => id.to_string(),
+        None => return,
+    };
+    if !ids.contains(&id) {
+        return;
+    }
+    if let Some(tools) = message
+        .get_mut("result")
+        .and_then(|r| r.get_mut("tools"))
+        .and_then(Value::as_array_mut)
+    {
+        tools.retain(|tool| {
+            tool.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| allowed(name))
+        });
+    }
+}
+
+/// The same filtering over a server-sent-event stream: each event's `data` is one JSON-RPC message.
+/// Events that are not JSON pass unchanged (they carry no tool list).
+pub fn filter_tools_sse(body: &[u8], ids: &IdSet, allowed: &dyn Fn(&str) -> bool) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(text.len());
+    for event in split_events(&text) {
+        out.push_str(&rewrite_event(event, |data| {
+            filter_tools_json(data.as_bytes(), ids, allowed)
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+        }));
+    }
+    out.into_bytes()
+}
+
+/// Events with their terminating blank line; a trailing partial event is kept as is.
+fn split_events(text: &str) -> Vec<&str> {
+    let mut events = Vec::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find("\n\n") {
+        let (event, tail) = rest.split_at(pos + 2);
+        events.push(event);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        events.push(rest);
+    }
+    events
+}
+
+/// Rewrites the `data` of one event, keeping its other fields (`event:`, `id:`) in place.
+fn rewrite_event(event: &str, rewrite: impl Fn(&str) -> Option<String>) -> String {
+    let data: Vec<&str> = event
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect();
+    if data.is_empty() {
+        return event.to_owned();
+    }
+    let Some(new_data) = rewrite(&data.join("\n")) else {
+        return event.to_owned();
+    };
+    let mut out = String::with_capacity(event.len());
+    let mut wrote_data = false;
+    for line in event.lines() {
+        if line.starts_with("data:") {
+            if !wrote_data {
+                out.push_str("data: ");
+                out.push_str(&new_data);
+                out.push('\n');
+                wrote_data = true;
+            }
+        } else if !line.is_empty() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// Appends locally answered errors to the upstream's JSON answer to a batch.
+pub fn merge_json(upstream: &[u8], local: &[String]) -> Option<Vec<u8>> {
+    let mut items: Vec<Box<RawValue>> = if upstream.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        match serde_json::from_slice::<Value>(upstream).ok()? {
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|v| serde_json::value::to_raw_value(&v).ok())
+                .collect(),
+            single => vec![serde_json::value::to_raw_value(&single).ok()?],
+        }
+    };
+    for error in local {
+        items.push(RawValue::from_string(error.clone()).ok()?);
+    }
+    serde_json::to_vec(&items).ok()
+}
+
+/// Locally answered errors as server-sent events, to put in front of the upstream's event stream.
+pub fn sse_events(local: &[String]) -> String {
+    let mut out = String::new();
+    for error in local {
+        out.push_str("event: message\ndata: ");
+        out.push_str(error);
+        out.push_str("\n\n");
+    }
+    out
+}
+
+/// A batch body keeping only the elements at the given positions.
+pub fn subset_batch(body: &[u8], keep: &[usize]) -> Option<Vec<u8>> {
+    let items: Vec<&RawValue> = serde_json::from_slice(body).ok()?;
+    let kept: Vec<&RawValue> = keep.iter().filter_map(|&i| items.get(i).copied()).collect();
+    serde_json::to_vec(&kept).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn only_reads(name: &str) -> bool {
+        name.starts_with("read_")
+    }
+
+    fn ids(list: &[&str]) -> IdSet {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read_invoice"},{"name":"transfer_funds"},{"name":"read_vendor"}],"nextCursor":"c"}}"#;
+
+    #[test]
+    fn tools_list_json_keeps_only_allowed_tools() {
+        let out = filter_tools_json(LIST.as_bytes(), &ids(&["1"]), &only_reads).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["result"]["tools"],
+            json!([{"name":"read_invoice"},{"name":"read_vendor"}])
+        );
+        assert_eq!(v["result"]["nextCursor"], "c");
+        // Another id is left alone.
+        let out = filter_tools_json(LIST.as_bytes(), &ids(&["2"]), &only_reads).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 3);
+        assert!(filter_tools_json(b"not json", &ids(&["1"]), &only_reads).is_none());
+    }
+
+    #[test]
+    fn tools_list_sse_is_filtered_event_by_event() {
+        let body = format!(
+            "event: message\nid: 7\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\nevent: message\ndata: {LIST}\n\n"
+        );
+        let out = String::from_utf8(filter_tools_sse(body.as_bytes(), &ids(&["1"]), &only_reads))
+            .unwrap();
+        assert!(out.starts_with("event: message\nid: 7\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"));
+        assert!(out.contains("read_vendor"));
+        assert!(!out.contains("transfer_funds"));
+        assert!(out.ends_with("\n\n"));
+    }
+
+    #[test]
+    fn local_errors_merge_into_json_and_sse_answers() {
+        let err = r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32012,"message":"Denied by policy","data":{}}}"#.to_string();
+        let merged = merge_json(
+            br#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#,
+            std::slice::from_ref(&err),
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&merged).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 2);
+        assert_eq!(v[1]["error"]["code"], -32012);
+        // A single object (a server answering a one-element batch) becomes an array too.
+        let merged = merge_json(
+            br#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+            std::slice::from_ref(&err),
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&merged)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            sse_events(&[err.clone()]),
+            format!("event: message\ndata: {err}\n\n")
+        );
+    }
+
+    #[test]
+    fn subset_batch_keeps_the_chosen_elements_verbatim() {
+        let body = br#"[ {"a":1}, {"b":2} ,{"c":3}]"#;
+        assert_eq!(
+            subset_batch(body, &[0, 2]).unwrap(),
+            br#"[{"a":1},{"c":3}]"#
+        );
+    }
+}
