@@ -43,7 +43,7 @@ fn filter_message(message: &mut Value, ids: &IdSet, allowed: &dyn Fn(&str) -> bo
         tools.retain(|tool| {
             tool.get("name")
                 .and_then(Value::as_str)
-                .is_some_and(|name| allowed(name))
+                .is_some_and(allowed)
         });
     }
 }
@@ -216,7 +216,7 @@ mod tests {
             2
         );
         assert_eq!(
-            sse_events(&[err.clone()]),
+            sse_events(std::slice::from_ref(&err)),
             format!("event: message\ndata: {err}\n\n")
         );
     }
