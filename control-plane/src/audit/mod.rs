@@ -1,0 +1,13 @@
+//! The audit log: per-tenant hash chains of events (SPEC §5).
+//!
+//! - [`store`] appends events (idempotent ids, one writer per tenant chain at a time);
+//! - [`record`] builds the events that admin changes write about themselves;
+//! - [`query`] filters and pages them, [`export`] streams them, [`verify`] walks a chain.
+
+pub mod export;
+pub mod query;
+pub mod record;
+pub mod store;
+pub mod verify;
+
+pub use store::{Appended, append};

@@ -1,0 +1,145 @@
+//! Admin authentication (SPEC §6): the superadmin token and per-tenant admin tokens, compared in
+//! constant time. A per-tenant admin is confined to its tenant: a `?tenant=` it sends is ignored,
+//! and another tenant's resources are reported as absent.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::validate;
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admin {
+    Super,
+    Tenant(String),
+}
+
+/// The configured tokens, kept as SHA-256 digests so every comparison has the same length.
+#[derive(Clone)]
+pub struct AdminTokens {
+    entries: Vec<([u8; 32], Admin)>,
+}
+
+impl std::fmt::Debug for AdminTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminTokens").field("count", &self.entries.len()).finish()
+    }
+}
+
+impl AdminTokens {
+    pub fn from_config(config: &Config) -> Self {
+        let mut entries = Vec::new();
+        if let Some(token) = &config.admin_token {
+            entries.push((digest(&token.0), Admin::Super));
+        }
+        for (tenant, token) in &config.tenant_admin_tokens {
+            entries.push((digest(&token.0), Admin::Tenant(tenant.clone())));
+        }
+        AdminTokens { entries }
+    }
+
+    /// The admin a presented token belongs to. Every entry is compared, match or not, so timing
+    /// reveals nothing about which token came close.
+    pub fn authenticate(&self, presented: &str) -> Option<Admin> {
+        let presented = digest(presented);
+        let mut found = None;
+        for (expected, admin) in &self.entries {
+            if bool::from(expected.ct_eq(&presented)) {
+                found = Some(admin.clone());
+            }
+        }
+        found
+    }
+
+    /// Tenants that have their own admin token.
+    pub fn tenants(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter_map(|(_, admin)| match admin {
+            Admin::Tenant(t) => Some(t.as_str()),
+            Admin::Super => None,
+        })
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Admin {
+    /// The tenant an operation on one tenant applies to. A per-tenant admin always gets its own;
+    /// the superadmin must name one.
+    pub fn tenant(&self, requested: Option<&str>) -> Result<String> {
+        match self {
+            Admin::Tenant(own) => Ok(own.clone()),
+            Admin::Super => {
+                let tenant = requested
+                    .ok_or_else(|| Error::bad_request("tenant is required with the superadmin token"))?;
+                validate::tenant(tenant).map_err(Error::BadRequest)?;
+                Ok(tenant.to_owned())
+            }
+        }
+    }
+
+    /// The tenants a list covers: a per-tenant admin's own, else the requested one, else all
+    /// (`None`).
+    pub fn scope(&self, requested: Option<&str>) -> Result<Option<String>> {
+        match (self, requested) {
+            (Admin::Tenant(own), _) => Ok(Some(own.clone())),
+            (Admin::Super, None) => Ok(None),
+            (Admin::Super, Some(_)) => self.tenant(requested).map(Some),
+        }
+    }
+
+    pub fn may_access(&self, tenant: &str) -> bool {
+        match self {
+            Admin::Super => true,
+            Admin::Tenant(own) => own == tenant,
+        }
+    }
+
+    /// How audit events name the actor when the request does not.
+    pub fn actor(&self) -> String {
+        match self {
+            Admin::Super => "superadmin".into(),
+            Admin::Tenant(tenant) => format!("tenant-admin:{tenant}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn tokens() -> AdminTokens {
+        let config = Config::from_lookup(|name| match name {
+            "INTENTGATE_ADMIN_TOKEN" => Some("super-token-0123456789".into()),
+            "INTENTGATE_TENANT_ADMIN_TOKENS" => Some("acme:acme-token-0123456789".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.admin_token, Some(Secret("super-token-0123456789".into())));
+        AdminTokens::from_config(&config)
+    }
+
+    #[test]
+    fn tokens_map_to_admins() {
+        let tokens = tokens();
+        assert_eq!(tokens.authenticate("super-token-0123456789"), Some(Admin::Super));
+        assert_eq!(tokens.authenticate("acme-token-0123456789"), Some(Admin::Tenant("acme".into())));
+        assert_eq!(tokens.authenticate("acme-token-012345678"), None);
+        assert_eq!(tokens.authenticate(""), None);
+    }
+
+    #[test]
+    fn tenant_admins_are_confined() {
+        let acme = Admin::Tenant("acme".into());
+        assert_eq!(acme.tenant(Some("globex")).unwrap(), "acme");
+        assert_eq!(acme.scope(Some("globex")).unwrap().as_deref(), Some("acme"));
+        assert!(!acme.may_access("globex"));
+        assert!(Admin::Super.tenant(None).is_err());
+        assert!(Admin::Super.tenant(Some("bad tenant")).is_err());
+        assert_eq!(Admin::Super.scope(None).unwrap(), None);
+    }
+}

@@ -1,0 +1,235 @@
+//! Configuration from `INTENTGATE_*` environment variables, checked once at start so that a
+//! misconfigured control plane refuses to run instead of failing requests later.
+
+use std::net::SocketAddr;
+
+use crate::validate;
+
+/// Used when `INTENTGATE_DATABASE_URL` is unset: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://intentgate.db?mode=rwc";
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8081";
+/// Shorter admin tokens are refused: they would be guessable.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(
+        "no admin token configured: set INTENTGATE_ADMIN_TOKEN and/or INTENTGATE_TENANT_ADMIN_TOKENS"
+    )]
+    NoAdminToken,
+    #[error("{0} must be at least {MIN_ADMIN_TOKEN_CHARS} characters")]
+    WeakToken(String),
+    #[error("INTENTGATE_TENANT_ADMIN_TOKENS entry {0}: {1}")]
+    TenantTokens(usize, String),
+    #[error("INTENTGATE_MASTER_KEY: {0}")]
+    MasterKey(String),
+    #[error("INTENTGATE_DATABASE_URL: {0}")]
+    DatabaseUrl(String),
+    #[error("INTENTGATE_HTTP_ADDR: {0:?} is not a socket address (host:port)")]
+    HttpAddr(String),
+}
+
+/// The master signing seed. Debug never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MasterSeed(pub [u8; 32]);
+
+impl std::fmt::Debug for MasterSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterSeed(..)")
+    }
+}
+
+/// A bearer token; Debug never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None`: load the seed persisted in the database, or generate and persist one.
+    pub master_seed: Option<MasterSeed>,
+    pub admin_token: Option<Secret>,
+    /// `(tenant, token)` pairs.
+    pub tenant_admin_tokens: Vec<(String, Secret)>,
+    pub database_url: String,
+    pub http_addr: SocketAddr,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the variables through `lookup`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let master_seed = get("INTENTGATE_MASTER_KEY")
+            .map(|text| {
+                intentgate_core::token::IssuerKey::from_base64_seed(&text)
+                    .map(|key| MasterSeed(*key.seed()))
+                    .map_err(|e| ConfigError::MasterKey(e.to_string()))
+            })
+            .transpose()?;
+        let admin_token = get("INTENTGATE_ADMIN_TOKEN").map(|t| Secret(t.trim().to_owned()));
+        if let Some(token) = &admin_token {
+            check_strength(&token.0, "INTENTGATE_ADMIN_TOKEN")?;
+        }
+        let tenant_admin_tokens = match get("INTENTGATE_TENANT_ADMIN_TOKENS") {
+            Some(text) => parse_tenant_tokens(&text, admin_token.as_ref())?,
+            None => Vec::new(),
+        };
+        if admin_token.is_none() && tenant_admin_tokens.is_empty() {
+            return Err(ConfigError::NoAdminToken);
+        }
+        let database_url =
+            get("INTENTGATE_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        check_database_url(&database_url)?;
+        let addr_text = get("INTENTGATE_HTTP_ADDR").unwrap_or_else(|| DEFAULT_HTTP_ADDR.into());
+        let http_addr = addr_text
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::HttpAddr(addr_text.clone()))?;
+        Ok(Config {
+            master_seed,
+            admin_token,
+            tenant_admin_tokens,
+            database_url,
+            http_addr,
+        })
+    }
+}
+
+fn check_strength(token: &str, what: &str) -> Result<(), ConfigError> {
+    if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        return Err(ConfigError::WeakToken(what.into()));
+    }
+    Ok(())
+}
+
+/// `tenant:token,tenant:token`. Every token must be distinct: a shared token would make the
+/// tenant it grants ambiguous.
+fn parse_tenant_tokens(
+    text: &str,
+    admin: Option<&Secret>,
+) -> Result<Vec<(String, Secret)>, ConfigError> {
+    let mut out: Vec<(String, Secret)> = Vec::new();
+    for (index, entry) in text.split(',').enumerate() {
+        let n = index + 1;
+        let fail = |why: &str| ConfigError::TenantTokens(n, why.into());
+        let (tenant, token) = entry
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| fail("expected tenant:token"))?;
+        let (tenant, token) = (tenant.trim(), token.trim());
+        validate::tenant(tenant).map_err(|e| fail(&e))?;
+        if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            return Err(fail(&format!(
+                "the token must be at least {MIN_ADMIN_TOKEN_CHARS} characters"
+            )));
+        }
+        if admin.is_some_and(|a| a.0 == token) || out.iter().any(|(_, t)| t.0 == token) {
+            return Err(fail("the token is already used by another admin"));
+        }
+        out.push((tenant.to_owned(), Secret(token.to_owned())));
+    }
+    Ok(out)
+}
+
+fn check_database_url(url: &str) -> Result<(), ConfigError> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        return Ok(());
+    }
+    if !lower.starts_with("sqlite:") {
+        return Err(ConfigError::DatabaseUrl(
+            "expected sqlite://<file> or postgres://…".into(),
+        ));
+    }
+    // The audit chain must outlive the process, and verify reads the file directly.
+    if lower.contains(":memory:") || lower.contains("mode=memory") {
+        return Err(ConfigError::DatabaseUrl(
+            "an in-memory SQLite database would lose the audit chain; use a file".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const SUPER: &str = "super-secret-token-1";
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = load(&[("INTENTGATE_ADMIN_TOKEN", SUPER)]).unwrap();
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.http_addr.to_string(), DEFAULT_HTTP_ADDR);
+        assert!(config.master_seed.is_none());
+    }
+
+    #[test]
+    fn refuses_to_start_without_any_admin_token() {
+        assert_eq!(load(&[]).unwrap_err(), ConfigError::NoAdminToken);
+        assert_eq!(
+            load(&[("INTENTGATE_ADMIN_TOKEN", "  ")]).unwrap_err(),
+            ConfigError::NoAdminToken
+        );
+    }
+
+    #[test]
+    fn tenant_tokens_parse_and_malformed_lists_fail() {
+        let config = load(&[(
+            "INTENTGATE_TENANT_ADMIN_TOKENS",
+            "acme:acme-token-0123456789, globex:globex-token-012345",
+        )])
+        .unwrap();
+        assert_eq!(config.tenant_admin_tokens.len(), 2);
+        assert_eq!(config.tenant_admin_tokens[1].0, "globex");
+        for bad in [
+            "acme",
+            "acme:short",
+            ":acme-token-0123456789",
+            "bad tenant:acme-token-0123456789",
+            "a:acme-token-0123456789,b:acme-token-0123456789",
+        ] {
+            let err = load(&[("INTENTGATE_TENANT_ADMIN_TOKENS", bad)]).unwrap_err();
+            assert!(matches!(err, ConfigError::TenantTokens(..)), "{bad}: {err}");
+        }
+        let reused = load(&[
+            ("INTENTGATE_ADMIN_TOKEN", SUPER),
+            ("INTENTGATE_TENANT_ADMIN_TOKENS", &format!("acme:{SUPER}")),
+        ]);
+        assert!(reused.is_err());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let with = |name: &str, value: &str| load(&[("INTENTGATE_ADMIN_TOKEN", SUPER), (name, value)]);
+        assert!(matches!(with("INTENTGATE_MASTER_KEY", "AAAA"), Err(ConfigError::MasterKey(_))));
+        assert!(matches!(with("INTENTGATE_HTTP_ADDR", "nowhere"), Err(ConfigError::HttpAddr(_))));
+        assert!(matches!(
+            with("INTENTGATE_DATABASE_URL", "mysql://x"),
+            Err(ConfigError::DatabaseUrl(_))
+        ));
+        assert!(matches!(
+            with("INTENTGATE_DATABASE_URL", "sqlite::memory:"),
+            Err(ConfigError::DatabaseUrl(_))
+        ));
+        assert!(matches!(with("INTENTGATE_ADMIN_TOKEN", "short"), Err(ConfigError::WeakToken(_))));
+        let seed = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        assert_eq!(with("INTENTGATE_MASTER_KEY", seed).unwrap().master_seed.unwrap().0, [1u8; 32]);
+    }
+}

@@ -1,0 +1,112 @@
+//! `GET /v1/admin/audit`, `/audit/verify` and `/audit/export`.
+
+use axum::body::Body as ResponseBody;
+use axum::extract::State;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::TenantParam;
+use super::extract::Params;
+use crate::audit::export::{self, Format};
+use crate::audit::query::{self, FilterParams, Filters};
+use crate::audit::verify::{self, Report};
+use crate::auth::Admin;
+use crate::cursor::Page;
+use crate::error::Result;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/audit", get(list))
+        .route("/v1/admin/audit/verify", get(verify_chain))
+        .route("/v1/admin/audit/export", get(export_events))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditParams {
+    tenant: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    decision: Option<String>,
+    tool: Option<String>,
+    subject: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    format: Option<String>,
+}
+
+impl AuditParams {
+    fn filters(&self, admin: &Admin) -> Result<Filters> {
+        let tenant = admin.scope(self.tenant.as_deref())?;
+        Filters::parse(
+            tenant,
+            FilterParams {
+                since: self.since.as_deref(),
+                until: self.until.as_deref(),
+                decision: self.decision.as_deref(),
+                tool: self.tool.as_deref(),
+                subject: self.subject.as_deref(),
+            },
+        )
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(params): Params<AuditParams>,
+) -> Result<Json<Value>> {
+    let filters = params.filters(&admin)?;
+    let page = Page::parse(
+        &state.cursors,
+        query::LIST,
+        filters.scope(),
+        params.limit.as_deref(),
+        params.cursor.as_deref(),
+    )?;
+    let (items, next) = query::list(&state.db, &state.cursors, &filters, page).await?;
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+async fn verify_chain(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(params): Params<TenantParam>,
+) -> Result<Json<Report>> {
+    let tenant = admin.tenant(params.tenant.as_deref())?;
+    let report = verify::verify(&state.db, &tenant).await?;
+    tracing::info!(
+        %tenant,
+        verified = report.verified,
+        events = report.events_checked,
+        duration_ms = report.duration_ms,
+        "audit chain verified"
+    );
+    Ok(Json(report))
+}
+
+async fn export_events(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(params): Params<AuditParams>,
+) -> Result<Response> {
+    let format = Format::parse(params.format.as_deref())?;
+    let filters = params.filters(&admin)?;
+    let extension = match format {
+        Format::Csv => "csv",
+        Format::Ndjson => "ndjson",
+    };
+    let body = ResponseBody::from_stream(export::stream(state.db.clone(), filters, format));
+    Ok((
+        [
+            (CONTENT_TYPE, format.content_type().to_owned()),
+            (CONTENT_DISPOSITION, format!("attachment; filename=\"audit.{extension}\"")),
+        ],
+        body,
+    )
+        .into_response())
+}

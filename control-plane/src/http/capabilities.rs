@@ -1,0 +1,48 @@
+//! `POST /v1/admin/mint`, `POST /v1/admin/revoke`, `GET /v1/admin/revocations`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::ListParams;
+use super::extract::{Body, Params};
+use crate::auth::Admin;
+use crate::error::Result;
+use crate::state::AppState;
+use crate::tokens::{self, MintRequest, Minted, REVOCATIONS, RevokeRequest};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/mint", post(mint))
+        .route("/v1/admin/revoke", post(revoke))
+        .route("/v1/admin/revocations", get(revocations))
+}
+
+async fn mint(
+    State(state): State<AppState>,
+    admin: Admin,
+    Body(request): Body<MintRequest>,
+) -> Result<Json<Minted>> {
+    tokens::mint_token(&state.db, &state.keys, &admin, request).await.map(Json)
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    admin: Admin,
+    Body(request): Body<RevokeRequest>,
+) -> Result<StatusCode> {
+    tokens::revoke(&state.db, &state.changes, &admin, request).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revocations(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(params): Params<ListParams>,
+) -> Result<Json<Value>> {
+    let (scope, page) = params.page(&state, &admin, REVOCATIONS)?;
+    let (items, next) = tokens::revocations(&state.db, &state.cursors, scope.as_deref(), page).await?;
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}

@@ -1,0 +1,112 @@
+//! `/v1/admin/policies/*`: drafts, the active pointer, rollback and dry-run.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::TenantParam;
+use super::extract::{Body, Id, Params};
+use crate::auth::Admin;
+use crate::error::Result;
+use crate::policies::active::{self, Active, PromoteRequest};
+use crate::policies::drafts::{self, Draft, DraftUpdate, NewDraft};
+use crate::policies::dry_run::{self, DryRun, DryRunRequest};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/policies/drafts", get(list_drafts).post(create_draft))
+        .route(
+            "/v1/admin/policies/drafts/{id}",
+            get(get_draft).put(update_draft).delete(delete_draft),
+        )
+        .route(
+            "/v1/admin/policies/active",
+            get(get_active).post(promote).delete(clear),
+        )
+        .route("/v1/admin/policies/rollback", post(rollback))
+        .route("/v1/admin/policies/dry-run", post(dry_run))
+}
+
+async fn list_drafts(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(params): Params<TenantParam>,
+) -> Result<Json<Vec<Draft>>> {
+    let scope = admin.scope(params.tenant.as_deref())?;
+    drafts::list(&state.db, scope.as_deref()).await.map(Json)
+}
+
+async fn create_draft(
+    State(state): State<AppState>,
+    admin: Admin,
+    Body(new): Body<NewDraft>,
+) -> Result<(StatusCode, Json<Draft>)> {
+    let draft = drafts::create(&state.db, &admin, new).await?;
+    Ok((StatusCode::CREATED, Json(draft)))
+}
+
+async fn get_draft(State(state): State<AppState>, admin: Admin, Id(id): Id) -> Result<Json<Draft>> {
+    drafts::get(&state.db, &admin, &id).await.map(Json)
+}
+
+async fn update_draft(
+    State(state): State<AppState>,
+    admin: Admin,
+    Id(id): Id,
+    Body(change): Body<DraftUpdate>,
+) -> Result<Json<Draft>> {
+    drafts::update(&state.db, &admin, &id, change).await.map(Json)
+}
+
+async fn delete_draft(State(state): State<AppState>, admin: Admin, Id(id): Id) -> Result<StatusCode> {
+    drafts::delete(&state.db, &admin, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_active(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(params): Params<TenantParam>,
+) -> Result<Json<Active>> {
+    let tenant = admin.tenant(params.tenant.as_deref())?;
+    active::get(&state.db, &tenant).await.map(Json)
+}
+
+async fn promote(
+    State(state): State<AppState>,
+    admin: Admin,
+    Body(request): Body<PromoteRequest>,
+) -> Result<Json<Active>> {
+    active::promote(&state.db, &state.changes, &admin, request).await.map(Json)
+}
+
+async fn clear(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(params): Params<TenantParam>,
+) -> Result<StatusCode> {
+    let tenant = admin.tenant(params.tenant.as_deref())?;
+    active::clear(&state.db, &state.changes, &admin, &tenant).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(params): Params<TenantParam>,
+) -> Result<Json<Active>> {
+    let tenant = admin.tenant(params.tenant.as_deref())?;
+    active::rollback(&state.db, &state.changes, &admin, &tenant).await.map(Json)
+}
+
+async fn dry_run(
+    State(state): State<AppState>,
+    admin: Admin,
+    Body(mut request): Body<DryRunRequest>,
+) -> Result<Json<DryRun>> {
+    let subject = request.subject()?;
+    let tenant = admin.tenant(request.tenant.as_deref())?;
+    dry_run::run(&state.db, &tenant, &request.rego_source, subject).await.map(Json)
+}
