@@ -112,6 +112,8 @@ pub struct Disposition {
     pub response: ResponsePlan,
     /// One event per decision, in body order.
     pub events: Vec<AuditEvent>,
+    /// Milliseconds each evaluated `tools/call` spent in checks after token verification.
+    pub eval_ms: Vec<f64>,
 }
 
 /// Host facilities a decision needs.
@@ -164,6 +166,39 @@ pub fn decide_bodyless(env: &mut Env<'_>, http_method: &str) -> Disposition {
         action,
         response: ResponsePlan::default(),
         events: vec![event],
+        eval_ms: Vec::new(),
+    }
+}
+
+/// Answers a body over [`jsonrpc::MAX_BODY_BYTES`] without reading it.
+pub fn decide_oversized(env: &mut Env<'_>, size: usize) -> Disposition {
+    let denial = Denial::envelope(
+        ErrorCode::InvalidRequest,
+        format!(
+            "body of {size} bytes exceeds the limit of {} bytes",
+            jsonrpc::MAX_BODY_BYTES
+        ),
+    );
+    local_failure(env, denial)
+}
+
+fn local_failure(env: &mut Env<'_>, denial: Denial) -> Disposition {
+    let event = pipeline::request_event(
+        (env.next_id)(),
+        env.ctx,
+        env.auth.as_ref().ok().map(Arc::as_ref),
+        "",
+        Some(&denial),
+        (env.elapsed_ms)(),
+    );
+    Disposition {
+        action: Action::Respond {
+            status: 200,
+            body: jsonrpc::error_body(None, &denial),
+        },
+        response: ResponsePlan::default(),
+        events: vec![event],
+        eval_ms: Vec::new(),
     }
 }
 
@@ -171,24 +206,7 @@ pub fn decide_bodyless(env: &mut Env<'_>, http_method: &str) -> Disposition {
 pub fn decide(env: &mut Env<'_>, body: &[u8], intent: &IntentSource) -> Disposition {
     let message = match jsonrpc::parse(body) {
         Ok(message) => message,
-        Err(denial) => {
-            let event = pipeline::request_event(
-                (env.next_id)(),
-                env.ctx,
-                None,
-                "",
-                Some(&denial),
-                (env.elapsed_ms)(),
-            );
-            return Disposition {
-                action: Action::Respond {
-                    status: 200,
-                    body: jsonrpc::error_body(None, &denial),
-                },
-                response: ResponsePlan::default(),
-                events: vec![event],
-            };
-        }
+        Err(denial) => return local_failure(env, denial),
     };
     let batch = matches!(message, Message::Batch(_));
     let mut plan = ResponsePlan {
@@ -196,12 +214,13 @@ pub fn decide(env: &mut Env<'_>, body: &[u8], intent: &IntentSource) -> Disposit
         ..ResponsePlan::default()
     };
     let mut events = Vec::with_capacity(message.entries().len());
+    let mut eval_ms = Vec::new();
     let mut kept = Vec::with_capacity(message.entries().len());
     let mut has_request = false;
     for (index, entry) in message.entries().iter().enumerate() {
         let id = entry_id(entry);
         has_request |= id.is_some();
-        match decide_entry(env, entry, intent, &mut events) {
+        match decide_entry(env, entry, intent, &mut events, &mut eval_ms) {
             None => {
                 kept.push(index);
                 if let Some(id) = id {
@@ -236,6 +255,7 @@ pub fn decide(env: &mut Env<'_>, body: &[u8], intent: &IntentSource) -> Disposit
         action,
         response: plan,
         events,
+        eval_ms,
     }
 }
 
@@ -273,6 +293,7 @@ fn decide_entry(
     entry: &Entry<'_>,
     intent: &IntentSource,
     events: &mut Vec<AuditEvent>,
+    eval_ms: &mut Vec<f64>,
 ) -> Option<Denial> {
     let token = env.auth.as_ref().ok().map(Arc::as_ref);
     let method = match entry {
@@ -321,9 +342,11 @@ fn decide_entry(
         }
         Plan::Evaluate(call) => {
             let token = token?;
+            let started = (env.elapsed_ms)();
             let verdict = env
                 .gateway
                 .decide_tool_call(env.ctx, token, &call, intent, env.budget, None);
+            eval_ms.push((env.elapsed_ms)() - started);
             let verdict = match verdict {
                 // Approvals need the control plane; without it an escalation cannot be waited on.
                 Verdict::Escalate(escalation) => {

@@ -247,6 +247,32 @@ fn bodyless_requests_need_a_valid_token() {
 }
 
 #[test]
+fn oversized_body_is_refused_unread() {
+    let h = Harness::new();
+    let auth = h.auth(Some(&token()));
+    let mut next = || "ev".to_string();
+    let mut env = Env {
+        gateway: &h.gateway,
+        ctx: &h.ctx,
+        auth: &auth,
+        budget: &h.budget,
+        next_id: &mut next,
+        elapsed_ms: &|| 0.0,
+    };
+    let d = decide_oversized(&mut env, 2 * 1024 * 1024);
+    let (status, body) = body_json(&d.action);
+    assert_eq!(status, 200);
+    assert_eq!(body["error"]["code"], -32600);
+    assert!(
+        body["error"]["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2097152")
+    );
+    assert_eq!(d.events.len(), 1);
+}
+
+#[test]
 fn malformed_body_is_answered_with_its_code() {
     let mut h = Harness::new();
     let (status, body) = body_json(&h.decide("{nope", Some(&token())).action);

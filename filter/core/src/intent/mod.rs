@@ -1,6 +1,7 @@
 //! The intent check: a call must fit what the user asked for. An extractor turns the user's prompt
 //! into an `Intent`; the call's tool is then compared against its allowed and forbidden tools.
 
+pub mod external;
 mod extractor;
 
 pub use extractor::{IntentRule, IntentRules, RuleError};
