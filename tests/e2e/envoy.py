@@ -23,6 +23,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +36,17 @@ from .processes import REPO_ROOT, ManagedProcess, ProcessStartError, tail
 
 ENVOY_ERROR_LINE = re.compile(r"\]\[(critical|error)\]")
 """Envoy log lines at level error or critical: quoted first when Envoy fails to start."""
-ENVOY_BIN = Path(os.environ.get("INTENTGATE_ENVOY") or REPO_ROOT / ".venv" / "bin" / "envoy")
+
+
+def _find_envoy() -> Path:
+    """$INTENTGATE_ENVOY, else the ``envoy`` of the venv running us (make's $(VENV)), else <repo>/.venv/bin/envoy."""
+    if os.environ.get("INTENTGATE_ENVOY"):
+        return Path(os.environ["INTENTGATE_ENVOY"])
+    beside_python = Path(sys.executable).parent / "envoy"
+    return beside_python if beside_python.exists() else REPO_ROOT / ".venv" / "bin" / "envoy"
+
+
+ENVOY_BIN = _find_envoy()
 
 LISTENER_NAME = "gateway"
 UPSTREAM_CLUSTER = "upstream"
