@@ -118,7 +118,10 @@ pub async fn pending(
     .bind(page.fetch())
     .fetch_all(db.pool())
     .await?;
-    let mut items = rows.iter().map(Approval::from_row).collect::<Result<Vec<_>>>()?;
+    let mut items = rows
+        .iter()
+        .map(Approval::from_row)
+        .collect::<Result<Vec<_>>>()?;
     let next = page.finish(cursors, LIST, scope, &mut items, |a| a.pos)?;
     Ok((items, next))
 }
@@ -157,10 +160,12 @@ pub async fn decide(
         }
         None => admin.actor(),
     };
-    let row = sqlx::query(&format!("SELECT {COLUMNS}, status FROM approvals WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS}, status FROM approvals WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
     let not_found = || Error::not_found(format!("no approval {id}"));
     let row = row.ok_or_else(not_found)?;
     let approval = Approval::from_row(&row)?;
@@ -175,12 +180,22 @@ pub async fn decide(
         Verdict::Approve => ("approved", AuditDecision::Approve),
         Verdict::Reject => ("rejected", AuditDecision::Reject),
     };
-    let mut event =
-        audit::record::event(EventKind::Approval, decision, &approval.tenant, "decide", &decided_by, reason.clone())?;
+    let mut event = audit::record::event(
+        EventKind::Approval,
+        decision,
+        &approval.tenant,
+        "decide",
+        &decided_by,
+        reason.clone(),
+    )?;
     event = event.with_tool(&approval.tool, approval.arguments.as_object());
     event.agent_id.clone_from(&approval.agent_id);
-    event.capability_token_id.clone_from(&approval.capability_token_id);
-    event.root_capability_token_id.clone_from(&approval.root_capability_token_id);
+    event
+        .capability_token_id
+        .clone_from(&approval.capability_token_id);
+    event
+        .root_capability_token_id
+        .clone_from(&approval.root_capability_token_id);
     event.pending_id = id.to_owned();
     event.rule.clone_from(&approval.escalating_rule);
 

@@ -24,7 +24,9 @@ pub struct AdminTokens {
 
 impl std::fmt::Debug for AdminTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminTokens").field("count", &self.entries.len()).finish()
+        f.debug_struct("AdminTokens")
+            .field("count", &self.entries.len())
+            .finish()
     }
 }
 
@@ -73,8 +75,9 @@ impl Admin {
         match self {
             Admin::Tenant(own) => Ok(own.clone()),
             Admin::Super => {
-                let tenant = requested
-                    .ok_or_else(|| Error::bad_request("tenant is required with the superadmin token"))?;
+                let tenant = requested.ok_or_else(|| {
+                    Error::bad_request("tenant is required with the superadmin token")
+                })?;
                 validate::tenant(tenant).map_err(Error::BadRequest)?;
                 Ok(tenant.to_owned())
             }
@@ -119,15 +122,24 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!(config.admin_token, Some(Secret("super-token-0123456789".into())));
+        assert_eq!(
+            config.admin_token,
+            Some(Secret("super-token-0123456789".into()))
+        );
         AdminTokens::from_config(&config)
     }
 
     #[test]
     fn tokens_map_to_admins() {
         let tokens = tokens();
-        assert_eq!(tokens.authenticate("super-token-0123456789"), Some(Admin::Super));
-        assert_eq!(tokens.authenticate("acme-token-0123456789"), Some(Admin::Tenant("acme".into())));
+        assert_eq!(
+            tokens.authenticate("super-token-0123456789"),
+            Some(Admin::Super)
+        );
+        assert_eq!(
+            tokens.authenticate("acme-token-0123456789"),
+            Some(Admin::Tenant("acme".into()))
+        );
         assert_eq!(tokens.authenticate("acme-token-012345678"), None);
         assert_eq!(tokens.authenticate(""), None);
     }

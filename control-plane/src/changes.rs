@@ -15,8 +15,13 @@ pub enum Change {
         rego_sha256: String,
     },
     /// The tenant has no active policy: filters fail closed.
-    PolicyCleared { tenant: String },
-    TokenRevoked { tenant: String, jti: String },
+    PolicyCleared {
+        tenant: String,
+    },
+    TokenRevoked {
+        tenant: String,
+        jti: String,
+    },
     ApprovalDecided {
         tenant: String,
         id: String,

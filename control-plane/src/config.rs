@@ -167,8 +167,10 @@ mod tests {
     const SUPER: &str = "super-secret-token-1";
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -217,9 +219,16 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let with = |name: &str, value: &str| load(&[("INTENTGATE_ADMIN_TOKEN", SUPER), (name, value)]);
-        assert!(matches!(with("INTENTGATE_MASTER_KEY", "AAAA"), Err(ConfigError::MasterKey(_))));
-        assert!(matches!(with("INTENTGATE_HTTP_ADDR", "nowhere"), Err(ConfigError::HttpAddr(_))));
+        let with =
+            |name: &str, value: &str| load(&[("INTENTGATE_ADMIN_TOKEN", SUPER), (name, value)]);
+        assert!(matches!(
+            with("INTENTGATE_MASTER_KEY", "AAAA"),
+            Err(ConfigError::MasterKey(_))
+        ));
+        assert!(matches!(
+            with("INTENTGATE_HTTP_ADDR", "nowhere"),
+            Err(ConfigError::HttpAddr(_))
+        ));
         assert!(matches!(
             with("INTENTGATE_DATABASE_URL", "mysql://x"),
             Err(ConfigError::DatabaseUrl(_))
@@ -228,8 +237,18 @@ mod tests {
             with("INTENTGATE_DATABASE_URL", "sqlite::memory:"),
             Err(ConfigError::DatabaseUrl(_))
         ));
-        assert!(matches!(with("INTENTGATE_ADMIN_TOKEN", "short"), Err(ConfigError::WeakToken(_))));
+        assert!(matches!(
+            with("INTENTGATE_ADMIN_TOKEN", "short"),
+            Err(ConfigError::WeakToken(_))
+        ));
         let seed = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-        assert_eq!(with("INTENTGATE_MASTER_KEY", seed).unwrap().master_seed.unwrap().0, [1u8; 32]);
+        assert_eq!(
+            with("INTENTGATE_MASTER_KEY", seed)
+                .unwrap()
+                .master_seed
+                .unwrap()
+                .0,
+            [1u8; 32]
+        );
     }
 }

@@ -49,7 +49,8 @@ impl Cursors {
     }
 
     pub fn decode(&self, list: &str, scope: &str, text: &str) -> Result<i64> {
-        let invalid = || Error::bad_request("cursor is invalid (use next_cursor from a prior page)");
+        let invalid =
+            || Error::bad_request("cursor is invalid (use next_cursor from a prior page)");
         let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| invalid())?;
         if bytes.len() != 8 + MAC_BYTES {
             return Err(invalid());
@@ -137,10 +138,18 @@ mod tests {
         assert_eq!(cursors.decode("audit", "acme", &text).unwrap(), 42);
         assert!(cursors.decode("audit", "globex", &text).is_err());
         assert!(cursors.decode("approvals", "acme", &text).is_err());
-        assert!(Cursors::new([8; 32]).decode("audit", "acme", &text).is_err());
+        assert!(
+            Cursors::new([8; 32])
+                .decode("audit", "acme", &text)
+                .is_err()
+        );
         let mut bytes = URL_SAFE_NO_PAD.decode(&text).unwrap();
         bytes[7] ^= 1;
-        assert!(cursors.decode("audit", "acme", &URL_SAFE_NO_PAD.encode(bytes)).is_err());
+        assert!(
+            cursors
+                .decode("audit", "acme", &URL_SAFE_NO_PAD.encode(bytes))
+                .is_err()
+        );
         assert!(cursors.decode("audit", "acme", "!!").is_err());
     }
 
@@ -148,9 +157,20 @@ mod tests {
     fn limits_are_bounded() {
         let cursors = Cursors::new([7; 32]);
         for bad in ["0", "1001", "-1", "ten", ""] {
-            assert!(Page::parse(&cursors, "l", "s", Some(bad), None).is_err(), "{bad}");
+            assert!(
+                Page::parse(&cursors, "l", "s", Some(bad), None).is_err(),
+                "{bad}"
+            );
         }
-        assert_eq!(Page::parse(&cursors, "l", "s", None, None).unwrap().limit, DEFAULT_LIMIT);
-        assert_eq!(Page::parse(&cursors, "l", "s", Some("1000"), None).unwrap().limit, 1000);
+        assert_eq!(
+            Page::parse(&cursors, "l", "s", None, None).unwrap().limit,
+            DEFAULT_LIMIT
+        );
+        assert_eq!(
+            Page::parse(&cursors, "l", "s", Some("1000"), None)
+                .unwrap()
+                .limit,
+            1000
+        );
     }
 }

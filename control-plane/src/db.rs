@@ -50,7 +50,9 @@ pub struct Db {
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password.
-        f.debug_struct("Db").field("backend", &self.backend).finish()
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 

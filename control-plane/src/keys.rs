@@ -24,7 +24,9 @@ pub struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys").field("kid", &self.issuer.kid()).finish()
+        f.debug_struct("Keys")
+            .field("kid", &self.issuer.kid())
+            .finish()
     }
 }
 
@@ -60,12 +62,14 @@ pub async fn resolve(db: &Db, configured: Option<&MasterSeed>) -> Result<Keys> {
         return Keys::from_seed(&seed.0);
     }
     let fresh = STANDARD.encode(crate::ids::random32()?);
-    let inserted = sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(SETTING)
-        .bind(&fresh)
-        .execute(db.pool())
-        .await?
-        .rows_affected();
+    let inserted = sqlx::query(
+        "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(SETTING)
+    .bind(&fresh)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
     let stored: String = sqlx::query("SELECT value FROM settings WHERE name = $1")
         .bind(SETTING)
         .fetch_one(db.pool())
@@ -77,7 +81,9 @@ pub async fn resolve(db: &Db, configured: Option<&MasterSeed>) -> Result<Keys> {
              set INTENTGATE_MASTER_KEY to manage the key yourself"
         );
     } else {
-        tracing::warn!("INTENTGATE_MASTER_KEY is unset: using the master key stored in the database");
+        tracing::warn!(
+            "INTENTGATE_MASTER_KEY is unset: using the master key stored in the database"
+        );
     }
     let issuer = IssuerKey::from_base64_seed(&stored)
         .map_err(|e| Error::Unavailable(format!("the stored master key is unusable: {e}")))?;

@@ -40,7 +40,11 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let keys = keys::resolve(&db, config.master_seed.as_ref())
         .await
         .context("cannot load the master key")?;
-    tracing::info!(backend = db.backend().name(), kid = keys.issuer().kid(), "control plane ready");
+    tracing::info!(
+        backend = db.backend().name(),
+        kid = keys.issuer().kid(),
+        "control plane ready"
+    );
     Ok(AppState::new(db, keys, AdminTokens::from_config(config)))
 }
 
@@ -49,7 +53,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
-        .with_context(|| format!("cannot listen on {} (INTENTGATE_HTTP_ADDR)", config.http_addr))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (INTENTGATE_HTTP_ADDR)",
+                config.http_addr
+            )
+        })?;
     tracing::info!(addr = %config.http_addr, "listening");
     axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown_signal())

@@ -42,7 +42,11 @@ impl Default for Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests served", requests.clone());
         let latency: Latency = Family::new_with_constructor(latency_histogram);
-        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -62,7 +66,11 @@ impl Metrics {
 
 /// Middleware recording each request under its route template (never the raw path, whose ids
 /// would make the label set unbounded).
-pub async fn track(State(metrics): State<std::sync::Arc<Metrics>>, request: Request, next: Next) -> Response {
+pub async fn track(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -70,7 +78,12 @@ pub async fn track(State(metrics): State<std::sync::Arc<Metrics>>, request: Requ
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(started.elapsed().as_secs_f64());
+    metrics
+        .latency
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
     metrics
         .requests
         .get_or_create(&RequestLabels {

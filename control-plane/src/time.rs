@@ -36,7 +36,9 @@ pub fn audit_ts_param(name: &str, text: &str) -> Result<String> {
 
 /// Unix milliseconds of an audit `ts`, which must be in the core's canonical form.
 pub fn parse_audit_ts(ts: &str) -> Option<i64> {
-    let ms = chrono::DateTime::parse_from_rfc3339(ts).ok()?.timestamp_millis();
+    let ms = chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()?
+        .timestamp_millis();
     (rfc3339_millis(ms) == ts).then_some(ms)
 }
 
@@ -50,8 +52,16 @@ mod tests {
             audit_ts_param("since", "2026-06-14T15:42:00+02:00").unwrap(),
             "2026-06-14T13:42:00.000Z"
         );
-        assert!(audit_ts_param("since", "yesterday").unwrap_err().to_string().contains("since"));
-        assert_eq!(parse_audit_ts("2026-06-14T13:42:00.123Z"), Some(1_781_444_520_123));
+        assert!(
+            audit_ts_param("since", "yesterday")
+                .unwrap_err()
+                .to_string()
+                .contains("since")
+        );
+        assert_eq!(
+            parse_audit_ts("2026-06-14T13:42:00.123Z"),
+            Some(1_781_444_520_123)
+        );
         assert_eq!(parse_audit_ts("2026-06-14T13:42:00Z"), None);
     }
 }

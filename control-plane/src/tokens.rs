@@ -104,7 +104,10 @@ pub async fn mint_token(
         .then(|| derive_memory_key(keys.seed(), &jti));
     let grant = Grant {
         jti: jti.clone(),
-        issuer: request.issuer.clone().unwrap_or_else(|| DEFAULT_ISSUER.into()),
+        issuer: request
+            .issuer
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ISSUER.into()),
         subject: request.subject.clone(),
         tenant: tenant.clone(),
         issued_at: now,
@@ -126,8 +129,15 @@ pub async fn mint_token(
             "minted a token for {} expiring {}{}{}",
             grant.subject,
             time::rfc3339(grant.expires_at * 1000),
-            grant.tools.as_ref().map(|t| format!(", tools {t:?}")).unwrap_or_default(),
-            grant.max_calls.map(|n| format!(", max_calls {n}")).unwrap_or_default(),
+            grant
+                .tools
+                .as_ref()
+                .map(|t| format!(", tools {t:?}"))
+                .unwrap_or_default(),
+            grant
+                .max_calls
+                .map(|n| format!(", max_calls {n}"))
+                .unwrap_or_default(),
         ),
     )?;
     event.agent_id.clone_from(&grant.subject);
@@ -168,7 +178,12 @@ pub struct RevokeRequest {
 }
 
 /// Revokes a token minted here. Revoking twice keeps the first revocation.
-pub async fn revoke(db: &Db, changes: &Changes, admin: &Admin, request: RevokeRequest) -> Result<()> {
+pub async fn revoke(
+    db: &Db,
+    changes: &Changes,
+    admin: &Admin,
+    request: RevokeRequest,
+) -> Result<()> {
     validate::required_text("jti", &request.jti, 128).map_err(Error::BadRequest)?;
     let reason = request.reason.unwrap_or_default();
     validate::optional_text("reason", &reason, 1024).map_err(Error::BadRequest)?;
@@ -256,4 +271,3 @@ pub async fn revocations(
     let next = page.finish(cursors, REVOCATIONS, scope, &mut items, |(pos, _)| *pos)?;
     Ok((items.into_iter().map(|(_, r)| r).collect(), next))
 }
-

@@ -53,9 +53,20 @@ mod tests {
 
     #[test]
     fn text_fields_name_themselves() {
-        assert_eq!(required_text("name", " ", 10).unwrap_err(), "name must not be empty");
-        assert!(required_text("name", "abc", 2).unwrap_err().contains("at most 2"));
-        assert!(optional_text("reason", "a\u{0}b", 10).unwrap_err().contains("control"));
+        assert_eq!(
+            required_text("name", " ", 10).unwrap_err(),
+            "name must not be empty"
+        );
+        assert!(
+            required_text("name", "abc", 2)
+                .unwrap_err()
+                .contains("at most 2")
+        );
+        assert!(
+            optional_text("reason", "a\u{0}b", 10)
+                .unwrap_err()
+                .contains("control")
+        );
         assert!(optional_text("reason", "line\nline", 10).is_ok());
     }
 }

@@ -78,7 +78,9 @@ pub fn stream(db: Db, filters: Filters, format: Format) -> ReceiverStream<Chunk>
     tokio::spawn(async move {
         if let Err(err) = produce(&db, &filters, format, &tx).await {
             tracing::error!(error = %err, "audit export failed");
-            let _ = tx.send(Err(std::io::Error::other("audit export failed"))).await;
+            let _ = tx
+                .send(Err(std::io::Error::other("audit export failed")))
+                .await;
         }
     });
     ReceiverStream::new(rx)

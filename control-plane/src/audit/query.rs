@@ -40,17 +40,25 @@ impl Filters {
         let decision = params
             .decision
             .map(|d| {
-                AuditDecision::parse(d).map(|d| d.as_str().to_owned()).ok_or_else(|| {
-                    Error::bad_request(
-                        "decision must be one of allow, deny, escalate, approve, reject",
-                    )
-                })
+                AuditDecision::parse(d)
+                    .map(|d| d.as_str().to_owned())
+                    .ok_or_else(|| {
+                        Error::bad_request(
+                            "decision must be one of allow, deny, escalate, approve, reject",
+                        )
+                    })
             })
             .transpose()?;
         Ok(Filters {
             tenant,
-            since: params.since.map(|t| time::audit_ts_param("since", t)).transpose()?,
-            until: params.until.map(|t| time::audit_ts_param("until", t)).transpose()?,
+            since: params
+                .since
+                .map(|t| time::audit_ts_param("since", t))
+                .transpose()?,
+            until: params
+                .until
+                .map(|t| time::audit_ts_param("until", t))
+                .transpose()?,
             decision,
             tool: params.tool.map(str::to_owned),
             subject: params.subject.map(str::to_owned),
@@ -113,7 +121,12 @@ pub async fn list(
         .await?;
     let mut items = rows
         .iter()
-        .map(|row| Ok((row.try_get::<i64, _>("pos")?, row.try_get::<String, _>("body")?)))
+        .map(|row| {
+            Ok((
+                row.try_get::<i64, _>("pos")?,
+                row.try_get::<String, _>("body")?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     let next = page.finish(cursors, LIST, filters.scope(), &mut items, |(pos, _)| *pos)?;
     let bodies = items

@@ -10,7 +10,14 @@ use crate::{ids, time};
 
 /// An admin change to `tenant`'s state.
 pub fn admin(tenant: &str, action: &str, actor: &str, reason: String) -> Result<AuditEvent> {
-    event(EventKind::Admin, AuditDecision::Allow, tenant, action, actor, reason)
+    event(
+        EventKind::Admin,
+        AuditDecision::Allow,
+        tenant,
+        action,
+        actor,
+        reason,
+    )
 }
 
 pub fn event(

@@ -73,7 +73,9 @@ pub(crate) async fn append_in(
     for event in events {
         check(event)?;
         if event.tenant != tenant {
-            return Err(Error::Internal("append_in takes events of one tenant".into()));
+            return Err(Error::Internal(
+                "append_in takes events of one tenant".into(),
+            ));
         }
     }
     let head_row = sqlx::query(
@@ -161,18 +163,25 @@ fn hash32(bytes: Vec<u8>) -> Result<[u8; 32]> {
 fn check(event: &AuditEvent) -> Result<()> {
     let bad = |why: String| Error::bad_request(format!("audit event {:?}: {why}", event.id));
     if event.id.is_empty() || event.id.chars().count() > MAX_EVENT_ID_CHARS {
-        return Err(bad(format!("id must be 1 to {MAX_EVENT_ID_CHARS} characters")));
+        return Err(bad(format!(
+            "id must be 1 to {MAX_EVENT_ID_CHARS} characters"
+        )));
     }
     if event.id.chars().any(char::is_control) {
         return Err(bad("id must not contain control characters".into()));
     }
     validate::tenant(&event.tenant).map_err(bad)?;
     // Postgres cannot extract a NUL into the generated text columns.
-    if [&event.tool, &event.agent_id].iter().any(|f| f.contains('\0')) {
+    if [&event.tool, &event.agent_id]
+        .iter()
+        .any(|f| f.contains('\0'))
+    {
         return Err(bad("tool and agent_id must not contain NUL".into()));
     }
     if time::parse_audit_ts(&event.ts).is_none() {
-        return Err(bad("ts must be RFC 3339 UTC with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)".into()));
+        return Err(bad(
+            "ts must be RFC 3339 UTC with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)".into(),
+        ));
     }
     Ok(())
 }

@@ -25,7 +25,8 @@ async fn pending(
     Params(params): Params<ListParams>,
 ) -> Result<Json<Value>> {
     let (scope, page) = params.page(&state, &admin, LIST)?;
-    let (items, next) = approvals::pending(&state.db, &state.cursors, scope.as_deref(), page).await?;
+    let (items, next) =
+        approvals::pending(&state.db, &state.cursors, scope.as_deref(), page).await?;
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
 

@@ -104,7 +104,10 @@ async fn export_events(
     Ok((
         [
             (CONTENT_TYPE, format.content_type().to_owned()),
-            (CONTENT_DISPOSITION, format!("attachment; filename=\"audit.{extension}\"")),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"audit.{extension}\""),
+            ),
         ],
         body,
     )

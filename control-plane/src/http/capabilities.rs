@@ -25,7 +25,9 @@ async fn mint(
     admin: Admin,
     Body(request): Body<MintRequest>,
 ) -> Result<Json<Minted>> {
-    tokens::mint_token(&state.db, &state.keys, &admin, request).await.map(Json)
+    tokens::mint_token(&state.db, &state.keys, &admin, request)
+        .await
+        .map(Json)
 }
 
 async fn revoke(
@@ -43,6 +45,7 @@ async fn revocations(
     Params(params): Params<ListParams>,
 ) -> Result<Json<Value>> {
     let (scope, page) = params.page(&state, &admin, REVOCATIONS)?;
-    let (items, next) = tokens::revocations(&state.db, &state.cursors, scope.as_deref(), page).await?;
+    let (items, next) =
+        tokens::revocations(&state.db, &state.cursors, scope.as_deref(), page).await?;
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }

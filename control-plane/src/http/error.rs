@@ -21,7 +21,10 @@ impl IntoResponse for Error {
             }
             Error::Database(err) => {
                 tracing::error!(error = %err, "database error");
-                (StatusCode::SERVICE_UNAVAILABLE, "database unavailable".into())
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database unavailable".into(),
+                )
             }
             Error::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");

@@ -24,7 +24,10 @@ impl FromRequestParts<AppState> for Admin {
             .and_then(|v| v.to_str().ok())
             .and_then(intentgate_core::token::bearer)
             .ok_or(Error::Unauthorized)?;
-        state.tokens.authenticate(presented).ok_or(Error::Unauthorized)
+        state
+            .tokens
+            .authenticate(presented)
+            .ok_or(Error::Unauthorized)
     }
 }
 
@@ -43,7 +46,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
                 ))
             })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::bad_request("request body is required (a JSON object)"));
+            return Err(Error::bad_request(
+                "request body is required (a JSON object)",
+            ));
         }
         parse_json(&bytes).map(Body)
     }
@@ -79,7 +84,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| Params(value))
-            .map_err(|e: QueryRejection| Error::bad_request(format!("invalid query string: {}", e.body_text())))
+            .map_err(|e: QueryRejection| {
+                Error::bad_request(format!("invalid query string: {}", e.body_text()))
+            })
     }
 }
 
@@ -118,7 +125,9 @@ mod tests {
     }
 
     fn message(body: &str) -> String {
-        parse_json::<Sample>(body.as_bytes()).unwrap_err().to_string()
+        parse_json::<Sample>(body.as_bytes())
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub fn router() -> Router<AppState> {
 
 async fn health(State(state): State<AppState>) -> Result<Json<Value>> {
     state.db.ping().await?;
-    Ok(Json(json!({ "status": "ok", "database": state.db.backend().name() })))
+    Ok(Json(
+        json!({ "status": "ok", "database": state.db.backend().name() }),
+    ))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse> {
@@ -27,7 +29,10 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse> {
         .render()
         .map_err(|e| Error::Internal(format!("metrics: {e}")))?;
     Ok((
-        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     ))
 }

@@ -58,7 +58,12 @@ pub struct ListParams {
 
 impl ListParams {
     /// The tenant scope (`None`: all tenants) and the page requested within it.
-    pub fn page(&self, state: &AppState, admin: &Admin, list: &str) -> Result<(Option<String>, Page)> {
+    pub fn page(
+        &self,
+        state: &AppState,
+        admin: &Admin,
+        list: &str,
+    ) -> Result<(Option<String>, Page)> {
         let scope = admin.scope(self.tenant.as_deref())?;
         let page = Page::parse(
             &state.cursors,

@@ -16,7 +16,10 @@ use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/admin/policies/drafts", get(list_drafts).post(create_draft))
+        .route(
+            "/v1/admin/policies/drafts",
+            get(list_drafts).post(create_draft),
+        )
         .route(
             "/v1/admin/policies/drafts/{id}",
             get(get_draft).put(update_draft).delete(delete_draft),
@@ -57,10 +60,16 @@ async fn update_draft(
     Id(id): Id,
     Body(change): Body<DraftUpdate>,
 ) -> Result<Json<Draft>> {
-    drafts::update(&state.db, &admin, &id, change).await.map(Json)
+    drafts::update(&state.db, &admin, &id, change)
+        .await
+        .map(Json)
 }
 
-async fn delete_draft(State(state): State<AppState>, admin: Admin, Id(id): Id) -> Result<StatusCode> {
+async fn delete_draft(
+    State(state): State<AppState>,
+    admin: Admin,
+    Id(id): Id,
+) -> Result<StatusCode> {
     drafts::delete(&state.db, &admin, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -79,7 +88,9 @@ async fn promote(
     admin: Admin,
     Body(request): Body<PromoteRequest>,
 ) -> Result<Json<Active>> {
-    active::promote(&state.db, &state.changes, &admin, request).await.map(Json)
+    active::promote(&state.db, &state.changes, &admin, request)
+        .await
+        .map(Json)
 }
 
 async fn clear(
@@ -98,7 +109,9 @@ async fn rollback(
     Params(params): Params<TenantParam>,
 ) -> Result<Json<Active>> {
     let tenant = admin.tenant(params.tenant.as_deref())?;
-    active::rollback(&state.db, &state.changes, &admin, &tenant).await.map(Json)
+    active::rollback(&state.db, &state.changes, &admin, &tenant)
+        .await
+        .map(Json)
 }
 
 async fn dry_run(
@@ -108,5 +121,7 @@ async fn dry_run(
 ) -> Result<Json<DryRun>> {
     let subject = request.subject()?;
     let tenant = admin.tenant(request.tenant.as_deref())?;
-    dry_run::run(&state.db, &tenant, &request.rego_source, subject).await.map(Json)
+    dry_run::run(&state.db, &tenant, &request.rego_source, subject)
+        .await
+        .map(Json)
 }

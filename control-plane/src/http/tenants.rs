@@ -21,7 +21,9 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn list(State(state): State<AppState>, admin: Admin) -> Result<Json<Vec<Tenant>>> {
-    tenants::list(&state.db, &state.tokens, &admin).await.map(Json)
+    tenants::list(&state.db, &state.tokens, &admin)
+        .await
+        .map(Json)
 }
 
 #[derive(Debug, Serialize)]

@@ -97,10 +97,12 @@ async fn point(conn: &mut AnyConnection, tenant: &str, pos: Option<i64>) -> Resu
 }
 
 async fn promotion(conn: &mut AnyConnection, pos: i64) -> Result<Active> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM policy_promotions WHERE pos = $1"))
-        .bind(pos)
-        .fetch_one(&mut *conn)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM policy_promotions WHERE pos = $1"
+    ))
+    .bind(pos)
+    .fetch_one(&mut *conn)
+    .await?;
     Active::from_row(&row)
 }
 
@@ -119,8 +121,7 @@ pub async fn promote(
     };
     let draft = super::drafts::get(db, admin, &request.draft_id).await?;
     // A superadmin naming a tenant must name the draft's.
-    if matches!(admin, Admin::Super)
-        && request.tenant.as_deref().is_some_and(|t| t != draft.tenant)
+    if matches!(admin, Admin::Super) && request.tenant.as_deref().is_some_and(|t| t != draft.tenant)
     {
         return Err(Error::not_found(format!("no draft {}", request.draft_id)));
     }
@@ -134,7 +135,12 @@ pub async fn promote(
         &tenant,
         "promote",
         &promoted_by,
-        format!("promoted draft {} ({}) sha256 {}", draft.id, draft.name, policy.sha256()),
+        format!(
+            "promoted draft {} ({}) sha256 {}",
+            draft.id,
+            draft.name,
+            policy.sha256()
+        ),
     )?;
     let mut tx = db.pool().begin().await?;
     lock_pointer(&mut tx, &tenant).await?;
@@ -176,7 +182,10 @@ pub async fn clear(db: &Db, changes: &Changes, admin: &Admin, tenant: &str) -> R
         tenant,
         "clear",
         &admin.actor(),
-        format!("cleared the active policy (was draft {} sha256 {})", was.draft_id, was.rego_sha256),
+        format!(
+            "cleared the active policy (was draft {} sha256 {})",
+            was.draft_id, was.rego_sha256
+        ),
     )?;
     audit::store::append_in(&mut tx, &[event]).await?;
     tx.commit().await?;
@@ -199,7 +208,9 @@ pub async fn rollback(db: &Db, changes: &Changes, admin: &Admin, tenant: &str) -
     .await?
     .try_get("pos")?;
     let target = target.ok_or_else(|| {
-        Error::Conflict(format!("tenant {tenant} has no earlier policy to roll back to"))
+        Error::Conflict(format!(
+            "tenant {tenant} has no earlier policy to roll back to"
+        ))
     })?;
     if let Some(pos) = current {
         sqlx::query("UPDATE policy_promotions SET rolled_back_at = $2 WHERE pos = $1")

@@ -11,7 +11,8 @@ use crate::{audit, ids, time, validate};
 
 const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 4096;
-const COLUMNS: &str = "id, tenant, name, description, created_by, created_at, rego_sha256, rego_source";
+const COLUMNS: &str =
+    "id, tenant, name, description, created_by, created_at, rego_sha256, rego_source";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,7 +96,11 @@ pub async fn create(db: &Db, admin: &Admin, new: NewDraft) -> Result<Draft> {
         &tenant,
         "draft_create",
         &created_by,
-        format!("created draft {id} ({}) sha256 {}", new.name, policy.sha256()),
+        format!(
+            "created draft {id} ({}) sha256 {}",
+            new.name,
+            policy.sha256()
+        ),
     )?;
     let mut tx = db.pool().begin().await?;
     sqlx::query(
@@ -136,10 +141,12 @@ pub async fn list(db: &Db, scope: Option<&str>) -> Result<Vec<Draft>> {
 
 /// A draft the admin may see; another tenant's is reported absent.
 pub async fn get(db: &Db, admin: &Admin, id: &str) -> Result<Draft> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM policy_drafts WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM policy_drafts WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
     match row.map(|r| Draft::from_row(&r)).transpose()? {
         Some(draft) if admin.may_access(&draft.tenant) => Ok(draft),
         _ => Err(Error::not_found(format!("no draft {id}"))),

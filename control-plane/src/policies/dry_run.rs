@@ -105,7 +105,11 @@ pub async fn run(db: &Db, tenant: &str, source: &str, subject: Subject) -> Resul
                     .map(|event| {
                         let input = replay_input(event)?;
                         let outcome = candidate.evaluate(to_regorus(&input)?);
-                        Ok(decision(input, &outcome, event.decision.as_str().to_owned()))
+                        Ok(decision(
+                            input,
+                            &outcome,
+                            event.decision.as_str().to_owned(),
+                        ))
                     })
                     .collect()
             })
@@ -116,7 +120,9 @@ pub async fn run(db: &Db, tenant: &str, source: &str, subject: Subject) -> Resul
 }
 
 /// Rego evaluation is CPU work: keep it off the async workers.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Error::Internal(format!("dry-run: {e}")))?
@@ -196,7 +202,9 @@ fn replay_input(event: &AuditEvent) -> Result<Value> {
             remote_ip: &event.remote_ip,
             headers: &headers,
         },
-        now: time::parse_audit_ts(&event.ts).unwrap_or_default().div_euclid(1000),
+        now: time::parse_audit_ts(&event.ts)
+            .unwrap_or_default()
+            .div_euclid(1000),
     };
     serde_json::to_value(&input).map_err(|e| Error::Internal(format!("policy input: {e}")))
 }

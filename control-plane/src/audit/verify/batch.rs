@@ -50,7 +50,13 @@ impl Batch {
     }
 
     /// Adds a row; `None` columns mark it malformed.
-    pub fn push(&mut self, seq: i64, prev: Option<&[u8]>, hash: Option<&[u8]>, body: Option<&[u8]>) {
+    pub fn push(
+        &mut self,
+        seq: i64,
+        prev: Option<&[u8]>,
+        hash: Option<&[u8]>,
+        body: Option<&[u8]>,
+    ) {
         let prev = prev.and_then(|b| <[u8; 32]>::try_from(b).ok());
         let hash = hash.and_then(|b| <[u8; 32]>::try_from(b).ok());
         if prev.is_none() || hash.is_none() || body.is_none() {
@@ -180,7 +186,9 @@ impl BreakKind {
             BreakKind::Link => {
                 "prev_hash does not match the previous event's hash (events removed, inserted or reordered)"
             }
-            BreakKind::Hash => "the event's hash does not match its content (the event was altered)",
+            BreakKind::Hash => {
+                "the event's hash does not match its content (the event was altered)"
+            }
             BreakKind::Sequence => "the event's position in the chain is out of sequence",
         }
     }
@@ -268,7 +276,10 @@ mod tests {
 
         let mut altered = rows.clone();
         altered[2].3 = b"{\"n\":99}".to_vec();
-        assert_eq!(batch_of(&altered).first_break().unwrap().kind, BreakKind::Hash);
+        assert_eq!(
+            batch_of(&altered).first_break().unwrap().kind,
+            BreakKind::Hash
+        );
         assert_eq!(batch_of(&altered).first_break().unwrap().position, 2);
 
         let mut removed = rows.clone();
@@ -290,7 +301,11 @@ mod tests {
         for (n, part) in rows.chunks(10).enumerate() {
             let mut batch = Batch::new(n as u64 * 10, prev);
             for (seq, p, h, body) in part {
-                let body = if *seq == 35 || *seq == 17 { b"x".to_vec() } else { body.clone() };
+                let body = if *seq == 35 || *seq == 17 {
+                    b"x".to_vec()
+                } else {
+                    body.clone()
+                };
                 batch.push(*seq, Some(p), Some(h), Some(&body));
             }
             prev = batch.last_hash().unwrap();

@@ -6,7 +6,6 @@ mod batch;
 mod postgres;
 mod sqlite;
 
-
 use std::time::Instant;
 
 use serde::Serialize;
@@ -69,7 +68,10 @@ pub async fn verify(db: &Db, tenant: &str) -> Result<Report> {
     };
     let (first_broken_event_id, reason) = match broken {
         None => (None, None),
-        Some(Broken::AtSeq(seq, why)) => (event_at(db, tenant, seq).await?.map(|(id, _)| id), Some(why)),
+        Some(Broken::AtSeq(seq, why)) => (
+            event_at(db, tenant, seq).await?.map(|(id, _)| id),
+            Some(why),
+        ),
         Some(Broken::Missing(id, why)) => (Some(id), Some(why)),
     };
     let last = match end.last_seq {
@@ -94,7 +96,10 @@ fn check_end(head: Option<&Head>, end: &WalkEnd) -> Option<Broken> {
     let count = i64::try_from(end.count).unwrap_or(i64::MAX);
     let Some(head) = head else {
         return (count > 0).then(|| {
-            Broken::AtSeq(1, "the chain has events but no recorded head (it was removed)".into())
+            Broken::AtSeq(
+                1,
+                "the chain has events but no recorded head (it was removed)".into(),
+            )
         });
     };
     if head.seq > count {
@@ -111,7 +116,10 @@ fn check_end(head: Option<&Head>, end: &WalkEnd) -> Option<Broken> {
     }
     if count > 0 && head.hash != Some(end.last_hash) {
         return end.last_seq.map(|seq| {
-            Broken::AtSeq(seq, "the last event does not match the recorded chain head".into())
+            Broken::AtSeq(
+                seq,
+                "the last event does not match the recorded chain head".into(),
+            )
         });
     }
     None
@@ -124,5 +132,6 @@ async fn event_at(db: &Db, tenant: &str, seq: i64) -> Result<Option<(String, Str
         .bind(seq)
         .fetch_optional(db.pool())
         .await?;
-    row.map(|r| Ok((r.try_get("id")?, r.try_get("ts")?))).transpose()
+    row.map(|r| Ok((r.try_get("id")?, r.try_get("ts")?)))
+        .transpose()
 }

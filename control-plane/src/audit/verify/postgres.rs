@@ -10,9 +10,14 @@ use super::batch::{Batch, WalkEnd, Walker};
 use crate::error::{Error, Result};
 
 /// Walks `tenant`'s chain in `seq` order, sending batches to the checkers.
-pub async fn read(url: &str, tenant: &str, out: mpsc::Sender<Batch>) -> Result<(Option<Head>, WalkEnd)> {
+pub async fn read(
+    url: &str,
+    tenant: &str,
+    out: mpsc::Sender<Batch>,
+) -> Result<(Option<Head>, WalkEnd)> {
     let mut conn = PgConnection::connect(url).await?;
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
     let head = sqlx::query("SELECT seq, head, head_id FROM audit_chain_heads WHERE tenant = $1")
         .bind(tenant)
         .fetch_optional(&mut conn)

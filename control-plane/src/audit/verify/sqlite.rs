@@ -13,13 +13,18 @@ use super::batch::{Batch, WalkEnd, Walker};
 use crate::error::{Error, Result};
 
 /// Walks `tenant`'s chain in `seq` order, sending batches to the checkers. Blocking.
-pub fn read(path: &Path, tenant: &str, out: mpsc::Sender<Batch>) -> Result<(Option<Head>, WalkEnd)> {
+pub fn read(
+    path: &Path,
+    tenant: &str,
+    out: mpsc::Sender<Batch>,
+) -> Result<(Option<Head>, WalkEnd)> {
     let conn = rusqlite::Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(unavailable)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(unavailable)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(unavailable)?;
     conn.execute_batch("BEGIN").map_err(unavailable)?;
     let head = conn
         .query_row(
@@ -36,12 +41,18 @@ pub fn read(path: &Path, tenant: &str, out: mpsc::Sender<Batch>) -> Result<(Opti
         .optional()
         .map_err(unavailable)?;
     let mut statement = conn
-        .prepare("SELECT seq, prev_hash, hash, body FROM audit_events WHERE tenant = ?1 ORDER BY seq")
+        .prepare(
+            "SELECT seq, prev_hash, hash, body FROM audit_events WHERE tenant = ?1 ORDER BY seq",
+        )
         .map_err(unavailable)?;
     let mut rows = statement.query([tenant]).map_err(unavailable)?;
     let mut walker = Walker::default();
     while let Some(row) = rows.next().map_err(unavailable)? {
-        let seq = row.get_ref(0).ok().and_then(|v| v.as_i64().ok()).unwrap_or(-1);
+        let seq = row
+            .get_ref(0)
+            .ok()
+            .and_then(|v| v.as_i64().ok())
+            .unwrap_or(-1);
         let bytes = |i: usize| row.get_ref(i).ok().and_then(|v| v.as_bytes().ok());
         if let Some(full) = walker.push(seq, bytes(1), bytes(2), bytes(3)) {
             out.blocking_send(full)

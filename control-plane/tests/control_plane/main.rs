@@ -1,0 +1,12 @@
+//! Integration tests of every admin endpoint, each run on SQLite and on a real Postgres.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod approvals;
+mod audit_chain;
+mod audit_query;
+mod auth;
+mod capabilities;
+mod policies;
+mod tenants;

@@ -1,0 +1,185 @@
+//! Drives the control plane's router in process, on SQLite or on a throwaway Postgres.
+
+pub mod postgres;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use intentgate_control_plane::config::Config;
+use intentgate_control_plane::{AppState, app, build};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const SUPER: &str = "super-admin-token-0123456789";
+pub const ACME: &str = "acme-admin-token-0123456789";
+pub const GLOBEX: &str = "globex-admin-token-0123456789";
+
+/// Runs each listed `async fn(TestApp)` on SQLite and on Postgres.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name($crate::support::TestApp::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name($crate::support::TestApp::postgres().await).await })*
+        }
+    };
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    router: Router,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!(
+            "sqlite://{}/control-plane.db?mode=rwc",
+            dir.path().display()
+        );
+        Self::start(url, Some(dir)).await
+    }
+
+    pub async fn postgres() -> Self {
+        Self::start(postgres::database().await, None).await
+    }
+
+    async fn start(url: String, dir: Option<tempfile::TempDir>) -> Self {
+        let tenant_tokens = format!("acme:{ACME},globex:{GLOBEX}");
+        let config = Config::from_lookup(|name| match name {
+            "INTENTGATE_ADMIN_TOKEN" => Some(SUPER.into()),
+            "INTENTGATE_TENANT_ADMIN_TOKENS" => Some(tenant_tokens.clone()),
+            "INTENTGATE_DATABASE_URL" => Some(url.clone()),
+            _ => None,
+        })
+        .expect("test config");
+        let state = build(&config).await.expect("control plane starts");
+        TestApp {
+            router: app(state.clone()),
+            state,
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request and returns the status and the body (JSON, else a string, else null).
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let raw = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let (status, bytes) = self.send(method, uri, token, raw).await;
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, value)
+    }
+
+    /// Sends raw bytes as the body and returns the raw response body.
+    pub async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Vec<u8>) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::from(body)).expect("request"))
+            .await
+            .expect("router answers");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, bytes.to_vec())
+    }
+
+    pub async fn get(&self, token: &str, uri: &str) -> (StatusCode, Value) {
+        self.call("GET", uri, Some(token), None).await
+    }
+
+    pub async fn post(&self, token: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", uri, Some(token), Some(&body)).await
+    }
+
+    pub async fn put(&self, token: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.call("PUT", uri, Some(token), Some(&body)).await
+    }
+
+    pub async fn delete(&self, token: &str, uri: &str) -> (StatusCode, Value) {
+        self.call("DELETE", uri, Some(token), None).await
+    }
+
+    /// Mints a token for `tenant` as the superadmin and returns its jti.
+    pub async fn mint(&self, tenant: &str, subject: &str) -> String {
+        let (status, body) = self
+            .post(
+                SUPER,
+                "/v1/admin/mint",
+                serde_json::json!({"subject": subject, "tenant": tenant}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["jti"].as_str().expect("jti").to_owned()
+    }
+
+    /// Creates a draft for `tenant` and returns its id.
+    pub async fn draft(&self, tenant: &str, name: &str, rego: &str) -> String {
+        let (status, body) = self
+            .post(
+                SUPER,
+                "/v1/admin/policies/drafts",
+                serde_json::json!({"name": name, "tenant": tenant, "rego_source": rego}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// The tenant's audit events, newest first.
+    pub async fn events(&self, tenant: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(
+                SUPER,
+                &format!("/v1/admin/audit?tenant={tenant}&limit=1000"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["items"].as_array().expect("items").clone()
+    }
+}
+
+/// A policy that allows everything except `transfer_funds`, naming its rules.
+pub const POLICY: &str = r#"package intentgate.policy
+import rego.v1
+
+default decision := {"allow": false, "reason": "no rule matched", "rule": "default"}
+
+decision := {"allow": true, "rule": "reads"} if {
+    input.tool != "transfer_funds"
+}
+"#;
+
+/// Denies everything.
+pub const DENY_ALL: &str = r#"package intentgate.policy
+import rego.v1
+
+default decision := {"allow": false, "reason": "locked down", "rule": "lockdown"}
+"#;

@@ -1,0 +1,91 @@
+//! Tenants, integrations, health and metrics.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::approvals::park;
+use crate::on_both_backends;
+use crate::support::{ACME, POLICY, SUPER, TestApp};
+
+on_both_backends!(
+    tenants_summarise_state,
+    integrations_never_show_secrets,
+    health_checks_the_database_and_metrics_count_requests,
+);
+
+async fn tenants_summarise_state(app: TestApp) {
+    app.mint("initech", "agent-i").await;
+    let draft = app.draft("acme", "p", POLICY).await;
+    let (_, active) = app
+        .post(
+            ACME,
+            "/v1/admin/policies/active",
+            json!({"draft_id": draft}),
+        )
+        .await;
+    park(&app, "acme", "wire").await;
+    park(&app, "acme", "wire").await;
+
+    let (status, tenants) = app.get(SUPER, "/v1/admin/tenants").await;
+    assert_eq!(status, StatusCode::OK, "{tenants}");
+    let names: Vec<_> = tenants
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["acme", "globex", "initech"],
+        "configured and in use, sorted"
+    );
+    assert_eq!(tenants[0]["active_policy_sha"], active["rego_sha256"]);
+    assert_eq!(tenants[0]["pending_approvals"], 2);
+    // Events in the last 24 h: the draft creation and the promotion.
+    assert_eq!(tenants[0]["recent_event_count"], 2);
+    assert!(tenants[1]["active_policy_sha"].is_null());
+    assert_eq!(tenants[2]["recent_event_count"], 1);
+
+    let (_, own) = app.get(ACME, "/v1/admin/tenants").await;
+    assert_eq!(own.as_array().unwrap().len(), 1);
+    assert_eq!(own[0]["name"], "acme");
+}
+
+async fn integrations_never_show_secrets(app: TestApp) {
+    let (status, list) = app.get(ACME, "/v1/admin/integrations").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["splunk", "datadog", "sentinel", "webhook", "syslog"]
+    );
+    for item in list.as_array().unwrap() {
+        assert_eq!(item["configured"], false);
+        let keys: Vec<_> = item.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys.len(), 7, "only the reference's fields: {keys:?}");
+    }
+}
+
+async fn health_checks_the_database_and_metrics_count_requests(app: TestApp) {
+    let (status, body) = app.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    app.get(SUPER, "/v1/admin/tenants").await;
+    let (status, text) = app.call("GET", "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap().to_owned();
+    assert!(text.contains("intentgate_control_plane_http_requests_total{method=\"GET\",route=\"/v1/admin/tenants\",status=\"200\"} 1"), "{text}");
+
+    // A dead database makes health and every query answer 503 with a JSON error.
+    app.state.db.close().await;
+    let (status, body) = app.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"], "database unavailable");
+    let (status, _) = app.get(SUPER, "/v1/admin/tenants").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
