@@ -1,0 +1,156 @@
+//! Every call into Envoy, wrapped so that a host error becomes a value, never a panic: the SDK's
+//! trait helpers `unwrap()` host results, and a panic would poison the VM for every request.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+
+pub fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+pub fn now_ns() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+pub fn now_ms() -> i64 {
+    i64::try_from(now_ns() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        .ok()
+        .flatten()
+}
+
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+pub fn request_headers() -> Vec<(String, String)> {
+    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+}
+
+pub fn set_request_header(name: &str, value: Option<&str>) {
+    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+}
+
+pub fn remove_request_header(name: &str) {
+    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+}
+
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+pub fn set_response_header(name: &str, value: Option<&str>) {
+    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value);
+}
+
+pub fn remove_response_header(name: &str) {
+    let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
+}
+
+pub fn body(kind: BufferType, size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(kind, 0, size).ok().flatten()
+}
+
+pub fn replace_body(kind: BufferType, old_size: usize, value: &[u8]) -> bool {
+    hostcalls::set_buffer(kind, 0, old_size, value).is_ok()
+}
+
+/// A local answer. `false` when Envoy refused it; the caller then resets the stream.
+pub fn send_response(status: u32, content_type: Option<&str>, body: &[u8], extra: &[(&str, &str)]) -> bool {
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2 + extra.len());
+    if let Some(ct) = content_type {
+        headers.push(("content-type", ct));
+    }
+    headers.extend_from_slice(extra);
+    hostcalls::send_http_response(status, headers, Some(body)).is_ok()
+}
+
+pub fn reset_request() {
+    let _ = hostcalls::reset_http_request();
+}
+
+pub fn resume_request() {
+    let _ = hostcalls::resume_http_request();
+}
+
+/// The downstream peer's address, without the port.
+pub fn source_ip() -> String {
+    let Some(bytes) = hostcalls::get_property(vec!["source", "address"]).ok().flatten() else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    match text.rsplit_once(':') {
+        // "[::1]:5000" or "127.0.0.1:5000"
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+            host.trim_start_matches('[').trim_end_matches(']').to_owned()
+        }
+        _ => text.into_owned(),
+    }
+}
+
+pub fn shared_get(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
+    hostcalls::get_shared_data(key)
+}
+
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+    hostcalls::set_shared_data(key, Some(value), cas)
+}
+
+pub fn dispatch_http_call(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<u32, Status> {
+    hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout)
+}
+
+pub fn http_call_response_status() -> Option<u16> {
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse().ok())
+}
+
+pub fn http_call_response_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+pub fn define_metric(kind: MetricType, name: &str) -> Option<u32> {
+    hostcalls::define_metric(kind, name).ok()
+}
+
+pub fn increment_metric(id: u32) {
+    let _ = hostcalls::increment_metric(id, 1);
+}
+
+pub fn record_metric(id: u32, value: u64) {
+    let _ = hostcalls::record_metric(id, value);
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    if getrandom::fill(&mut out).is_err() {
+        // WASI random_get failing would be a host fault; mix the clock in so ids stay distinct.
+        let t = now_ns().to_le_bytes();
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = t.get(i % t.len()).copied().unwrap_or(0) ^ (i as u8);
+        }
+    }
+    out
+}

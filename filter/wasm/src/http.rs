@@ -1,0 +1,409 @@
+//! One HTTP exchange: collects what the core needs, lets it decide, and carries out the disposition
+//! (forward, forward a rewritten body, answer locally), then rewrites the upstream's answer when the
+//! plan says so. Audit events are written when the stream ends, with the upstream status.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use intentgate_core::audit::AuditEvent;
+use intentgate_core::config::Gateway;
+use intentgate_core::decision::Denial;
+use intentgate_core::exchange::{self, Action, Disposition, Env, ResponsePlan};
+use intentgate_core::ids;
+use intentgate_core::intent::IntentSource;
+use intentgate_core::intent::external;
+use intentgate_core::jsonrpc::MAX_BODY_BYTES;
+use intentgate_core::pipeline::{RequestContext, policy_headers};
+use intentgate_core::token::VerifiedToken;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action as Flow, BufferType, LogLevel};
+
+use crate::budget::SharedBudget;
+use crate::host;
+use crate::root::Shared;
+
+/// Request headers that carry credentials or gateway-only context; never forwarded upstream.
+const GATEWAY_HEADERS: [&str; 5] = [
+    "authorization",
+    "x-intent-prompt",
+    "x-intent-memory-provenance",
+    "x-intentgate-tenant",
+    "x-intentgate-approval-id",
+];
+const JSON: &str = "application/json";
+
+/// What happens to the upstream's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResponseMode {
+    PassThrough,
+    Rewrite,
+    /// The upstream failed with this status: answer -32603 instead.
+    UpstreamFailure(u16),
+}
+
+pub struct Http {
+    shared: Rc<Shared>,
+    gateway: Option<Rc<Gateway>>,
+    started_ns: u64,
+    ctx: RequestContext,
+    prompt: Option<String>,
+    auth: Result<Arc<VerifiedToken>, Denial>,
+    /// The body, kept only while waiting for the external extractor.
+    pending_body: Option<Vec<u8>>,
+    answered_locally: bool,
+    plan: ResponsePlan,
+    mode: ResponseMode,
+    content_type: String,
+    upstream_status: u16,
+    events: Vec<AuditEvent>,
+}
+
+impl Http {
+    pub fn new(shared: Rc<Shared>) -> Self {
+        Http {
+            gateway: shared.gateway(),
+            shared,
+            started_ns: 0,
+            ctx: RequestContext::default(),
+            prompt: None,
+            auth: Err(Denial::capability("missing bearer token")),
+            pending_body: None,
+            answered_locally: false,
+            plan: ResponsePlan::default(),
+            mode: ResponseMode::PassThrough,
+            content_type: String::new(),
+            upstream_status: 0,
+            events: Vec::new(),
+        }
+    }
+
+    fn elapsed_ms(started_ns: u64) -> f64 {
+        host::now_ns().saturating_sub(started_ns) as f64 / 1e6
+    }
+
+    fn next_id() -> String {
+        let now = u64::try_from(host::now_ms()).unwrap_or(0);
+        ids::ulid(now, host::random_bytes::<10>())
+    }
+
+    /// Reads the request headers into the context and takes the gateway-only ones off the request.
+    fn read_headers(&mut self) -> Option<String> {
+        let headers = host::request_headers();
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let method = find(":method").unwrap_or_default();
+        let authorization = find("authorization");
+        let tenant = find("x-intentgate-tenant");
+        self.prompt = find("x-intent-prompt");
+        self.ctx = RequestContext {
+            http_method: method.clone(),
+            path: find(":path").unwrap_or_default(),
+            remote_ip: host::source_ip(),
+            session_id: find("mcp-session-id").unwrap_or_default(),
+            memory_provenance: find("x-intent-memory-provenance"),
+            headers: policy_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            now_ms: host::now_ms(),
+        };
+        for name in GATEWAY_HEADERS {
+            host::remove_request_header(name);
+        }
+        self.auth = match (&self.gateway, self.shared.tokens.try_borrow_mut()) {
+            (Some(gateway), Ok(mut cache)) => {
+                let t0 = host::now_ns();
+                let auth = gateway.authenticate(
+                    &mut cache,
+                    authorization.as_deref(),
+                    tenant.as_deref(),
+                    self.ctx.now_secs(),
+                );
+                self.shared.metrics.verify(host::now_ns().saturating_sub(t0) / 1000);
+                auth
+            }
+            _ => Err(Denial::capability("gateway state unavailable (fail closed)")),
+        };
+        Some(method)
+    }
+
+    /// Runs `decide` with the host's facilities and carries out the result.
+    fn apply(&mut self, decide: impl FnOnce(&mut Env<'_>) -> Disposition, body_len: usize) -> Flow {
+        let Some(gateway) = self.gateway.clone() else {
+            return self.fail_closed();
+        };
+        let started = self.started_ns;
+        let mut next_id = Self::next_id;
+        let elapsed = move || Self::elapsed_ms(started);
+        let disposition = {
+            let mut env = Env {
+                gateway: &gateway,
+                ctx: &self.ctx,
+                auth: &self.auth,
+                budget: &SharedBudget,
+                next_id: &mut next_id,
+                elapsed_ms: &elapsed,
+            };
+            decide(&mut env)
+        };
+        for ms in &disposition.eval_ms {
+            self.shared.metrics.eval((ms * 1000.0) as u64);
+        }
+        for event in &disposition.events {
+            self.shared.metrics.decision(event);
+        }
+        self.events.extend(disposition.events);
+        match disposition.action {
+            Action::Forward => {
+                self.plan = disposition.response;
+                Flow::Continue
+            }
+            Action::ForwardBody(body) => {
+                if !host::replace_body(BufferType::HttpRequestBody, body_len, &body) {
+                    return self.fail_closed();
+                }
+                host::set_request_header("content-length", Some(&body.len().to_string()));
+                self.plan = disposition.response;
+                Flow::Continue
+            }
+            Action::Respond { status, body } => self.respond(u32::from(status), &body),
+        }
+    }
+
+    fn respond(&mut self, status: u32, body: &str) -> Flow {
+        self.answered_locally = true;
+        let content_type = (!body.is_empty()).then_some(JSON);
+        let extra: &[(&str, &str)] = if status == 401 {
+            &[("www-authenticate", "Bearer")]
+        } else {
+            &[]
+        };
+        if !host::send_response(status, content_type, body.as_bytes(), extra) {
+            host::reset_request();
+        }
+        Flow::Pause
+    }
+
+    /// Something the filter itself needs is missing: refuse rather than forward unchecked.
+    fn fail_closed(&mut self) -> Flow {
+        host::log(LogLevel::Error, "intentgate: internal state unavailable, refusing request");
+        self.respond(
+            503,
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"Gateway unavailable","data":{"upstream_status":null,"detail":"gateway state unavailable"}}}"#,
+        )
+    }
+
+    fn intent_for(&self, agent: &str) -> Result<IntentSource, [u8; 32]> {
+        let Some(prompt) = self.prompt.as_deref() else {
+            return Ok(IntentSource::NotDeclared);
+        };
+        match (&self.shared.config.intent_extractor, &self.gateway) {
+            (None, Some(gateway)) => {
+                let tenant = self.auth.as_ref().map(|t| t.tenant.as_str()).unwrap_or("");
+                Ok(gateway.builtin_intent(tenant, Some(prompt)))
+            }
+            (None, None) => Ok(IntentSource::Unavailable("gateway state unavailable".into())),
+            (Some(_), _) => {
+                let key = external::cache_key(agent, prompt);
+                match self.shared.intents.try_borrow() {
+                    Ok(cache) => match cache.get(&key, self.ctx.now_ms) {
+                        Some(intent) => Ok(IntentSource::Extracted(intent.clone())),
+                        None => Err(key),
+                    },
+                    Err(_) => Err(key),
+                }
+            }
+        }
+    }
+
+    /// Asks the external extractor; `false` if the call could not even be dispatched.
+    fn dispatch_extractor(&mut self, agent: &str) -> bool {
+        let (Some(extractor), Some(prompt)) = (&self.shared.config.intent_extractor, &self.prompt) else {
+            return false;
+        };
+        let headers = vec![
+            (":method", "POST"),
+            (":path", extractor.path.as_str()),
+            (":authority", extractor.authority()),
+            ("content-type", JSON),
+        ];
+        let body = external::request_body(prompt, agent);
+        host::dispatch_http_call(&extractor.cluster, headers, &body, extractor.timeout()).is_ok()
+    }
+
+    fn decide_body(&mut self, body: &[u8], intent: &IntentSource) -> Flow {
+        let len = body.len();
+        self.apply(|env| exchange::decide(env, body, intent), len)
+    }
+
+    fn emit_audit(&mut self) {
+        for mut event in self.events.drain(..) {
+            if event.decision == intentgate_core::decision::AuditDecision::Allow && !self.answered_locally {
+                event.upstream_status = self.upstream_status;
+            }
+            if self.shared.config.audit_log {
+                match serde_json::to_string(&event) {
+                    Ok(line) => host::log(LogLevel::Info, &format!("intentgate-audit {line}")),
+                    Err(err) => host::log(LogLevel::Error, &format!("intentgate: audit event lost: {err}")),
+                }
+            }
+            self.shared.metrics.audit_written();
+        }
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let Some(body) = self.pending_body.take() else {
+            return;
+        };
+        let status = host::http_call_response_status();
+        let answer = host::http_call_response_body(body_size.min(external::MAX_ANSWER_BYTES + 1));
+        let intent = external::parse_answer(status, &answer);
+        if let (IntentSource::Extracted(found), Ok(token), Ok(mut cache)) =
+            (&intent, &self.auth, self.shared.intents.try_borrow_mut())
+            && let Some(prompt) = &self.prompt
+        {
+            cache.insert(external::cache_key(&token.subject, prompt), found.clone(), self.ctx.now_ms);
+        }
+        if self.decide_body(&body, &intent) == Flow::Continue {
+            host::resume_request();
+        }
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
+        self.started_ns = host::now_ns();
+        let Some(method) = self.read_headers() else {
+            return self.fail_closed();
+        };
+        match method.as_str() {
+            "POST" if end_of_stream => self.decide_body(b"", &IntentSource::NotDeclared),
+            "POST" => {
+                let declared = host::request_header("content-length")
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if declared > MAX_BODY_BYTES {
+                    return self.apply(|env| exchange::decide_oversized(env, declared), 0);
+                }
+                // Hold the headers until the whole body is in and decided.
+                Flow::Pause
+            }
+            "GET" | "DELETE" => self.apply(|env| exchange::decide_bodyless(env, &method), 0),
+            other => {
+                let reason = format!("HTTP method {other} is not served; use POST, GET or DELETE");
+                let denial = intentgate_core::decision::Denial::envelope(
+                    intentgate_core::decision::ErrorCode::InvalidRequest,
+                    reason,
+                );
+                self.respond(405, &intentgate_core::jsonrpc::error_body(None, &denial))
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        if self.answered_locally {
+            return Flow::Pause;
+        }
+        if body_size > MAX_BODY_BYTES {
+            return self.apply(|env| exchange::decide_oversized(env, body_size), 0);
+        }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        let Some(body) = host::body(BufferType::HttpRequestBody, body_size) else {
+            return self.decide_body(b"", &IntentSource::NotDeclared);
+        };
+        let agent = self.auth.as_ref().map(|t| t.subject.clone()).unwrap_or_default();
+        let intent = if exchange::needs_intent(&body, &self.auth) {
+            self.intent_for(&agent)
+        } else {
+            Ok(IntentSource::NotDeclared)
+        };
+        match intent {
+            Ok(intent) => self.decide_body(&body, &intent),
+            Err(_) if self.dispatch_extractor(&agent) => {
+                self.pending_body = Some(body);
+                Flow::Pause
+            }
+            Err(_) => self.decide_body(
+                &body,
+                &IntentSource::Unavailable("extractor call could not be dispatched".into()),
+            ),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
+        if self.answered_locally {
+            return Flow::Continue;
+        }
+        self.upstream_status = host::response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        self.content_type = host::response_header("content-type").unwrap_or_default();
+        if self.upstream_status >= 500 && !self.plan.forwarded_ids.is_empty() {
+            self.mode = ResponseMode::UpstreamFailure(self.upstream_status);
+        } else if self.plan.rewrites_body() {
+            self.mode = ResponseMode::Rewrite;
+        } else {
+            return Flow::Continue;
+        }
+        if let ResponseMode::UpstreamFailure(status) = self.mode {
+            if end_of_stream {
+                // No body will follow to replace: answer with a fresh local reply instead.
+                let body = self.plan.upstream_failure(status).unwrap_or_default();
+                return self.respond(200, &body);
+            }
+            host::set_response_header(":status", Some("200"));
+            host::set_response_header("content-type", Some(JSON));
+        }
+        host::remove_response_header("content-length");
+        Flow::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        if self.mode == ResponseMode::PassThrough || self.answered_locally {
+            return Flow::Continue;
+        }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        let replacement = match self.mode {
+            ResponseMode::UpstreamFailure(status) => {
+                self.plan.upstream_failure(status).map(String::into_bytes)
+            }
+            _ => match (&self.auth, host::body(BufferType::HttpResponseBody, body_size)) {
+                (Ok(token), Some(body)) => self.plan.rewrite(&self.content_type, &body, token),
+                (Ok(token), None) => self.plan.rewrite(&self.content_type, b"", token),
+                (Err(_), _) => None,
+            },
+        };
+        if let Some(replacement) = replacement
+            && !host::replace_body(BufferType::HttpResponseBody, body_size, &replacement)
+        {
+            host::log(LogLevel::Error, "intentgate: could not rewrite the upstream answer");
+        }
+        Flow::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.emit_audit();
+    }
+}
+
+/// The context when the configuration failed: every request is refused.
+pub struct Unconfigured;
+
+impl Context for Unconfigured {}
+
+impl HttpContext for Unconfigured {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Flow {
+        let body = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"Gateway unavailable","data":{"upstream_status":null,"detail":"gateway not configured"}}}"#;
+        if !host::send_response(503, Some(JSON), body, &[]) {
+            host::reset_request();
+        }
+        Flow::Pause
+    }
+}
