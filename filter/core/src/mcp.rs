@@ -16,10 +16,13 @@ pub enum MethodClass {
 pub const TOOLS_CALL: &str = "tools/call";
 pub const TOOLS_LIST: &str = "tools/list";
 
-/// Exact method names of the MCP specification (2025-06-18) a client may send.
+/// Exact method names of the MCP specification a client may send: revision 2025-06-18, plus
+/// `server/discover` and `subscriptions/listen` of revision 2026-07-28 (what current clients send first).
 const EXACT: &[&str] = &[
     "initialize",
     "ping",
+    "server/discover",
+    "subscriptions/listen",
     "completion/complete",
     "logging/setLevel",
     // Server-to-client requests; a client has no reason to send them, but they are MCP's.
@@ -63,6 +66,8 @@ mod tests {
             "notifications/initialized",
             "completion/complete",
             "logging/setLevel",
+            "server/discover",
+            "subscriptions/listen",
         ] {
             assert_eq!(classify(m), MethodClass::Forwarded, "{m}");
         }
