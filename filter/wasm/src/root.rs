@@ -30,7 +30,10 @@ impl Shared {
             .map_err(|e| format!("plugin configuration is invalid: {e}"))?;
         let gateway = Gateway::compile(config.gateway.clone()).map_err(|e| e.to_string())?;
         if gateway.keys.is_empty() {
-            return Err("plugin configuration trusts no signing key: every token would fail".into());
+            host::log(
+                LogLevel::Warn,
+                "intentgate: no signing key is trusted yet: every token fails until keys are configured",
+            );
         }
         let (cache_size, ttl_ms) = config.intent_extractor.as_ref().map_or((1, 0), |e| {
             (e.cache_size, i64::try_from(e.cache_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX))

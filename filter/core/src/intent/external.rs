@@ -48,6 +48,8 @@ pub fn parse_answer(status: Option<u16>, body: &[u8]) -> IntentSource {
             }
         }
         Some(200) => IntentSource::Unavailable("extractor answer is too large".into()),
+        // Envoy answers a callout that ran past its timeout with a 504 of its own.
+        Some(504) => IntentSource::Unavailable("extractor timed out (HTTP 504)".into()),
         Some(status) => IntentSource::Unavailable(format!("extractor answered HTTP {status}")),
     }
 }
@@ -121,6 +123,7 @@ mod tests {
         for (status, body) in [
             (None, &b""[..]),
             (Some(500), b"{}"),
+            (Some(504), b""),
             (Some(200), b"{}"),
             (Some(200), b"not json"),
             (Some(200), br#"{"intent":{"summary":1}}"#),

@@ -1,0 +1,143 @@
+"""IntentGate pieces for the end-to-end tests: keys and tokens through the real `intentgate` CLI, the
+filter's plugin configuration, and the `envoy.filters.http.wasm` entry that loads the built filter.
+
+Importable without pytest (scripts/run.py uses it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .processes import REPO_ROOT
+
+WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "intentgate_filter.wasm"
+CLI = REPO_ROOT / "target" / "debug" / "intentgate"
+DEMO_POLICY = REPO_ROOT / "envoy" / "demo-policy.rego"
+
+_WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+_STRING_TYPE = "type.googleapis.com/google.protobuf.StringValue"
+
+
+def cli(*args: str, cli_path: Path = CLI) -> dict[str, Any]:
+    """Runs the intentgate CLI and returns its JSON output; raises with its stderr on failure."""
+    done = subprocess.run([str(cli_path), *args], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise RuntimeError(f"intentgate {' '.join(args[:1])} failed ({done.returncode}): {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """A signing key, made and used through the CLI exactly as an operator would."""
+
+    seed: str
+    public_key: str
+    kid: str
+    cli_path: Path = CLI
+
+    @classmethod
+    def generate(cls, cli_path: Path = CLI) -> Issuer:
+        key = cli("keygen", cli_path=cli_path)
+        return cls(seed=key["seed"], public_key=key["public_key"], kid=key["kid"], cli_path=cli_path)
+
+    def mint(
+        self,
+        subject: str,
+        tenant: str,
+        *,
+        tools: list[str] | None = None,
+        ttl: int = 3600,
+        max_calls: int | None = None,
+        step_up: bool = False,
+        now: int | None = None,
+        memory_key: bool = False,
+    ) -> dict[str, Any]:
+        args = ["mint", "--key", self.seed, "--subject", subject, "--tenant", tenant, "--ttl", str(ttl)]
+        if tools is not None:
+            args += ["--tools", ",".join(tools)]
+        if max_calls is not None:
+            args += ["--max-calls", str(max_calls)]
+        if step_up:
+            args.append("--step-up")
+        if now is not None:
+            args += ["--now", str(now)]
+        if memory_key:
+            args.append("--with-memory-signing-key")
+        return cli(*args, cli_path=self.cli_path)
+
+    def token(self, subject: str, tenant: str, **kwargs: Any) -> str:
+        return self.mint(subject, tenant, **kwargs)["token"]
+
+
+def tenant_config(
+    policy: str | None,
+    *,
+    settings: dict[str, Any] | None = None,
+    intent_rules: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    tenant: dict[str, Any] = {}
+    if policy is not None:
+        tenant["policy"] = {"rego": policy}
+    if settings:
+        tenant["settings"] = settings
+    if intent_rules:
+        tenant["intent_rules"] = intent_rules
+    return tenant
+
+
+def plugin_config(
+    public_keys: list[str],
+    tenants: dict[str, dict[str, Any]],
+    *,
+    revocations: list[str] | None = None,
+    serve_tenants: list[str] | None = None,
+    intent_extractor: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The filter's plugin configuration (filter/wasm/src/config.rs)."""
+    gateway: dict[str, Any] = {
+        "keys": [{"public_key": k} for k in public_keys],
+        "tenants": tenants,
+        "revocations": revocations or [],
+    }
+    if serve_tenants is not None:
+        gateway["serve_tenants"] = serve_tenants
+    config: dict[str, Any] = {"gateway": gateway, **extra}
+    if intent_extractor is not None:
+        config["intent_extractor"] = intent_extractor
+    return config
+
+
+def wasm_filter(plugin: dict[str, Any], *, wasm: Path = WASM, vm_id: str = "intentgate") -> dict[str, Any]:
+    """The `envoy.filters.http.wasm` entry that loads the IntentGate filter with this configuration."""
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": _WASM_TYPE,
+            "config": {
+                "name": "intentgate",
+                "root_id": "intentgate",
+                # Without it, pausing in the headers callback means the body callback never fires.
+                "allow_on_headers_stop_iteration": True,
+                "configuration": {"@type": _STRING_TYPE, "value": json.dumps(plugin)},
+                "vm_config": {
+                    "vm_id": vm_id,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(wasm)}},
+                },
+            },
+        },
+    }
+
+
+def audit_events(envoy: Any) -> list[dict[str, Any]]:
+    """Every audit event the filter wrote to Envoy's log so far."""
+    events = []
+    for line in envoy.log_text().splitlines():
+        marker = line.find("intentgate-audit ")
+        if marker >= 0:
+            events.append(json.loads(line[marker + len("intentgate-audit ") :]))
+    return events
