@@ -18,7 +18,7 @@ help:
 	@echo "make test   run every test (lint, unit, integration, end to end)"
 	@echo "make bench  benchmarks, written to BENCHMARKS.md"
 	@echo "make wasm   build $(WASM)"
-	@echo "make fuzz   run the fuzz targets for a while (needs nightly; see README)"
+	@echo "make fuzz   run each fuzz target for FUZZ_SECONDS (default 60; see README)"
 
 ## --- tools -------------------------------------------------------------------------------------
 tools: rust-tools py-tools node-tools
@@ -69,9 +69,16 @@ bench: tools wasm
 	$(CARGO) build --profile server -p intentgate-cli -p intentgate-control-plane
 	$(PY) scripts/bench.py
 
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
+FUZZ_TARGETS ?= envelope token
+FUZZ_SECONDS ?= 60
 fuzz:
-	cd fuzz && $(CARGO) +nightly fuzz run envelope -- -max_total_time=60
-	cd fuzz && $(CARGO) +nightly fuzz run token -- -max_total_time=60
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$target; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$target corpus/$$target seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS); \
+	done
 
 clean:
 	$(CARGO) clean
