@@ -28,7 +28,10 @@ const BODIES: &[(&str, &str)] = &[
         "invalid.json",
         r#"{"jsonrpc":"1.0","id":{"a":1},"method":5,"params":"x","method":"tools/call"}"#,
     ),
-    ("response.json", r#"{"jsonrpc":"2.0","id":null,"error":{"code":-1,"message":"m"}}"#),
+    (
+        "response.json",
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-1,"message":"m"}}"#,
+    ),
 ];
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {

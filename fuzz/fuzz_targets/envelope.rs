@@ -25,7 +25,12 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let gateway = intentgate_fuzz::gateway().expect("the fixture gateway compiles");
     let header = format!("Bearer {}", intentgate_fuzz::root_token());
     let token = gateway
-        .authenticate(&mut TokenCache::new(1), Some(&header), None, intentgate_fuzz::NOW)
+        .authenticate(
+            &mut TokenCache::new(1),
+            Some(&header),
+            None,
+            intentgate_fuzz::NOW,
+        )
         .expect("the fixture token authenticates");
     let ctx = RequestContext {
         http_method: "POST".into(),
@@ -35,7 +40,11 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         now_ms: intentgate_fuzz::NOW * 1000,
         ..RequestContext::default()
     };
-    Fixture { gateway, token, ctx }
+    Fixture {
+        gateway,
+        token,
+        ctx,
+    }
 });
 
 /// Every error body the gateway sends must be one valid JSON-RPC error object.
@@ -60,7 +69,10 @@ fuzz_target!(|data: &[u8]| {
     let message = match jsonrpc::parse(data) {
         Ok(message) => message,
         Err(denial) => {
-            assert!(matches!(denial.code, ErrorCode::ParseError | ErrorCode::InvalidRequest));
+            assert!(matches!(
+                denial.code,
+                ErrorCode::ParseError | ErrorCode::InvalidRequest
+            ));
             check_error_body(None, &denial);
             return;
         }
@@ -73,7 +85,10 @@ fuzz_target!(|data: &[u8]| {
         {
             assert!(!tool_call.name.is_empty());
             if let Some(args) = tool_call.arguments {
-                assert!(args.get().trim_start().starts_with('{'), "arguments are an object");
+                assert!(
+                    args.get().trim_start().starts_with('{'),
+                    "arguments are an object"
+                );
             }
         }
         let id = entry_id(entry);
@@ -81,8 +96,12 @@ fuzz_target!(|data: &[u8]| {
             match plan(entry, auth) {
                 Plan::Refuse(denial) => check_error_body(id, &denial),
                 Plan::Evaluate(call) => {
-                    let token = auth.as_ref().expect("only an authenticated call is evaluated");
-                    let intent = fixture.gateway.builtin_intent(&token.tenant, Some("show invoice 7"));
+                    let token = auth
+                        .as_ref()
+                        .expect("only an authenticated call is evaluated");
+                    let intent = fixture
+                        .gateway
+                        .builtin_intent(&token.tenant, Some("show invoice 7"));
                     let verdict = fixture.gateway.decide_tool_call(
                         &fixture.ctx,
                         token,

@@ -46,7 +46,8 @@ fn check_token(text: &str) {
     let _ = verified.allows_tool("read_invoice");
     // A verified token narrowed offline still verifies, keeps its root, and is never wider.
     if let Ok(child) = derived {
-        let child = token::verify(&child, &KEYS).expect("an attenuation of a verified token verifies");
+        let child =
+            token::verify(&child, &KEYS).expect("an attenuation of a verified token verifies");
         assert_eq!(child.root_jti, verified.root_jti);
         assert!(child.expires_at <= verified.expires_at);
         assert!(child.max_calls() <= Some(1));
