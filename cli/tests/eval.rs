@@ -95,6 +95,58 @@ fn eval_allows_a_call_the_policy_allows_and_audits_it() {
     assert_eq!(text(&audit["id"]).len(), 26, "audit ids are ULIDs");
 }
 
+fn eval_whole(issuer: &Issuer, token: &str, body: &str) -> Value {
+    eval(issuer, token, body, &[])["http"].clone()
+}
+
+#[test]
+fn eval_shows_what_the_filter_does_with_the_whole_request() {
+    let issuer = keygen();
+    let t = token(&issuer, &[]);
+    // Allowed: forwarded unchanged.
+    let http = eval_whole(&issuer, &t, &call("read_invoice", json!({})));
+    assert_eq!(http["action"], "forward");
+    assert_eq!(http["forwarded_body"], "as received");
+    // Refused: answered locally with HTTP 200 and the JSON-RPC error.
+    let http = eval_whole(&issuer, &t, &call("write_report", json!({})));
+    assert_eq!(http["action"], "respond");
+    assert_eq!(http["status"], 200);
+    assert_eq!(http["body"]["error"]["code"], -32012);
+    // A batch: refused elements are taken out and answered by the filter, tools/list is filtered.
+    let batch = std::fs::read_to_string(sample("requests/batch.json")).unwrap();
+    let http = eval_whole(&issuer, &t, &batch);
+    assert_eq!(http["action"], "forward");
+    let forwarded: Vec<Value> = http["forwarded_body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(
+        forwarded,
+        vec![json!(0), Value::Null, json!(1), json!(2), json!(4)]
+    );
+    let local: Vec<(Value, Value)> = http["local_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].clone(), e["error"]["code"].clone()))
+        .collect();
+    assert_eq!(
+        local,
+        vec![(json!(3), json!(-32012)), (json!(5), json!(-32601))]
+    );
+    assert_eq!(http["filter_tools_list_ids"], json!([1]));
+    // Only a notification and no valid token: the request as a whole is 401.
+    let http = eval_whole(
+        &issuer,
+        "igt1.x",
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
+    assert_eq!(http["status"], 401);
+    assert_eq!(http["body"]["error"]["code"], -32010);
+}
+
 #[test]
 fn eval_denies_a_call_the_policy_denies_with_32012_and_the_rule() {
     let issuer = keygen();
@@ -178,6 +230,16 @@ fn eval_escalates_a_call_the_policy_sends_to_a_human() {
     assert_eq!(r["audit"]["decision"], "escalate");
     assert_eq!(r["audit"]["check"], "policy");
     assert_eq!(r["audit"]["rule"], "large_transfer");
+    // Without an approval service, the filter itself answers the escalation with -32012.
+    let http = eval(
+        &issuer,
+        &t,
+        &call("transfer_funds", json!({"amount": 5000})),
+        &[],
+    )["http"]
+        .clone();
+    assert_eq!(http["body"]["error"]["code"], -32012);
+    assert!(text(&http["body"]["error"]["data"]["reason"]).contains("no approval service"));
     // The same tool under the threshold is allowed.
     let r = eval_one(
         &issuer,

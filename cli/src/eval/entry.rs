@@ -214,8 +214,9 @@ impl Run<'_> {
                 result.insert(
                     "note".into(),
                     Value::from(
-                        "parked for a human: held until decided (sync mode), or answered -32019 \
-                         with an approval id (async mode)",
+                        "the pipeline escalates: with an approval service the call waits for a \
+                         human (sync) or is answered -32019 (async); without one the filter \
+                         answers -32012 (see http)",
                     ),
                 );
             }

@@ -1,9 +1,11 @@
 //! `intentgate eval`: the gateway's pipeline run natively on one request, exactly as the filter runs
 //! it — envelope, capability, intent, policy, budget — printing each entry's decision, the JSON-RPC
-//! error the agent would get, and the audit event.
+//! error the agent would get, and the audit event; then under `http` what the filter does with the
+//! request as a whole (forward, forward a reduced batch, or answer locally).
 
 mod config;
 mod entry;
+mod http;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -153,14 +155,18 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         Err(denial) => json!({ "valid": false, "reason": denial.reason }),
     };
     out.insert("capability".into(), capability);
-    let intent = match &intent {
+    let intent_json = match &intent {
         IntentSource::Extracted(intent) => {
             serde_json::to_value(intent).context("cannot show the intent")?
         }
         _ => Value::Null,
     };
-    out.insert("intent".into(), intent);
+    out.insert("intent".into(), intent_json);
     out.insert("results".into(), Value::Array(results));
+    out.insert(
+        "http".into(),
+        http::decide(&gateway, &ctx, &auth, &intent, &body),
+    );
     print_json(&Value::Object(out))?;
     Ok(ExitCode::SUCCESS)
 }
