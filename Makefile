@@ -11,7 +11,7 @@ WASM      := target/wasm32-wasip1/release/intentgate_filter.wasm
 CARGO     ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help run test bench wasm lint unit e2e tools rust-tools py-tools node-tools fuzz clean
+.PHONY: help run test bench bench-tools wasm lint unit e2e tools rust-tools py-tools node-tools fuzz clean
 
 help:
 	@echo "make run    build everything and start the gateway on localhost:8080"
@@ -65,7 +65,11 @@ run: tools wasm
 	$(CARGO) build --profile server -p intentgate-cli -p intentgate-control-plane
 	$(PY) scripts/run.py
 
-bench: tools wasm
+# wrk is the load generator: a C client, so the client is not what is measured.
+bench-tools:
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+bench: tools wasm bench-tools
 	$(CARGO) build --profile server -p intentgate-cli -p intentgate-control-plane
 	$(PY) scripts/bench.py
 

@@ -167,6 +167,38 @@ class EnvoyConfig:
         return bootstrap(self, access_log_path=access_log_path)
 
 
+@dataclass
+class PreparedBootstrap:
+    """A complete bootstrap to run as it is, e.g. one of the repository's ``envoy/*.yaml`` files loaded
+    and adjusted. Its listener must be named ``gateway`` (start_envoy reads the bound port from it)."""
+
+    document: dict[str, Any]
+
+    def bootstrap(self, *, access_log_path: Path | None = None) -> dict[str, Any]:
+        return self.document
+
+
+def load_yaml_bootstrap(path: Path) -> dict[str, Any]:
+    """One of the repository's Envoy YAML files, with relative wasm paths made absolute (repo root)."""
+    import yaml
+
+    document = yaml.safe_load(Path(path).read_text())
+
+    def absolutize(node: Any) -> None:
+        if isinstance(node, dict):
+            local = node.get("local")
+            if isinstance(local, dict) and "filename" in local and not Path(local["filename"]).is_absolute():
+                local["filename"] = str(REPO_ROOT / local["filename"])
+            for value in node.values():
+                absolutize(value)
+        elif isinstance(node, list):
+            for value in node:
+                absolutize(value)
+
+    absolutize(document)
+    return document
+
+
 def bootstrap(config: EnvoyConfig, *, access_log_path: Path | None = None) -> dict[str, Any]:
     """The Envoy bootstrap (v3) for ``config``, as a JSON-serialisable dict."""
     routes: list[dict[str, Any]] = [
@@ -242,7 +274,7 @@ class Envoy:
     """A running Envoy. ``base_url``/``mcp_url``/``tool_call_url`` reach the gateway listener."""
 
     process: ManagedProcess
-    config: EnvoyConfig
+    config: EnvoyConfig | PreparedBootstrap
     workdir: Path
     config_path: Path
     log_path: Path
@@ -426,7 +458,7 @@ def envoy_argv(config_path: Path, *, concurrency: int, log_level: str, component
     return argv
 
 
-def write_config(config: EnvoyConfig, workdir: Path) -> tuple[Path, Path]:
+def write_config(config: EnvoyConfig | PreparedBootstrap, workdir: Path) -> tuple[Path, Path]:
     """Write ``envoy.json`` into ``workdir``; returns (config path, access log path)."""
     workdir.mkdir(parents=True, exist_ok=True)
     access_log_path = workdir / "access.log"
@@ -435,7 +467,7 @@ def write_config(config: EnvoyConfig, workdir: Path) -> tuple[Path, Path]:
     return config_path, access_log_path
 
 
-def validate_config(config: EnvoyConfig, workdir: Path, *, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def validate_config(config: EnvoyConfig | PreparedBootstrap, workdir: Path, *, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """``envoy --mode validate``: parses the bootstrap and, with a wasm filter, loads it and runs on_configure."""
     config_path, _ = write_config(config, workdir)
     argv = envoy_argv(config_path, concurrency=1, log_level="warning", component_log_level=None)
@@ -450,7 +482,7 @@ def validate_config(config: EnvoyConfig, workdir: Path, *, timeout: float = 60.0
 
 
 def start_envoy(
-    config: EnvoyConfig,
+    config: EnvoyConfig | PreparedBootstrap,
     workdir: Path,
     *,
     concurrency: int = 2,
