@@ -270,6 +270,19 @@ fn eval_refuses_a_missing_expired_or_foreign_token_with_32010() {
             "{r}"
         );
     }
+    // A token of another tenant than the request names.
+    let t = token(&issuer, &[]);
+    let out = eval(
+        &issuer,
+        &t,
+        &body,
+        &["--header", "X-IntentGate-Tenant=other-corp"],
+    );
+    let reason = text(&out["results"][0]["response"]["error"]["data"]["reason"]);
+    assert!(
+        reason.contains("does not match the requested tenant other-corp"),
+        "{reason}"
+    );
     // No token at all.
     let dir = common::TempDir::new();
     let request = write(dir.path(), "request.json", &body);

@@ -58,7 +58,9 @@ pub struct Args {
     /// The signed memory chain, as sent in X-Intent-Memory-Provenance
     #[arg(long, value_name = "HEADER")]
     memory_provenance: Option<String>,
-    /// A request header (repeatable); policies see them lower-cased, credentials removed
+    /// A request header (repeatable); policies see them lower-cased, credentials removed.
+    /// Authorization, X-Intent-Prompt, X-Intent-Memory-Provenance and X-IntentGate-Tenant are read
+    /// as the filter reads them
     #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
     headers: Vec<(String, String)>,
     /// Evaluate at this unix time (seconds) instead of now
@@ -74,6 +76,9 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     remote_ip: String,
 }
+
+/// Names the tenant a request is for; when sent, it must be the token's (as the filter checks it).
+const TENANT_HEADER: &str = "x-intentgate-tenant";
 
 fn parse_header(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -121,10 +126,11 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         Some(token) => Some(format!("Bearer {token}")),
         None => header("authorization"),
     };
+    let tenant_header = header(TENANT_HEADER);
     let auth = gateway.authenticate(
         &mut TokenCache::new(1),
         authorization.as_deref(),
-        None,
+        tenant_header.as_deref(),
         ctx.now_secs(),
     );
     let prompt = args.prompt.clone().or_else(|| header("x-intent-prompt"));
