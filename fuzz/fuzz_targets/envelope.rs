@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock};
 use intentgate_core::budget::MemoryBudget;
 use intentgate_core::config::Gateway;
 use intentgate_core::decision::{Denial, ErrorCode};
+use intentgate_core::exchange::{self, Action, Env};
 use intentgate_core::jsonrpc::{self, Entry};
 use intentgate_core::pipeline::{Plan, RequestContext, plan, tool_call_event};
 use intentgate_core::token::{TokenCache, VerifiedToken};
@@ -64,8 +65,49 @@ fn entry_id<'a>(entry: &Entry<'a>) -> Option<&'a RawValue> {
     }
 }
 
+/// The filter's whole-request decision: whatever it forwards or answers must be JSON again.
+fn check_exchange(fixture: &Fixture, data: &[u8]) {
+    let auth: Result<Arc<VerifiedToken>, Denial> = Ok(Arc::clone(&fixture.token));
+    let intent = fixture
+        .gateway
+        .builtin_intent(&fixture.token.tenant, Some("show invoice 7"));
+    let budget = MemoryBudget::new();
+    let mut next_id = || "01JEVENT000000000000000000".to_owned();
+    let mut env = Env {
+        gateway: &fixture.gateway,
+        ctx: &fixture.ctx,
+        auth: &auth,
+        budget: &budget,
+        next_id: &mut next_id,
+        elapsed_ms: &|| 0.0,
+    };
+    let disposition = exchange::decide(&mut env, data, &intent);
+    match &disposition.action {
+        Action::Forward => {}
+        Action::ForwardBody(body) => {
+            let value: Value = serde_json::from_slice(body).unwrap_or_else(|e| {
+                panic!(
+                    "reduced batch is not JSON ({e}): {}",
+                    String::from_utf8_lossy(body)
+                )
+            });
+            assert!(value.is_array(), "a reduced body is a batch");
+        }
+        Action::Respond { body, .. } if body.is_empty() => {}
+        Action::Respond { body, .. } => {
+            serde_json::from_str::<Value>(body)
+                .unwrap_or_else(|e| panic!("local answer is not JSON ({e}): {body}"));
+        }
+    }
+    for error in &disposition.response.local_errors {
+        serde_json::from_str::<Value>(error)
+            .unwrap_or_else(|e| panic!("local error is not JSON ({e}): {error}"));
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let fixture = &*FIXTURE;
+    check_exchange(fixture, data);
     let message = match jsonrpc::parse(data) {
         Ok(message) => message,
         Err(denial) => {
