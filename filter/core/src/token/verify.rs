@@ -70,7 +70,7 @@ impl VerifiedToken {
         if now >= self.expires_at {
             return Err(TokenError::Expired);
         }
-        if now + CLOCK_SKEW_SECS < self.not_before {
+        if now.saturating_add(CLOCK_SKEW_SECS) < self.not_before {
             return Err(TokenError::NotYetValid);
         }
         if let Some(jti) = self.block_jtis.iter().find(|j| revoked.is_revoked(j)) {
@@ -155,7 +155,7 @@ pub(super) fn interpret(raw: &RawToken) -> Result<VerifiedToken, TokenError> {
             return Err(TokenError::Malformed(format!("claim {name} is empty")));
         }
     }
-    if authority.exp <= authority.nbf || authority.nbf < authority.iat - CLOCK_SKEW_SECS {
+    if authority.exp <= authority.nbf || authority.nbf < authority.iat.saturating_sub(CLOCK_SKEW_SECS) {
         return Err(TokenError::Malformed(
             "claims must satisfy iat <= nbf < exp".into(),
         ));
