@@ -22,11 +22,11 @@ use crate::token::{self, TokenCache, VerifiedToken};
 
 /// Headers never shown to policies or logs: they carry credentials.
 const CREDENTIAL_HEADERS: [&str; 5] = [
-    "authorization",
+    crate::headers::AUTHORIZATION,
     "proxy-authorization",
     "cookie",
-    "x-intent-memory-provenance",
-    "x-intent-prompt",
+    crate::headers::MEMORY_PROVENANCE,
+    crate::headers::INTENT_PROMPT,
 ];
 
 /// What the pipeline knows of the HTTP request around the JSON-RPC messages.
@@ -296,7 +296,7 @@ pub fn evaluate_policy(
         },
         now: ctx.now_secs(),
     };
-    match input.to_value() {
+    match input.to_value(token.policy_view.as_ref()) {
         Ok(value) => policy.evaluate(value),
         Err(err) => PolicyOutcome::Error(format!("policy input could not be built: {err}")),
     }

@@ -84,7 +84,8 @@ fn update<T>(
             }
             _ => return Err(unavailable("cannot read counter")),
         };
-        let (stored_window, stored) = decode(&value).ok_or_else(|| unavailable("corrupt counter"))?;
+        let (stored_window, stored) =
+            decode(&value).ok_or_else(|| unavailable("corrupt counter"))?;
         let count = if stored_window == window { stored } else { 0 };
         let (next, out) = step(count);
         let Some(next) = next else {
@@ -100,7 +101,12 @@ fn update<T>(
 }
 
 impl BudgetStore for SharedBudget {
-    fn try_consume(&self, key: &str, limit: u64, window: Window) -> Result<Consumption, BudgetError> {
+    fn try_consume(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Window,
+    ) -> Result<Consumption, BudgetError> {
         update(key, window.id(), |count| {
             if count >= limit {
                 (None, Consumption::Exhausted { used: count })
@@ -111,6 +117,8 @@ impl BudgetStore for SharedBudget {
     }
 
     fn refund(&self, key: &str, window: Window) -> Result<(), BudgetError> {
-        update(key, window.id(), |count| (Some(count.saturating_sub(1)), ()))
+        update(key, window.id(), |count| {
+            (Some(count.saturating_sub(1)), ())
+        })
     }
 }

@@ -68,7 +68,12 @@ pub fn replace_body(kind: BufferType, old_size: usize, value: &[u8]) -> bool {
 }
 
 /// A local answer. `false` when Envoy refused it; the caller then resets the stream.
-pub fn send_response(status: u32, content_type: Option<&str>, body: &[u8], extra: &[(&str, &str)]) -> bool {
+pub fn send_response(
+    status: u32,
+    content_type: Option<&str>,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> bool {
     let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2 + extra.len());
     if let Some(ct) = content_type {
         headers.push(("content-type", ct));
@@ -87,15 +92,19 @@ pub fn resume_request() {
 
 /// The downstream peer's address, without the port.
 pub fn source_ip() -> String {
-    let Some(bytes) = hostcalls::get_property(vec!["source", "address"]).ok().flatten() else {
+    let Some(bytes) = hostcalls::get_property(vec!["source", "address"])
+        .ok()
+        .flatten()
+    else {
         return String::new();
     };
     let text = String::from_utf8_lossy(&bytes);
     match text.rsplit_once(':') {
         // "[::1]:5000" or "127.0.0.1:5000"
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-            host.trim_start_matches('[').trim_end_matches(']').to_owned()
-        }
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
         _ => text.into_owned(),
     }
 }

@@ -9,12 +9,12 @@ use intentgate_core::audit::AuditEvent;
 use intentgate_core::config::Gateway;
 use intentgate_core::decision::Denial;
 use intentgate_core::exchange::{self, Action, Disposition, Env, ResponsePlan};
-use intentgate_core::ids;
 use intentgate_core::intent::IntentSource;
 use intentgate_core::intent::external;
 use intentgate_core::jsonrpc::MAX_BODY_BYTES;
 use intentgate_core::pipeline::{RequestContext, policy_headers};
 use intentgate_core::token::VerifiedToken;
+use intentgate_core::{headers, ids};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, LogLevel};
 
@@ -22,14 +22,6 @@ use crate::budget::SharedBudget;
 use crate::host;
 use crate::root::Shared;
 
-/// Request headers that carry credentials or gateway-only context; never forwarded upstream.
-const GATEWAY_HEADERS: [&str; 5] = [
-    "authorization",
-    "x-intent-prompt",
-    "x-intent-memory-provenance",
-    "x-intentgate-tenant",
-    "x-intentgate-approval-id",
-];
 const JSON: &str = "application/json";
 
 /// What happens to the upstream's answer.
@@ -88,28 +80,31 @@ impl Http {
 
     /// Reads the request headers into the context and takes the gateway-only ones off the request.
     fn read_headers(&mut self) -> Option<String> {
-        let headers = host::request_headers();
+        let received = host::request_headers();
         let find = |name: &str| {
-            headers
+            received
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.clone())
         };
         let method = find(":method").unwrap_or_default();
-        let authorization = find("authorization");
-        let tenant = find("x-intentgate-tenant");
-        self.prompt = find("x-intent-prompt");
+        let authorization = find(headers::AUTHORIZATION);
+        let tenant = find(headers::TENANT);
+        self.prompt = find(headers::INTENT_PROMPT);
         self.ctx = RequestContext {
             http_method: method.clone(),
             path: find(":path").unwrap_or_default(),
             remote_ip: host::source_ip(),
-            session_id: find("mcp-session-id").unwrap_or_default(),
-            memory_provenance: find("x-intent-memory-provenance"),
-            headers: policy_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            session_id: find(headers::MCP_SESSION_ID).unwrap_or_default(),
+            memory_provenance: find(headers::MEMORY_PROVENANCE),
+            headers: policy_headers(received.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             now_ms: host::now_ms(),
         };
-        for name in GATEWAY_HEADERS {
-            host::remove_request_header(name);
+        // Only headers that are there: each removal is a host call.
+        for name in headers::GATEWAY_ONLY {
+            if received.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                host::remove_request_header(name);
+            }
         }
         self.auth = match (&self.gateway, self.shared.tokens.try_borrow_mut()) {
             (Some(gateway), Ok(mut cache)) => {
@@ -120,10 +115,14 @@ impl Http {
                     tenant.as_deref(),
                     self.ctx.now_secs(),
                 );
-                self.shared.metrics.verify(host::now_ns().saturating_sub(t0) / 1000);
+                self.shared
+                    .metrics
+                    .verify(host::now_ns().saturating_sub(t0) / 1000);
                 auth
             }
-            _ => Err(Denial::capability("gateway state unavailable (fail closed)")),
+            _ => Err(Denial::capability(
+                "gateway state unavailable (fail closed)",
+            )),
         };
         Some(method)
     }
@@ -187,7 +186,10 @@ impl Http {
 
     /// Something the filter itself needs is missing: refuse rather than forward unchecked.
     fn fail_closed(&mut self) -> Flow {
-        host::log(LogLevel::Error, "intentgate: internal state unavailable, refusing request");
+        host::log(
+            LogLevel::Error,
+            "intentgate: internal state unavailable, refusing request",
+        );
         self.respond(
             503,
             r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"Gateway unavailable","data":{"upstream_status":null,"detail":"gateway state unavailable"}}}"#,
@@ -203,7 +205,9 @@ impl Http {
                 let tenant = self.auth.as_ref().map(|t| t.tenant.as_str()).unwrap_or("");
                 Ok(gateway.builtin_intent(tenant, Some(prompt)))
             }
-            (None, None) => Ok(IntentSource::Unavailable("gateway state unavailable".into())),
+            (None, None) => Ok(IntentSource::Unavailable(
+                "gateway state unavailable".into(),
+            )),
             (Some(_), _) => {
                 let key = external::cache_key(agent, prompt);
                 match self.shared.intents.try_borrow() {
@@ -219,7 +223,8 @@ impl Http {
 
     /// Asks the external extractor; `false` if the call could not even be dispatched.
     fn dispatch_extractor(&mut self, agent: &str) -> bool {
-        let (Some(extractor), Some(prompt)) = (&self.shared.config.intent_extractor, &self.prompt) else {
+        let (Some(extractor), Some(prompt)) = (&self.shared.config.intent_extractor, &self.prompt)
+        else {
             return false;
         };
         let headers = vec![
@@ -239,13 +244,18 @@ impl Http {
 
     fn emit_audit(&mut self) {
         for mut event in self.events.drain(..) {
-            if event.decision == intentgate_core::decision::AuditDecision::Allow && !self.answered_locally {
+            if event.decision == intentgate_core::decision::AuditDecision::Allow
+                && !self.answered_locally
+            {
                 event.upstream_status = self.upstream_status;
             }
             if self.shared.config.audit_log {
                 match serde_json::to_string(&event) {
                     Ok(line) => host::log(LogLevel::Info, &format!("intentgate-audit {line}")),
-                    Err(err) => host::log(LogLevel::Error, &format!("intentgate: audit event lost: {err}")),
+                    Err(err) => host::log(
+                        LogLevel::Error,
+                        &format!("intentgate: audit event lost: {err}"),
+                    ),
                 }
             }
             self.shared.metrics.audit_written();
@@ -254,7 +264,13 @@ impl Http {
 }
 
 impl Context for Http {
-    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         let Some(body) = self.pending_body.take() else {
             return;
         };
@@ -265,7 +281,11 @@ impl Context for Http {
             (&intent, &self.auth, self.shared.intents.try_borrow_mut())
             && let Some(prompt) = &self.prompt
         {
-            cache.insert(external::cache_key(&token.subject, prompt), found.clone(), self.ctx.now_ms);
+            cache.insert(
+                external::cache_key(&token.subject, prompt),
+                found.clone(),
+                self.ctx.now_ms,
+            );
         }
         if self.decide_body(&body, &intent) == Flow::Continue {
             host::resume_request();
@@ -316,7 +336,11 @@ impl HttpContext for Http {
         let Some(body) = host::body(BufferType::HttpRequestBody, body_size) else {
             return self.decide_body(b"", &IntentSource::NotDeclared);
         };
-        let agent = self.auth.as_ref().map(|t| t.subject.clone()).unwrap_or_default();
+        let agent = self
+            .auth
+            .as_ref()
+            .map(|t| t.subject.clone())
+            .unwrap_or_default();
         let intent = if exchange::needs_intent(&body, &self.auth) {
             self.intent_for(&agent)
         } else {
@@ -374,7 +398,10 @@ impl HttpContext for Http {
             ResponseMode::UpstreamFailure(status) => {
                 self.plan.upstream_failure(status).map(String::into_bytes)
             }
-            _ => match (&self.auth, host::body(BufferType::HttpResponseBody, body_size)) {
+            _ => match (
+                &self.auth,
+                host::body(BufferType::HttpResponseBody, body_size),
+            ) {
                 (Ok(token), Some(body)) => self.plan.rewrite(&self.content_type, &body, token),
                 (Ok(token), None) => self.plan.rewrite(&self.content_type, b"", token),
                 (Err(_), _) => None,
@@ -383,7 +410,10 @@ impl HttpContext for Http {
         if let Some(replacement) = replacement
             && !host::replace_body(BufferType::HttpResponseBody, body_size, &replacement)
         {
-            host::log(LogLevel::Error, "intentgate: could not rewrite the upstream answer");
+            host::log(
+                LogLevel::Error,
+                "intentgate: could not rewrite the upstream answer",
+            );
         }
         Flow::Continue
     }

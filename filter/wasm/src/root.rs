@@ -36,7 +36,10 @@ impl Shared {
             );
         }
         let (cache_size, ttl_ms) = config.intent_extractor.as_ref().map_or((1, 0), |e| {
-            (e.cache_size, i64::try_from(e.cache_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+            (
+                e.cache_size,
+                i64::try_from(e.cache_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            )
         });
         Ok(Shared {
             gateway: RefCell::new(Rc::new(gateway)),

@@ -466,7 +466,11 @@ fn unverified_reading_shows_every_block() {
 fn extreme_times_are_refused_or_judged_without_overflow() {
     // Found by fuzzing `attenuate` (fuzz/regressions/token-attenuate-iat-overflow.bin): a holder can
     // edit an unverified token's claims, so every time field may hold any i64.
-    for (iat, nbf, exp) in [(i64::MIN, i64::MIN, 0), (i64::MIN, 0, i64::MAX), (0, i64::MAX - 1, i64::MAX)] {
+    for (iat, nbf, exp) in [
+        (i64::MIN, i64::MIN, 0),
+        (i64::MIN, 0, i64::MAX),
+        (0, i64::MAX - 1, i64::MAX),
+    ] {
         let mut raw = codec::decode(&minted()).unwrap();
         let mut claims: AuthorityClaims = serde_json::from_slice(&raw.blocks[0].payload).unwrap();
         (claims.iat, claims.nbf, claims.exp) = (iat, nbf, exp);
@@ -476,6 +480,9 @@ fn extreme_times_are_refused_or_judged_without_overflow() {
         let _ = read_unverified(&edited);
     }
     let t = verify(&minted(), &keys_for(&issuer())).unwrap();
-    assert_eq!(t.check_live(i64::MAX, &HashSet::new()), Err(TokenError::Expired));
+    assert_eq!(
+        t.check_live(i64::MAX, &HashSet::new()),
+        Err(TokenError::Expired)
+    );
     assert!(t.check_live(i64::MIN, &HashSet::new()).is_err());
 }

@@ -46,6 +46,8 @@ pub struct VerifiedToken {
     pub step_up_at: Option<i64>,
     pub memory_key: Option<VerifyingKey>,
     pub caveats: Vec<Caveat>,
+    /// `input.capability` as policies see it, built once per verified token.
+    pub policy_view: Option<regorus::Value>,
 }
 
 impl VerifiedToken {
@@ -155,7 +157,9 @@ pub(super) fn interpret(raw: &RawToken) -> Result<VerifiedToken, TokenError> {
             return Err(TokenError::Malformed(format!("claim {name} is empty")));
         }
     }
-    if authority.exp <= authority.nbf || authority.nbf < authority.iat.saturating_sub(CLOCK_SKEW_SECS) {
+    if authority.exp <= authority.nbf
+        || authority.nbf < authority.iat.saturating_sub(CLOCK_SKEW_SECS)
+    {
         return Err(TokenError::Malformed(
             "claims must satisfy iat <= nbf < exp".into(),
         ));
@@ -176,6 +180,7 @@ pub(super) fn interpret(raw: &RawToken) -> Result<VerifiedToken, TokenError> {
         step_up_at: None,
         memory_key: None,
         caveats: Vec::new(),
+        policy_view: None,
     };
     for caveat in authority.caveats {
         apply(&mut token, caveat, true)?;
@@ -195,6 +200,7 @@ pub(super) fn interpret(raw: &RawToken) -> Result<VerifiedToken, TokenError> {
             apply(&mut token, caveat, false)?;
         }
     }
+    token.policy_view = crate::policy::CapabilityInput::of(&token).to_value().ok();
     Ok(token)
 }
 
