@@ -46,15 +46,12 @@ pub struct Approval {
     pub created_at: String,
     #[serde(skip)]
     pub root_capability_token_id: String,
-    #[serde(skip)]
-    pos: i64,
 }
 
 impl Approval {
     fn from_row(row: &AnyRow) -> Result<Self> {
         let arguments: String = row.try_get("arguments")?;
         Ok(Approval {
-            pos: row.try_get("pos")?,
             id: row.try_get("id")?,
             tenant: row.try_get("tenant")?,
             agent_id: row.try_get("agent_id")?,
@@ -109,21 +106,15 @@ pub async fn pending(
     page: Page,
 ) -> Result<(Vec<Approval>, Option<String>)> {
     let scope = tenant.unwrap_or("*");
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT {COLUMNS} FROM approvals WHERE ($1 = '*' OR tenant = $1) AND status = 'pending' \
          AND pos < $2 ORDER BY pos DESC LIMIT $3"
-    ))
-    .bind(scope)
-    .bind(page.before_or_max())
-    .bind(page.fetch())
-    .fetch_all(db.pool())
-    .await?;
-    let mut items = rows
-        .iter()
-        .map(Approval::from_row)
-        .collect::<Result<Vec<_>>>()?;
-    let next = page.finish(cursors, LIST, scope, &mut items, |a| a.pos)?;
-    Ok((items, next))
+    );
+    let query = sqlx::query(&sql).bind(scope);
+    page.run(db, cursors, LIST, scope, query, |row| {
+        Ok((row.try_get("pos")?, Approval::from_row(row)?))
+    })
+    .await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -137,9 +128,9 @@ pub enum Verdict {
 #[serde(deny_unknown_fields)]
 pub struct DecideRequest {
     pub decision: Verdict,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub decided_by: Option<String>,
 }
 

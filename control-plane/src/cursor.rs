@@ -8,6 +8,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use sqlx::Any;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+
+use crate::db::Db;
 use crate::error::{Error, Result};
 
 const MAC_BYTES: usize = 16;
@@ -97,33 +102,34 @@ impl Page {
         Ok(Page { limit, before })
     }
 
-    /// The value to bind for "before": past every position when there is no cursor.
-    pub fn before_or_max(&self) -> i64 {
-        self.before.unwrap_or(i64::MAX)
-    }
-
-    /// Rows to fetch: one more than the limit, to know whether another page exists.
-    pub fn fetch(&self) -> i64 {
-        self.limit + 1
-    }
-
-    /// Trims `rows` to the page and returns the cursor for the next one.
-    pub fn finish<T>(
+    /// Runs a list query whose last two placeholders are the position to start before and the
+    /// row limit, maps each row to `(position, item)`, and returns the page and the next cursor.
+    pub async fn run<'q, T>(
         &self,
+        db: &Db,
         cursors: &Cursors,
         list: &str,
         scope: &str,
-        rows: &mut Vec<T>,
-        position: impl Fn(&T) -> i64,
-    ) -> Result<Option<String>> {
+        query: Query<'q, Any, AnyArguments<'q>>,
+        row: impl Fn(&AnyRow) -> Result<(i64, T)>,
+    ) -> Result<(Vec<T>, Option<String>)> {
+        let rows = query
+            .bind(self.before.unwrap_or(i64::MAX))
+            .bind(self.limit + 1)
+            .fetch_all(db.pool())
+            .await?;
+        let mut items = rows.iter().map(row).collect::<Result<Vec<_>>>()?;
         let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
-        if rows.len() <= limit {
-            return Ok(None);
-        }
-        rows.truncate(limit);
-        rows.last()
-            .map(|last| cursors.encode(list, scope, position(last)))
-            .transpose()
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|(position, _)| cursors.encode(list, scope, *position))
+                .transpose()?
+        } else {
+            None
+        };
+        Ok((items.into_iter().map(|(_, item)| item).collect(), next))
     }
 }
 

@@ -28,19 +28,19 @@ pub const REVOCATIONS: &str = "revocations";
 #[serde(deny_unknown_fields)]
 pub struct MintRequest {
     pub subject: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub issuer: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub tenant: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub ttl_seconds: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub tools: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub max_calls: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub step_up: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub with_memory_signing_key: Option<bool>,
 }
 
@@ -173,7 +173,7 @@ pub async fn mint_token(
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     pub jti: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub reason: Option<String>,
 }
 
@@ -244,30 +244,22 @@ pub async fn revocations(
     tenant: Option<&str>,
     page: Page,
 ) -> Result<(Vec<Revocation>, Option<String>)> {
-    let rows = sqlx::query(
+    let scope = tenant.unwrap_or("*");
+    let query = sqlx::query(
         "SELECT pos, jti, tenant, revoked_at, reason FROM revocations \
          WHERE ($1 = '*' OR tenant = $1) AND pos < $2 ORDER BY pos DESC LIMIT $3",
     )
-    .bind(tenant.unwrap_or("*"))
-    .bind(page.before_or_max())
-    .bind(page.fetch())
-    .fetch_all(db.pool())
-    .await?;
-    let mut items = rows
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get::<i64, _>("pos")?,
-                Revocation {
-                    jti: row.try_get("jti")?,
-                    tenant: row.try_get("tenant")?,
-                    revoked_at: time::rfc3339(row.try_get("revoked_at")?),
-                    reason: row.try_get("reason")?,
-                },
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let scope = tenant.unwrap_or("*");
-    let next = page.finish(cursors, REVOCATIONS, scope, &mut items, |(pos, _)| *pos)?;
-    Ok((items.into_iter().map(|(_, r)| r).collect(), next))
+    .bind(scope);
+    page.run(db, cursors, REVOCATIONS, scope, query, |row| {
+        Ok((
+            row.try_get("pos")?,
+            Revocation {
+                jti: row.try_get("jti")?,
+                tenant: row.try_get("tenant")?,
+                revoked_at: time::rfc3339(row.try_get("revoked_at")?),
+                reason: row.try_get("reason")?,
+            },
+        ))
+    })
+    .await
 }

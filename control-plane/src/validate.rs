@@ -1,6 +1,16 @@
 //! Input rules shared by every endpoint, each returning a message that names what is wrong.
 
+use serde::{Deserialize, Deserializer};
+
 pub const MAX_TENANT_CHARS: usize = 128;
+
+/// For optional request fields: leaving one out means "unset", but an explicit `null` is a type
+/// error naming the field, as the API contract declares none of them nullable.
+pub fn non_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
 
 /// Tenant names appear in URLs, logs and CSV: letters, digits, `.`, `_`, `-`, at most 128.
 pub fn tenant(name: &str) -> Result<(), String> {

@@ -114,24 +114,14 @@ pub async fn list(
     for value in &binds {
         query = query.bind(value);
     }
-    let rows = query
-        .bind(page.before_or_max())
-        .bind(page.fetch())
-        .fetch_all(db.pool())
-        .await?;
-    let mut items = rows
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get::<i64, _>("pos")?,
-                row.try_get::<String, _>("body")?,
-            ))
+    let (bodies, next) = page
+        .run(db, cursors, LIST, filters.scope(), query, |row| {
+            Ok((row.try_get("pos")?, row.try_get::<String, _>("body")?))
         })
-        .collect::<Result<Vec<_>>>()?;
-    let next = page.finish(cursors, LIST, filters.scope(), &mut items, |(pos, _)| *pos)?;
-    let bodies = items
+        .await?;
+    let bodies = bodies
         .into_iter()
-        .map(|(_, body)| {
+        .map(|body| {
             RawValue::from_string(body)
                 .map_err(|e| Error::Internal(format!("stored audit event is not JSON: {e}")))
         })

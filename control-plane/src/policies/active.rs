@@ -22,9 +22,9 @@ const COLUMNS: &str = "tenant, draft_id, name, promoted_by, promoted_at, rego_sh
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
     pub draft_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub tenant: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub promoted_by: Option<String>,
 }
 

@@ -18,12 +18,12 @@ const COLUMNS: &str =
 #[serde(deny_unknown_fields)]
 pub struct NewDraft {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub description: Option<String>,
     pub rego_source: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub tenant: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub created_by: Option<String>,
 }
 
@@ -31,11 +31,11 @@ pub struct NewDraft {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DraftUpdate {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub rego_source: Option<String>,
 }
 

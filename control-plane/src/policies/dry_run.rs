@@ -26,11 +26,11 @@ pub const MAX_SAMPLE: u32 = 1000;
 #[serde(deny_unknown_fields)]
 pub struct DryRunRequest {
     pub rego_source: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub tenant: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub input: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub sample: Option<String>,
 }
 

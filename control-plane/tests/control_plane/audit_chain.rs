@@ -228,7 +228,7 @@ async fn tampering_is_detected_at_the_right_event(app: TestApp) {
         );
     }
 
-    // Reordering: events 3 and 4 swap places; the chain breaks where event 4 now stands.
+    // Reordering: events 3 and 4 swap positions; event 3 is the first out of place.
     let ids = chain(&app, "swap", 6).await;
     for sql in [
         "UPDATE audit_events SET seq = -3 WHERE tenant = 'swap' AND seq = 3",
@@ -238,7 +238,11 @@ async fn tampering_is_detected_at_the_right_event(app: TestApp) {
         exec(db, sql).await;
     }
     let report = verify(&app, "swap").await;
-    assert_eq!(report["first_broken_event_id"], ids[3].as_str(), "{report}");
+    assert_eq!(report["first_broken_event_id"], ids[2].as_str(), "{report}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("reordered"),
+        "{report}"
+    );
 
     // An event forged onto the end with a correct hash, without the head: caught by the head.
     let ids = chain(&app, "forged", 3).await;

@@ -120,6 +120,10 @@ async fn mint_rejects_bad_bodies_naming_the_field(app: TestApp) {
         ),
         (json!({"subject": "a", "tenant": "not a tenant"}), "tenant"),
         (json!({"subject": "", "tenant": "acme"}), "subject"),
+        (
+            json!({"subject": "a", "tenant": "acme", "step_up": null}),
+            "step_up",
+        ),
     ];
     for (body, field) in cases {
         let (status, answer) = app.post(SUPER, "/v1/admin/mint", body.clone()).await;

@@ -1,8 +1,12 @@
-//! Verifying a tenant's chain: every event's hash recomputed from its stored body and previous
-//! hash, every link checked, and the end of the walk compared with the recorded chain head (which
-//! catches events removed from the end). Reports the first broken event.
+//! Verifying a tenant's chain: walked in storage order (the order appends wrote it), every event's
+//! hash is recomputed from its stored body and previous hash, every link and position (`seq`) is
+//! checked, and the end of the walk is compared with the recorded chain head (which catches events
+//! removed from the end). Reports the first broken event.
+//!
+//! The chain is cut into ranges checked in parallel, one database connection each (see
+//! [`checker`]); this is what makes verify scale with cores rather than with one decoder thread.
 
-mod batch;
+mod checker;
 mod postgres;
 mod sqlite;
 
@@ -10,19 +14,21 @@ use std::time::Instant;
 
 use serde::Serialize;
 use sqlx::Row;
-use tokio::sync::mpsc;
 
-use batch::{Batch, WalkEnd};
+use checker::{Edge, Range};
 
 use crate::db::{Backend, Db};
 use crate::error::{Error, Result};
 
+/// Chains shorter than this are checked by one worker: a connection per range costs more.
+const MIN_EVENTS_PER_WORKER: i64 = 50_000;
+
 /// The recorded head of a chain.
 #[derive(Debug, Clone)]
-pub struct Head {
-    pub seq: i64,
-    pub hash: Option<[u8; 32]>,
-    pub id: String,
+struct Head {
+    seq: i64,
+    hash: Option<[u8; 32]>,
+    id: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -38,51 +44,82 @@ pub struct Report {
     pub reason: Option<String>,
 }
 
-/// Where the chain breaks: the event (by `seq`, or by id when it is no longer stored) and why.
+/// Where the chain breaks: a stored event (found by a column), or one no longer stored.
 enum Broken {
-    AtSeq(i64, String),
+    At(&'static str, i64, String),
     Missing(String, String),
 }
 
 pub async fn verify(db: &Db, tenant: &str) -> Result<Report> {
     let started = Instant::now();
-    let (tx, rx) = mpsc::channel::<Batch>(4);
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let checker = tokio::task::spawn_blocking(move || batch::check_all(rx, threads));
-    let (head, end) = match db.backend() {
-        Backend::Sqlite => {
-            let path = db.sqlite_path()?;
-            let owned = tenant.to_owned();
-            tokio::task::spawn_blocking(move || sqlite::read(&path, &owned, tx))
-                .await
-                .map_err(|e| Error::Internal(format!("verify reader: {e}")))??
+    // The head and the stored positions in one snapshot; later appends land beyond `last`.
+    let mut tx = db.pool().begin().await?;
+    let head = sqlx::query("SELECT seq, head, head_id FROM audit_chain_heads WHERE tenant = $1")
+        .bind(tenant)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| -> Result<Head> {
+            Ok(Head {
+                seq: row.try_get("seq")?,
+                hash: row.try_get::<Vec<u8>, _>("head")?.try_into().ok(),
+                id: row.try_get("head_id")?,
+            })
+        })
+        .transpose()?;
+    let bounds = sqlx::query(
+        "SELECT MIN(pos) AS first, MAX(pos) AS last FROM audit_events WHERE tenant = $1",
+    )
+    .bind(tenant)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (first, last): (Option<i64>, Option<i64>) =
+        (bounds.try_get("first")?, bounds.try_get("last")?);
+    tx.commit().await?;
+
+    let ranges = match (first, last) {
+        (Some(first), Some(last)) => {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            let wanted = usize::try_from((last - first + 1) / MIN_EVENTS_PER_WORKER).unwrap_or(1);
+            checker::split(first, last, wanted.clamp(1, cores))
         }
-        Backend::Postgres => postgres::read(db.url(), tenant, tx).await?,
+        _ => Vec::new(),
     };
-    let found = checker
-        .await
-        .map_err(|e| Error::Internal(format!("verify checker: {e}")))?;
+    let workers: Vec<_> = ranges
+        .into_iter()
+        .map(|(lo, hi)| {
+            let (db, tenant) = (db.clone(), tenant.to_owned());
+            tokio::task::spawn_blocking(move || check_range(&db, &tenant, lo, hi))
+        })
+        .collect();
+    let mut checked = Vec::with_capacity(workers.len());
+    for worker in workers {
+        checked.push(
+            worker
+                .await
+                .map_err(|e| Error::Internal(format!("verify worker: {e}")))??,
+        );
+    }
+    let (found, count, last_event) = checker::stitch(&checked);
     let broken = match found {
-        Some(b) => Some(Broken::AtSeq(b.seq, b.kind.describe().into())),
-        None => check_end(head.as_ref(), &end),
+        Some(b) => Some(Broken::At("pos", b.pos, b.kind.describe().into())),
+        None => check_end(head.as_ref(), count, last_event, &checked),
     };
     let (first_broken_event_id, reason) = match broken {
         None => (None, None),
-        Some(Broken::AtSeq(seq, why)) => (
-            event_at(db, tenant, seq).await?.map(|(id, _)| id),
+        Some(Broken::At(column, value, why)) => (
+            event_at(db, tenant, column, value).await?.map(|(id, _)| id),
             Some(why),
         ),
         Some(Broken::Missing(id, why)) => (Some(id), Some(why)),
     };
-    let last = match end.last_seq {
-        Some(seq) => event_at(db, tenant, seq).await?,
-        None => None,
+    let (chain_head_id, chain_head_at) = match last_event {
+        Some(edge) => event_at(db, tenant, "pos", edge.pos).await?.unzip(),
+        None => (None, None),
     };
-    let (chain_head_id, chain_head_at) = last.unzip();
     Ok(Report {
         tenant: tenant.to_owned(),
         verified: reason.is_none(),
-        events_checked: end.count,
+        events_checked: count,
         chain_head_id,
         chain_head_at,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -91,16 +128,34 @@ pub async fn verify(db: &Db, tenant: &str) -> Result<Report> {
     })
 }
 
+/// Runs on a blocking thread: checking is CPU-bound.
+fn check_range(db: &Db, tenant: &str, first: i64, last: i64) -> Result<Range> {
+    match db.backend() {
+        Backend::Sqlite => sqlite::check_range(&db.sqlite_path()?, tenant, first, last),
+        Backend::Postgres => tokio::runtime::Handle::current().block_on(postgres::check_range(
+            db.url(),
+            tenant,
+            first,
+            last,
+        )),
+    }
+}
+
 /// Every link held; does the walk end where the recorded head says the chain ends?
-fn check_end(head: Option<&Head>, end: &WalkEnd) -> Option<Broken> {
-    let count = i64::try_from(end.count).unwrap_or(i64::MAX);
+fn check_end(
+    head: Option<&Head>,
+    count: u64,
+    last: Option<Edge>,
+    ranges: &[Range],
+) -> Option<Broken> {
+    let count = i64::try_from(count).unwrap_or(i64::MAX);
     let Some(head) = head else {
-        return (count > 0).then(|| {
-            Broken::AtSeq(
-                1,
-                "the chain has events but no recorded head (it was removed)".into(),
-            )
-        });
+        let first = ranges.iter().find_map(|r| r.first)?;
+        return Some(Broken::At(
+            "pos",
+            first.pos,
+            "the chain has events but no recorded head (it was removed)".into(),
+        ));
     };
     if head.seq > count {
         return Some(Broken::Missing(
@@ -109,27 +164,33 @@ fn check_end(head: Option<&Head>, end: &WalkEnd) -> Option<Broken> {
         ));
     }
     if head.seq < count {
-        return Some(Broken::AtSeq(
+        return Some(Broken::At(
+            "seq",
             head.seq + 1,
             "events follow the recorded chain head (appended outside the control plane)".into(),
         ));
     }
-    if count > 0 && head.hash != Some(end.last_hash) {
-        return end.last_seq.map(|seq| {
-            Broken::AtSeq(
-                seq,
-                "the last event does not match the recorded chain head".into(),
-            )
-        });
-    }
-    None
+    let last = last?;
+    (head.hash != Some(last.hash)).then(|| {
+        Broken::At(
+            "pos",
+            last.pos,
+            "the last event does not match the recorded chain head".into(),
+        )
+    })
 }
 
-/// The id and `ts` of the event at `seq`.
-async fn event_at(db: &Db, tenant: &str, seq: i64) -> Result<Option<(String, String)>> {
-    let row = sqlx::query("SELECT id, ts FROM audit_events WHERE tenant = $1 AND seq = $2")
+/// The id and `ts` of the tenant's event whose `column` (`pos` or `seq`) is `value`.
+async fn event_at(
+    db: &Db,
+    tenant: &str,
+    column: &'static str,
+    value: i64,
+) -> Result<Option<(String, String)>> {
+    let sql = format!("SELECT id, ts FROM audit_events WHERE tenant = $1 AND {column} = $2");
+    let row = sqlx::query(&sql)
         .bind(tenant)
-        .bind(seq)
+        .bind(value)
         .fetch_optional(db.pool())
         .await?;
     row.map(|r| Ok((r.try_get("id")?, r.try_get("ts")?)))

@@ -1,0 +1,295 @@
+//! Checking one stretch of a chain. The chain is cut into ranges of storage positions checked in
+//! parallel, each by a worker that reads and hashes its rows inline (each link is independent given
+//! the stored `prev_hash`); [`stitch`] then checks the links between ranges, so the earliest break
+//! found is the one a single sequential walk would stop at.
+
+use intentgate_core::audit::{GENESIS, link};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakKind {
+    /// A stored hash column is not 32 bytes, or the body is not text.
+    Malformed,
+    /// `prev_hash` is not the previous event's hash: an event was removed, inserted or moved.
+    Link,
+    /// The stored hash is not the hash of the stored body: the event was altered.
+    Hash,
+    /// `seq` does not follow the previous event's.
+    Sequence,
+}
+
+impl BreakKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            BreakKind::Malformed => "the event's stored hash columns are malformed",
+            BreakKind::Link => {
+                "prev_hash does not match the previous event's hash (events removed, inserted or reordered)"
+            }
+            BreakKind::Hash => {
+                "the event's hash does not match its content (the event was altered)"
+            }
+            BreakKind::Sequence => {
+                "the event's chain position does not follow the previous event's (events reordered)"
+            }
+        }
+    }
+}
+
+/// The first broken row, by storage position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Break {
+    pub pos: i64,
+    pub kind: BreakKind,
+}
+
+/// What a range looked like from outside: enough to link it to its neighbours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    pub pos: i64,
+    pub seq: i64,
+    pub prev: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// Checks the rows of one range, in storage order.
+#[derive(Debug, Default)]
+pub struct Checker {
+    count: u64,
+    first: Option<Edge>,
+    last: Option<Edge>,
+    first_break: Option<Break>,
+}
+
+impl Checker {
+    /// One row; `None` columns are malformed.
+    pub fn push(
+        &mut self,
+        pos: i64,
+        seq: i64,
+        prev: Option<&[u8]>,
+        hash: Option<&[u8]>,
+        body: Option<&[u8]>,
+    ) {
+        self.count += 1;
+        let prev = prev.and_then(|b| <[u8; 32]>::try_from(b).ok());
+        let hash = hash.and_then(|b| <[u8; 32]>::try_from(b).ok());
+        let edge = Edge {
+            pos,
+            seq,
+            prev: prev.unwrap_or_default(),
+            hash: hash.unwrap_or_default(),
+        };
+        if self.first_break.is_none() {
+            let kind = match (prev, hash, body) {
+                (Some(prev), Some(hash), Some(body)) => self.check(&prev, &hash, body, seq),
+                _ => Some(BreakKind::Malformed),
+            };
+            self.first_break = kind.map(|kind| Break { pos, kind });
+        }
+        if self.first.is_none() {
+            self.first = Some(edge);
+        }
+        self.last = Some(edge);
+    }
+
+    fn check(&self, prev: &[u8; 32], hash: &[u8; 32], body: &[u8], seq: i64) -> Option<BreakKind> {
+        // The link to the previous range is checked by `stitch`.
+        if self.last.is_some_and(|last| &last.hash != prev) {
+            return Some(BreakKind::Link);
+        }
+        if &link(prev, body) != hash {
+            return Some(BreakKind::Hash);
+        }
+        if self
+            .last
+            .is_some_and(|last| last.seq.checked_add(1) != Some(seq))
+        {
+            return Some(BreakKind::Sequence);
+        }
+        None
+    }
+
+    pub fn finish(self) -> Range {
+        Range {
+            count: self.count,
+            first: self.first,
+            last: self.last,
+            first_break: self.first_break,
+        }
+    }
+}
+
+/// A checked range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub count: u64,
+    pub first: Option<Edge>,
+    pub last: Option<Edge>,
+    pub first_break: Option<Break>,
+}
+
+/// The whole chain from its ranges (in storage order): the earliest break, counting the links
+/// between ranges and the chain's start (GENESIS, `seq` 1), the event count and the last event.
+pub fn stitch(ranges: &[Range]) -> (Option<Break>, u64, Option<Edge>) {
+    let mut earliest: Option<Break> = None;
+    let mut previous: Option<Edge> = None;
+    let mut count = 0;
+    for range in ranges {
+        count += range.count;
+        let Some(first) = range.first else { continue };
+        let (expected_prev, expected_seq) = match previous {
+            Some(p) => (p.hash, p.seq.checked_add(1)),
+            None => (GENESIS, Some(1)),
+        };
+        let boundary = if first.prev != expected_prev {
+            Some(BreakKind::Link)
+        } else if Some(first.seq) != expected_seq {
+            Some(BreakKind::Sequence)
+        } else {
+            None
+        };
+        // A malformed first row has no stored hashes to link with; it is its range's own break.
+        let boundary = boundary.filter(|_| {
+            range
+                .first_break
+                .is_none_or(|b| b.pos != first.pos || b.kind != BreakKind::Malformed)
+        });
+        for found in [
+            boundary.map(|kind| Break {
+                pos: first.pos,
+                kind,
+            }),
+            range.first_break,
+        ] {
+            if let Some(found) = found
+                && earliest.is_none_or(|e| found.pos < e.pos)
+            {
+                earliest = Some(found);
+            }
+        }
+        previous = range.last;
+    }
+    (earliest, count, previous)
+}
+
+/// Cuts positions `first..=last` into at most `parts` contiguous ranges.
+pub fn split(first: i64, last: i64, parts: usize) -> Vec<(i64, i64)> {
+    let parts = i64::try_from(parts.max(1)).unwrap_or(1);
+    let span = (last - first + 1).max(0);
+    let step = (span + parts - 1) / parts;
+    if step == 0 {
+        return Vec::new();
+    }
+    (0..parts)
+        .map(|k| (first + k * step, (first + (k + 1) * step - 1).min(last)))
+        .filter(|(lo, hi)| lo <= hi)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Row = (i64, [u8; 32], [u8; 32], Vec<u8>);
+
+    /// Rows with pos = seq = 1..=n.
+    fn chain(n: usize) -> Vec<Row> {
+        let mut prev = GENESIS;
+        (1..=n as i64)
+            .map(|seq| {
+                let body = format!("{{\"n\":{seq}}}").into_bytes();
+                let hash = link(&prev, &body);
+                let row = (seq, prev, hash, body);
+                prev = hash;
+                row
+            })
+            .collect()
+    }
+
+    /// Checks `rows` in `parts` ranges.
+    fn check(rows: &[Row], parts: usize) -> (Option<Break>, u64) {
+        let ranges: Vec<Range> = split(1, rows.len() as i64, parts)
+            .into_iter()
+            .map(|(lo, hi)| {
+                let mut checker = Checker::default();
+                for (i, (seq, prev, hash, body)) in rows.iter().enumerate() {
+                    let pos = i as i64 + 1;
+                    if (lo..=hi).contains(&pos) {
+                        checker.push(pos, *seq, Some(prev), Some(hash), Some(body));
+                    }
+                }
+                checker.finish()
+            })
+            .collect();
+        let (found, count, _) = stitch(&ranges);
+        (found, count)
+    }
+
+    #[test]
+    fn every_tamper_is_found_where_a_sequential_walk_would_stop() {
+        for parts in [1, 2, 3, 7] {
+            let rows = chain(12);
+            assert_eq!(check(&rows, parts), (None, 12));
+
+            let mut altered = rows.clone();
+            altered[4].3 = b"{\"n\":99}".to_vec();
+            altered[9].3 = b"{}".to_vec();
+            assert_eq!(
+                check(&altered, parts).0,
+                Some(Break {
+                    pos: 5,
+                    kind: BreakKind::Hash
+                })
+            );
+
+            let mut removed = rows.clone();
+            removed.remove(6);
+            assert_eq!(
+                check(&removed, parts).0,
+                Some(Break {
+                    pos: 7,
+                    kind: BreakKind::Link
+                })
+            );
+
+            let mut first_gone = rows.clone();
+            first_gone.remove(0);
+            assert_eq!(
+                check(&first_gone, parts).0,
+                Some(Break {
+                    pos: 1,
+                    kind: BreakKind::Link
+                })
+            );
+
+            let mut renumbered = rows.clone();
+            renumbered[8].0 = 42;
+            assert_eq!(
+                check(&renumbered, parts).0,
+                Some(Break {
+                    pos: 9,
+                    kind: BreakKind::Sequence
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_rows_break() {
+        let mut checker = Checker::default();
+        checker.push(1, 1, Some(&[0; 31]), Some(&[0; 32]), Some(b"{}"));
+        assert_eq!(
+            checker.finish().first_break,
+            Some(Break {
+                pos: 1,
+                kind: BreakKind::Malformed
+            })
+        );
+    }
+
+    #[test]
+    fn ranges_cover_every_position_once() {
+        assert_eq!(split(1, 10, 3), vec![(1, 4), (5, 8), (9, 10)]);
+        assert_eq!(split(5, 5, 4), vec![(5, 5)]);
+        assert!(split(1, 0, 2).is_empty());
+    }
+}
