@@ -16,6 +16,7 @@ pub mod memory;
 pub mod pipeline;
 pub mod policy;
 pub mod response;
+pub mod sync;
 pub mod time;
 pub mod token;
 

@@ -29,8 +29,8 @@ pub enum ConfigError {
     Tenant { tenant: String, message: String },
 }
 
-/// One tenant, ready to serve.
-#[derive(Debug)]
+/// One tenant, ready to serve. Cloning shares the compiled policy.
+#[derive(Debug, Clone)]
 pub struct TenantState {
     pub policy: Option<Arc<Policy>>,
     pub settings: TenantSettings,
@@ -38,7 +38,7 @@ pub struct TenantState {
 }
 
 /// The compiled state every check reads.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Gateway {
     pub keys: PublicKeys,
     pub revoked: HashSet<String>,

@@ -1,6 +1,8 @@
 //! Counting calls against limits. The store is a trait: the filter counts in Envoy shared memory
 //! (and, with a control plane, in leased slices), the control plane and the CLI in memory or a database.
 
+pub mod lease;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
