@@ -11,7 +11,7 @@ WASM      := target/wasm32-wasip1/release/intentgate_filter.wasm
 CARGO     ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help run test bench bench-tools wasm lint unit e2e tools rust-tools py-tools node-tools fuzz clean
+.PHONY: help run test bench bench-tools wasm lint unit e2e contract tools rust-tools py-tools node-tools fuzz clean
 
 help:
 	@echo "make run    build everything and start the gateway on localhost:8080"
@@ -58,7 +58,12 @@ e2e: tools wasm
 	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
 	$(PY) -m pytest -q tests/e2e
 
-test: lint unit e2e
+# The admin API contract: schemathesis against api/openapi.yaml, on SQLite and on Postgres.
+contract: py-tools
+	$(CARGO) build -p intentgate-control-plane
+	$(PY) -m pytest -q tests/contract
+
+test: lint unit e2e contract
 
 ## --- run and measure ---------------------------------------------------------------------------
 run: tools wasm
