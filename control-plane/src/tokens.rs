@@ -216,7 +216,12 @@ pub async fn revoke(
     if !inserted {
         return Ok(());
     }
-    let mut event = audit::record::admin(&tenant, "revoke", &actor, format!("revoked: {reason}"))?;
+    let details = if reason.is_empty() {
+        "revoked".to_owned()
+    } else {
+        format!("revoked: {reason}")
+    };
+    let mut event = audit::record::admin(&tenant, "revoke", &actor, details)?;
     event.agent_id = subject;
     event.capability_token_id.clone_from(&request.jti);
     event.root_capability_token_id.clone_from(&request.jti);

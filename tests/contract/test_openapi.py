@@ -71,6 +71,6 @@ def test_the_running_server_matches_the_contract(control_plane, tmp_path):
          "--exclude-checks", "positive_data_acceptance",
          "--max-examples", "20", "--seed", SEED, "--workers", "1",
          "--request-timeout", "30", "--report", "junit", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]

@@ -11,7 +11,8 @@ mod tenants;
 
 use axum::Router;
 use serde::Deserialize;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::auth::Admin;
 use crate::cursor::Page;
@@ -38,7 +39,12 @@ pub fn app(state: AppState) -> Router {
             state.metrics.clone(),
             crate::metrics::track,
         ))
-        .layer(TraceLayer::new_for_http())
+        // Admin traffic is low-volume and worth a log line per request.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
         .with_state(state)
 }
 

@@ -7,7 +7,7 @@
 //! - With `sample`, the `sample` most recent tool-call events (1 to 1000, newest first) are
 //!   rebuilt into policy inputs and the actual decision is the one recorded.
 
-use intentgate_core::audit::AuditEvent;
+use intentgate_core::audit::{AuditEvent, EventKind};
 use intentgate_core::intent::Intent;
 use intentgate_core::policy::{CapabilityInput, Policy, PolicyInput, PolicyOutcome, RequestInput};
 use serde::{Deserialize, Serialize};
@@ -150,12 +150,22 @@ fn to_regorus(input: &Value) -> Result<regorus::Value> {
         .map_err(|e| Error::bad_request(format!("input is not usable as policy input: {e}")))
 }
 
+/// How the core names tool-call events in their JSON (and so in the generated `event` column).
+fn tool_call_kind() -> Result<String> {
+    match serde_json::to_value(EventKind::ToolCall) {
+        Ok(Value::String(kind)) => Ok(kind),
+        _ => Err(Error::Internal(
+            "EventKind does not serialize to a string".into(),
+        )),
+    }
+}
+
 async fn recent_tool_calls(db: &Db, tenant: &str, count: u32) -> Result<Vec<AuditEvent>> {
     let rows = sqlx::query(
         "SELECT body FROM audit_events WHERE tenant = $1 AND event = $2 ORDER BY seq DESC LIMIT $3",
     )
     .bind(tenant)
-    .bind("intentgate.tool_call")
+    .bind(tool_call_kind()?)
     .bind(i64::from(count))
     .fetch_all(db.pool())
     .await?;
