@@ -128,15 +128,16 @@ pub struct Env<'a> {
     pub elapsed_ms: &'a dyn Fn() -> f64,
 }
 
-/// Whether the body holds a `tools/call` that passes envelope and token checks, i.e. whether intent
-/// is worth extracting before [`decide`].
-pub fn needs_intent(body: &[u8], auth: &Result<Arc<VerifiedToken>, Denial>) -> bool {
+/// How many `tools/call`s of the body pass envelope and token checks and will be evaluated: whether
+/// intent is worth extracting before [`decide`], and how many budget calls to have leased.
+pub fn evaluations(body: &[u8], auth: &Result<Arc<VerifiedToken>, Denial>) -> usize {
     match jsonrpc::parse(body) {
         Ok(message) => message
             .entries()
             .iter()
-            .any(|e| matches!(pipeline::plan(e, auth), Plan::Evaluate(_))),
-        Err(_) => false,
+            .filter(|e| matches!(pipeline::plan(e, auth), Plan::Evaluate(_)))
+            .count(),
+        Err(_) => 0,
     }
 }
 

@@ -45,6 +45,14 @@ impl Synced {
     /// `serve_tenants` of the bootstrap configuration is kept: it is this Envoy's own scope.
     pub fn apply(&self, update: &v1::SyncUpdate) -> Result<Synced, SyncError> {
         let gateway = match &update.kind {
+            // An older snapshot would roll back revocations and policies: a control plane whose
+            // versions went backwards is not followed.
+            Some(sync_update::Kind::Snapshot(_)) if update.version < self.version => {
+                return Err(SyncError::Stale {
+                    got: update.version,
+                    held: self.version,
+                });
+            }
             Some(sync_update::Kind::Snapshot(snapshot)) => self.snapshot(snapshot)?,
             Some(sync_update::Kind::Delta(delta)) => {
                 if delta.base_version != self.version {

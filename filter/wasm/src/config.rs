@@ -16,9 +16,49 @@ pub struct PluginConfig {
     pub intent_extractor: Option<ExtractorConfig>,
     #[serde(default = "default_token_cache")]
     pub token_cache_size: usize,
-    /// Write each audit event as a JSON line to Envoy's log.
-    #[serde(default = "yes")]
-    pub audit_log: bool,
+    /// Write each audit event as a JSON line to Envoy's log. Defaults to on without a control plane
+    /// (the log is then the audit sink) and off with one (events go to the control plane).
+    #[serde(default)]
+    pub audit_log: Option<bool>,
+    /// Sync state from, send audit events to, and lease budgets from the control plane.
+    #[serde(default)]
+    pub control_plane: Option<ControlPlaneConfig>,
+}
+
+impl PluginConfig {
+    pub fn audit_log(&self) -> bool {
+        self.audit_log.unwrap_or(self.control_plane.is_none())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// The Envoy cluster (HTTP/2) of the control plane's gRPC port.
+    pub cluster: String,
+    /// How often the root context reconnects, ships audit events and returns expired leases.
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u64,
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// Audit events buffered in shared memory while the control plane is away; beyond it, events
+    /// are dropped and counted (metric `intentgate.audit.dropped`, and reported to the control plane).
+    #[serde(default = "default_audit_buffer")]
+    pub audit_buffer_events: u64,
+    #[serde(default = "default_audit_batch")]
+    pub audit_batch_events: usize,
+    /// Calls asked for in one budget lease (the control plane may grant fewer near the limit).
+    #[serde(default = "default_lease_slice")]
+    pub lease_slice: u64,
+    /// Longest wait between reconnection attempts.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+impl ControlPlaneConfig {
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,9 +89,6 @@ impl ExtractorConfig {
     }
 }
 
-fn yes() -> bool {
-    true
-}
 fn default_token_cache() -> usize {
     4096
 }
@@ -66,4 +103,22 @@ fn default_intent_cache() -> usize {
 }
 fn default_cache_ttl() -> u64 {
     300
+}
+fn default_tick_ms() -> u64 {
+    100
+}
+fn default_call_timeout_ms() -> u64 {
+    5000
+}
+fn default_audit_buffer() -> u64 {
+    100_000
+}
+fn default_audit_batch() -> usize {
+    256
+}
+fn default_lease_slice() -> u64 {
+    16
+}
+fn default_max_backoff_ms() -> u64 {
+    5000
 }

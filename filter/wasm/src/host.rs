@@ -163,3 +163,60 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     }
     out
 }
+
+/// The control plane's gRPC service, as Envoy's `grpc_service.envoy_grpc.cluster_name`.
+pub const SERVICE: &str = "intentgate.v1.FilterSync";
+
+pub fn open_grpc_stream(cluster: &str, method: &str) -> Result<u32, Status> {
+    hostcalls::open_grpc_stream(cluster, SERVICE, method, vec![])
+}
+
+pub fn send_grpc_stream_message(token: u32, message: &[u8]) -> bool {
+    hostcalls::send_grpc_stream_message(token, Some(message), false).is_ok()
+}
+
+pub fn dispatch_grpc_call(
+    cluster: &str,
+    method: &str,
+    message: &[u8],
+    timeout: Duration,
+) -> Result<u32, Status> {
+    hostcalls::dispatch_grpc_call(cluster, SERVICE, method, vec![], Some(message), timeout)
+}
+
+pub fn grpc_message(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+pub fn set_tick_period(period: Duration) {
+    let _ = hostcalls::set_tick_period(period);
+}
+
+pub fn register_queue(name: &str) -> Option<u32> {
+    hostcalls::register_shared_queue(name).ok()
+}
+
+pub fn enqueue(queue: u32, value: &[u8]) -> bool {
+    hostcalls::enqueue_shared_queue(queue, Some(value)).is_ok()
+}
+
+pub fn dequeue(queue: u32) -> Option<Vec<u8>> {
+    hostcalls::dequeue_shared_queue(queue).ok().flatten()
+}
+
+/// Envoy's node id, naming this filter to the control plane.
+pub fn node_id() -> String {
+    hostcalls::get_property(vec!["node", "id"])
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "envoy".into())
+}
+
+pub fn cancel_grpc_stream(token: u32) {
+    let _ = hostcalls::cancel_grpc_stream(token);
+}

@@ -2,6 +2,7 @@
 //! (forward, forward a rewritten body, answer locally), then rewrites the upstream's answer when the
 //! plan says so. Audit events are written when the stream ends, with the upstream status.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -18,9 +19,10 @@ use intentgate_core::{headers, ids};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, LogLevel};
 
-use crate::budget::SharedBudget;
-use crate::host;
+use crate::budget::FilterBudget;
+use crate::leases::{self, Pending};
 use crate::root::Shared;
+use crate::{audit, host};
 
 const JSON: &str = "application/json";
 
@@ -33,15 +35,22 @@ enum ResponseMode {
     UpstreamFailure(u16),
 }
 
+/// A body waiting for the external extractor or for budget leases before it is decided.
+struct Waiting {
+    body: Vec<u8>,
+    /// `None` while the extractor has not answered.
+    intent: Option<IntentSource>,
+    leases: HashMap<u32, Pending>,
+}
+
 pub struct Http {
     shared: Rc<Shared>,
-    gateway: Option<Rc<Gateway>>,
+    gateway: Option<Arc<Gateway>>,
     started_ns: u64,
     ctx: RequestContext,
     prompt: Option<String>,
     auth: Result<Arc<VerifiedToken>, Denial>,
-    /// The body, kept only while waiting for the external extractor.
-    pending_body: Option<Vec<u8>>,
+    waiting: Option<Waiting>,
     answered_locally: bool,
     plan: ResponsePlan,
     mode: ResponseMode,
@@ -59,7 +68,7 @@ impl Http {
             ctx: RequestContext::default(),
             prompt: None,
             auth: Err(Denial::capability("missing bearer token")),
-            pending_body: None,
+            waiting: None,
             answered_locally: false,
             plan: ResponsePlan::default(),
             mode: ResponseMode::PassThrough,
@@ -136,11 +145,20 @@ impl Http {
         let mut next_id = Self::next_id;
         let elapsed = move || Self::elapsed_ms(started);
         let disposition = {
+            let budget = FilterBudget {
+                leases: self
+                    .shared
+                    .config
+                    .control_plane
+                    .as_ref()
+                    .map(|_| &self.shared.leases),
+                now_ms: host::now_ms(),
+            };
             let mut env = Env {
                 gateway: &gateway,
                 ctx: &self.ctx,
                 auth: &self.auth,
-                budget: &SharedBudget,
+                budget: &budget,
                 next_id: &mut next_id,
                 elapsed_ms: &elapsed,
             };
@@ -242,23 +260,50 @@ impl Http {
         self.apply(|env| exchange::decide(env, body, intent), len)
     }
 
+    /// Moves a waiting body forward: asks for the leases it needs once intent is known, and decides
+    /// it when nothing is outstanding. `Flow::Pause` while something is.
+    fn advance(&mut self, mut waiting: Waiting) -> Flow {
+        let Some(intent) = waiting.intent.take() else {
+            self.waiting = Some(waiting);
+            return Flow::Pause;
+        };
+        if waiting.leases.is_empty()
+            && let (Some(config), Ok(token)) = (&self.shared.config.control_plane, &self.auth)
+            && !token.budgets.is_empty()
+        {
+            let need = exchange::evaluations(&waiting.body, &self.auth) as u64;
+            waiting.leases = leases::request(&self.shared, config, token, need);
+        }
+        if waiting.leases.is_empty() {
+            return self.decide_body(&waiting.body, &intent);
+        }
+        waiting.intent = Some(intent);
+        self.waiting = Some(waiting);
+        Flow::Pause
+    }
+
+    /// Resumes the request if deciding a waiting body let it through.
+    fn resume_if(flow: Flow) {
+        if flow == Flow::Continue {
+            host::resume_request();
+        }
+    }
+
     fn emit_audit(&mut self) {
+        let log = self.shared.config.audit_log();
+        let buffer = self
+            .shared
+            .config
+            .control_plane
+            .as_ref()
+            .map(|c| c.audit_buffer_events);
         for mut event in self.events.drain(..) {
             if event.decision == intentgate_core::decision::AuditDecision::Allow
                 && !self.answered_locally
             {
                 event.upstream_status = self.upstream_status;
             }
-            if self.shared.config.audit_log {
-                match serde_json::to_string(&event) {
-                    Ok(line) => host::log(LogLevel::Info, &format!("intentgate-audit {line}")),
-                    Err(err) => host::log(
-                        LogLevel::Error,
-                        &format!("intentgate: audit event lost: {err}"),
-                    ),
-                }
-            }
-            self.shared.metrics.audit_written();
+            audit::record(&event, log, buffer, &self.shared.metrics);
         }
     }
 }
@@ -271,7 +316,7 @@ impl Context for Http {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(body) = self.pending_body.take() else {
+        let Some(mut waiting) = self.waiting.take() else {
             return;
         };
         let status = host::http_call_response_status();
@@ -287,8 +332,21 @@ impl Context for Http {
                 self.ctx.now_ms,
             );
         }
-        if self.decide_body(&body, &intent) == Flow::Continue {
-            host::resume_request();
+        waiting.intent = Some(intent);
+        Self::resume_if(self.advance(waiting));
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        let Some(mut waiting) = self.waiting.take() else {
+            return;
+        };
+        if let Some(pending) = waiting.leases.remove(&token) {
+            leases::on_response(&self.shared, pending, status, size);
+        }
+        if waiting.leases.is_empty() {
+            Self::resume_if(self.advance(waiting));
+        } else {
+            self.waiting = Some(waiting);
         }
     }
 }
@@ -341,22 +399,23 @@ impl HttpContext for Http {
             .as_ref()
             .map(|t| t.subject.clone())
             .unwrap_or_default();
-        let intent = if exchange::needs_intent(&body, &self.auth) {
+        let intent = if exchange::evaluations(&body, &self.auth) > 0 {
             self.intent_for(&agent)
         } else {
             Ok(IntentSource::NotDeclared)
         };
-        match intent {
-            Ok(intent) => self.decide_body(&body, &intent),
-            Err(_) if self.dispatch_extractor(&agent) => {
-                self.pending_body = Some(body);
-                Flow::Pause
-            }
-            Err(_) => self.decide_body(
-                &body,
-                &IntentSource::Unavailable("extractor call could not be dispatched".into()),
-            ),
-        }
+        let intent = match intent {
+            Ok(intent) => Some(intent),
+            Err(_) if self.dispatch_extractor(&agent) => None,
+            Err(_) => Some(IntentSource::Unavailable(
+                "extractor call could not be dispatched".into(),
+            )),
+        };
+        self.advance(Waiting {
+            body,
+            intent,
+            leases: HashMap::new(),
+        })
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {

@@ -2,10 +2,14 @@
 //! `intentgate-core`, which makes every decision.
 #![deny(clippy::indexing_slicing)]
 
+mod audit;
 mod budget;
 mod config;
+mod control_plane;
+mod counters;
 mod host;
 mod http;
+mod leases;
 mod metrics;
 mod root;
 

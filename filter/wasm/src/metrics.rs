@@ -19,6 +19,10 @@ pub struct Metrics {
     verify_us: Option<u32>,
     eval_us: Option<u32>,
     audit_events: Option<u32>,
+    audit_dropped: Option<u32>,
+    sync_updates: Option<u32>,
+    sync_rejected: Option<u32>,
+    sync_version: Option<u32>,
 }
 
 impl Metrics {
@@ -33,6 +37,10 @@ impl Metrics {
             verify_us: host::define_metric(MetricType::Histogram, "intentgate.verify_us"),
             eval_us: host::define_metric(MetricType::Histogram, "intentgate.eval_us"),
             audit_events: counter("intentgate.audit.events"),
+            audit_dropped: counter("intentgate.audit.dropped"),
+            sync_updates: counter("intentgate.sync.updates"),
+            sync_rejected: counter("intentgate.sync.rejected"),
+            sync_version: host::define_metric(MetricType::Gauge, "intentgate.sync.version"),
         }
     }
 
@@ -54,6 +62,27 @@ impl Metrics {
 
     pub fn audit_written(&self) {
         if let Some(id) = self.audit_events {
+            host::increment_metric(id);
+        }
+    }
+
+    pub fn audit_dropped(&self) {
+        if let Some(id) = self.audit_dropped {
+            host::increment_metric(id);
+        }
+    }
+
+    pub fn sync_applied(&self, version: u64) {
+        if let Some(id) = self.sync_updates {
+            host::increment_metric(id);
+        }
+        if let Some(id) = self.sync_version {
+            host::record_metric(id, version);
+        }
+    }
+
+    pub fn sync_rejected(&self) {
+        if let Some(id) = self.sync_rejected {
             host::increment_metric(id);
         }
     }

@@ -327,19 +327,26 @@ fn unfilterable_tools_list_answer_is_replaced_not_passed_through() {
 }
 
 #[test]
-fn needs_intent_only_for_tool_calls_that_passed_the_token_check() {
+fn only_tool_calls_that_passed_the_token_check_are_evaluated() {
     let h = Harness::new();
     let ok = h.auth(Some(&token()));
-    assert!(needs_intent(
-        tools_call(1, "read_x").to_string().as_bytes(),
-        &ok
-    ));
-    assert!(!needs_intent(
-        br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
-        &ok
-    ));
-    assert!(!needs_intent(
-        tools_call(1, "read_x").to_string().as_bytes(),
-        &h.auth(None)
-    ));
+    assert_eq!(
+        evaluations(tools_call(1, "read_x").to_string().as_bytes(), &ok),
+        1
+    );
+    let batch =
+        json!([tools_call(1, "a"), tools_call(2, "b"), {"jsonrpc":"2.0","id":3,"method":"ping"}]);
+    assert_eq!(evaluations(batch.to_string().as_bytes(), &ok), 2);
+    assert_eq!(
+        evaluations(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, &ok),
+        0
+    );
+    let unauthenticated = h.auth(None);
+    assert_eq!(
+        evaluations(
+            tools_call(1, "read_x").to_string().as_bytes(),
+            &unauthenticated
+        ),
+        0
+    );
 }
