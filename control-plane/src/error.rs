@@ -13,6 +13,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A missing or wrong bearer token on an endpoint without admin tokens (discovery, reports).
+    #[error("{0}")]
+    InvalidToken(String),
     /// A dependency failed; the message is safe to show.
     #[error("{0}")]
     Unavailable(String),

@@ -11,12 +11,15 @@ pub mod changes;
 pub mod config;
 pub mod cursor;
 pub mod db;
+pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod ids;
 pub mod keys;
 pub mod metrics;
 pub mod policies;
+pub mod reports;
+pub mod service_token;
 pub mod state;
 pub mod tenants;
 pub mod time;
@@ -45,7 +48,7 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
         kid = keys.issuer().kid(),
         "control plane ready"
     );
-    Ok(AppState::new(db, keys, AdminTokens::from_config(config)))
+    Ok(AppState::new(db, keys, AdminTokens::from_config(config)).with_discovery(config.discovery.clone()))
 }
 
 /// Serves the API on `config.http_addr` until SIGTERM or SIGINT, then drains and closes.

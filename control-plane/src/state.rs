@@ -17,6 +17,8 @@ pub struct AppState {
     pub tokens: Arc<AdminTokens>,
     pub changes: Changes,
     pub metrics: Arc<Metrics>,
+    /// Discovery sources, the AI catalog and the sync and reports tokens (issue 8).
+    pub discovery: Arc<crate::discovery::Settings>,
 }
 
 impl AppState {
@@ -28,6 +30,12 @@ impl AppState {
             tokens: Arc::new(tokens),
             changes: Changes::new(),
             metrics: Arc::new(Metrics::default()),
+            discovery: Arc::default(),
         }
+    }
+
+    pub fn with_discovery(mut self, settings: crate::discovery::Settings) -> Self {
+        self.discovery = Arc::new(settings);
+        self
     }
 }

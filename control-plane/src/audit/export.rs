@@ -144,7 +144,7 @@ fn csv_row(body: &str, out: &mut Vec<u8>) -> Result<()> {
 }
 
 /// RFC 4180: quote fields holding a comma, quote or line break; double inner quotes.
-fn csv_field(text: &str, out: &mut Vec<u8>) {
+pub(crate) fn csv_field(text: &str, out: &mut Vec<u8>) {
     if text.contains([',', '"', '\n', '\r']) {
         out.push(b'"');
         out.extend_from_slice(text.replace('"', "\"\"").as_bytes());

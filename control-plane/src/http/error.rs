@@ -15,6 +15,7 @@ impl IntoResponse for Error {
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, self.to_string()),
             Error::NotFound(m) => (StatusCode::NOT_FOUND, m),
             Error::Conflict(m) => (StatusCode::CONFLICT, m),
+            Error::InvalidToken(m) => (StatusCode::UNAUTHORIZED, m),
             Error::Unavailable(m) => {
                 tracing::warn!(error = %m, "dependency unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, m)

@@ -1,12 +1,15 @@
 //! The admin REST API: one module per resource, each with its `router()`.
 
 mod approvals;
+mod attestations;
 mod audit;
 mod capabilities;
+mod discovery;
 pub mod error;
 pub mod extract;
 mod health;
 mod policies;
+mod reports;
 mod tenants;
 
 use axum::Router;
@@ -28,6 +31,9 @@ pub fn app(state: AppState) -> Router {
         .merge(approvals::router())
         .merge(tenants::router())
         .merge(health::router())
+        .merge(discovery::router())
+        .merge(attestations::router())
+        .merge(reports::router())
         .fallback(|| async { Error::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             (

@@ -3,6 +3,7 @@
 mod canonical;
 mod chain;
 mod event;
+pub mod merkle;
 
 pub use canonical::canonical_json;
 pub use chain::{GENESIS, link, parse_hash};
