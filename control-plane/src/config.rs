@@ -27,6 +27,9 @@ pub enum ConfigError {
     DatabaseUrl(String),
     #[error("INTENTGATE_HTTP_ADDR: {0:?} is not a socket address (host:port)")]
     HttpAddr(String),
+    /// A discovery or reports variable; the message names it.
+    #[error("{0}")]
+    Discovery(String),
 }
 
 /// The master signing seed. Debug never prints it.
