@@ -184,7 +184,7 @@ pub async fn revoke(
     admin: &Admin,
     request: RevokeRequest,
 ) -> Result<()> {
-    validate::required_text("jti", &request.jti, 128).map_err(Error::BadRequest)?;
+    validate::id("jti", &request.jti).map_err(Error::BadRequest)?;
     let reason = request.reason.unwrap_or_default();
     validate::optional_text("reason", &reason, 1024).map_err(Error::BadRequest)?;
     let not_found = || Error::not_found("no token with that jti");

@@ -26,6 +26,12 @@ pub fn tenant(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An identifier (draft, approval, token or event id): no control characters (Postgres cannot
+/// even compare a NUL), at most 128 characters.
+pub fn id(field: &str, value: &str) -> Result<(), String> {
+    required_text(field, value, 128)
+}
+
 /// A required text field: not blank, at most `max` characters, no control characters.
 pub fn required_text(field: &str, value: &str, max: usize) -> Result<(), String> {
     if value.trim().is_empty() {

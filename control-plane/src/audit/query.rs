@@ -8,7 +8,7 @@ use sqlx::Row;
 use crate::cursor::{Cursors, Page};
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::time;
+use crate::{time, validate};
 
 pub const LIST: &str = "audit";
 
@@ -60,8 +60,8 @@ impl Filters {
                 .map(|t| time::audit_ts_param("until", t))
                 .transpose()?,
             decision,
-            tool: params.tool.map(str::to_owned),
-            subject: params.subject.map(str::to_owned),
+            tool: text_filter("tool", params.tool)?,
+            subject: text_filter("subject", params.subject)?,
         })
     }
 
@@ -93,6 +93,16 @@ impl Filters {
         }
         (clauses.join(" AND "), binds)
     }
+}
+
+fn text_filter(name: &str, value: Option<&str>) -> Result<Option<String>> {
+    value
+        .map(|v| {
+            validate::optional_text(name, v, 256)
+                .map(|()| v.to_owned())
+                .map_err(Error::BadRequest)
+        })
+        .transpose()
 }
 
 /// One page of events, each the stored canonical JSON, and the cursor for the next page.

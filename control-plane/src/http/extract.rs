@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::Admin;
 use crate::error::Error;
 use crate::state::AppState;
+use crate::validate;
 
 /// Request bodies larger than this are refused.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -97,10 +98,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        Path::<String>::from_request_parts(parts, state)
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map(|Path(id)| Id(id))
-            .map_err(|e| Error::bad_request(format!("invalid path: {}", e.body_text())))
+            .map_err(|e| Error::bad_request(format!("invalid path: {}", e.body_text())))?;
+        validate::id("id", &id).map_err(Error::BadRequest)?;
+        Ok(Id(id))
     }
 }
 

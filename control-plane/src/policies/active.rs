@@ -119,6 +119,7 @@ pub async fn promote(
         }
         None => admin.actor(),
     };
+    validate::id("draft_id", &request.draft_id).map_err(Error::BadRequest)?;
     let draft = super::drafts::get(db, admin, &request.draft_id).await?;
     // A superadmin naming a tenant must name the draft's.
     if matches!(admin, Admin::Super) && request.tenant.as_deref().is_some_and(|t| t != draft.tenant)

@@ -11,5 +11,11 @@ use crate::error::{Error, Result};
 
 /// Compiles Rego; the compiler's message is the 400's error, verbatim.
 pub fn compile(source: &str) -> Result<Policy> {
+    // Postgres text cannot hold NUL; Rego has no use for it.
+    if source.contains('\0') {
+        return Err(Error::bad_request(
+            "rego_source must not contain NUL characters",
+        ));
+    }
     Policy::compile(source).map_err(|e| Error::BadRequest(e.to_string()))
 }
