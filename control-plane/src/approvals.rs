@@ -208,10 +208,13 @@ pub async fn decide(
     }
     audit::store::append_in(&mut tx, &[event]).await?;
     tx.commit().await?;
-    changes.publish(Change::ApprovalDecided {
-        tenant: approval.tenant,
-        id: id.to_owned(),
-        approved: request.decision == Verdict::Approve,
-    });
+    changes.publish(
+        0,
+        Change::ApprovalDecided {
+            tenant: approval.tenant,
+            id: id.to_owned(),
+            approved: request.decision == Verdict::Approve,
+        },
+    );
     Ok(())
 }

@@ -8,6 +8,8 @@ use crate::validate;
 /// Used when `INTENTGATE_DATABASE_URL` is unset: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://intentgate.db?mode=rwc";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8081";
+/// Where filters reach FilterSync (gRPC).
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:8082";
 /// Shorter admin tokens are refused: they would be guessable.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 
@@ -27,6 +29,8 @@ pub enum ConfigError {
     DatabaseUrl(String),
     #[error("INTENTGATE_HTTP_ADDR: {0:?} is not a socket address (host:port)")]
     HttpAddr(String),
+    #[error("INTENTGATE_GRPC_ADDR: {0:?} is not a socket address (host:port)")]
+    GrpcAddr(String),
     /// A discovery or reports variable; the message names it.
     #[error("{0}")]
     Discovery(String),
@@ -61,6 +65,11 @@ pub struct Config {
     pub tenant_admin_tokens: Vec<(String, Secret)>,
     pub database_url: String,
     pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    /// `INTENTGATE_FILTER_TOKEN`: when set, filters must present it on every gRPC call.
+    pub filter_token: Option<Secret>,
+    /// Discovery sync and reports tokens, and the AI catalog's additions.
+    pub discovery: crate::discovery::Settings,
 }
 
 impl Config {
@@ -97,12 +106,26 @@ impl Config {
             .trim()
             .parse()
             .map_err(|_| ConfigError::HttpAddr(addr_text.clone()))?;
+        let discovery =
+            crate::discovery::Settings::from_lookup(get).map_err(ConfigError::Discovery)?;
+        let grpc_text = get("INTENTGATE_GRPC_ADDR").unwrap_or_else(|| DEFAULT_GRPC_ADDR.into());
+        let grpc_addr = grpc_text
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::GrpcAddr(grpc_text.clone()))?;
+        let filter_token = get("INTENTGATE_FILTER_TOKEN").map(|t| Secret(t.trim().to_owned()));
+        if let Some(token) = &filter_token {
+            check_strength(&token.0, "INTENTGATE_FILTER_TOKEN")?;
+        }
         Ok(Config {
             master_seed,
             admin_token,
             tenant_admin_tokens,
             database_url,
             http_addr,
+            grpc_addr,
+            filter_token,
+            discovery,
         })
     }
 }
@@ -227,6 +250,14 @@ mod tests {
         assert!(matches!(
             with("INTENTGATE_MASTER_KEY", "AAAA"),
             Err(ConfigError::MasterKey(_))
+        ));
+        assert!(matches!(
+            with("INTENTGATE_GRPC_ADDR", "nowhere"),
+            Err(ConfigError::GrpcAddr(_))
+        ));
+        assert!(matches!(
+            with("INTENTGATE_FILTER_TOKEN", "short"),
+            Err(ConfigError::WeakToken(_))
         ));
         assert!(matches!(
             with("INTENTGATE_HTTP_ADDR", "nowhere"),

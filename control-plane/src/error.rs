@@ -16,6 +16,9 @@ pub enum Error {
     /// A missing or wrong bearer token on an endpoint without admin tokens (discovery, reports).
     #[error("{0}")]
     InvalidToken(String),
+    /// Authenticated, but this token may not do that (a tenant admin on a gateway-wide operation).
+    #[error("{0}")]
+    Forbidden(String),
     /// A dependency failed; the message is safe to show.
     #[error("{0}")]
     Unavailable(String),

@@ -20,7 +20,9 @@ pub mod metrics;
 pub mod policies;
 pub mod reports;
 pub mod service_token;
+pub mod signing;
 pub mod state;
+pub mod sync;
 pub mod tenants;
 pub mod time;
 pub mod tokens;
@@ -43,15 +45,22 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let keys = keys::resolve(&db, config.master_seed.as_ref())
         .await
         .context("cannot load the master key")?;
+    let signing = signing::SigningKeys::load(&db, &keys)
+        .await
+        .context("cannot load the signing keys")?;
     tracing::info!(
         backend = db.backend().name(),
-        kid = keys.issuer().kid(),
+        kid = signing.active().kid(),
         "control plane ready"
     );
-    Ok(AppState::new(db, keys, AdminTokens::from_config(config)).with_discovery(config.discovery.clone()))
+    Ok(
+        AppState::new(db, keys, signing, AdminTokens::from_config(config))
+            .with_discovery(config.discovery.clone()),
+    )
 }
 
-/// Serves the API on `config.http_addr` until SIGTERM or SIGINT, then drains and closes.
+/// Serves the admin API on `config.http_addr` and filter sync on `config.grpc_addr` until SIGTERM
+/// or SIGINT, then drains both and closes.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -63,10 +72,37 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(addr = %config.http_addr, "listening");
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let http = axum::serve(listener, app(state.clone())).with_graceful_shutdown(until_stopped());
+    let grpc = sync::serve(
+        config.grpc_addr,
+        state.db.clone(),
+        &state.changes,
+        std::sync::Arc::clone(&state.signing),
+        config.filter_token.as_ref().map(|t| t.0.clone()),
+        until_stopped(),
+    );
+    tokio::try_join!(
+        async { http.await.context("admin API server failed") },
+        async {
+            grpc.await.with_context(|| {
+                format!(
+                    "filter sync on {} (INTENTGATE_GRPC_ADDR) failed",
+                    config.grpc_addr
+                )
+            })
+        }
+    )?;
     state.db.close().await;
     tracing::info!("stopped");
     Ok(())

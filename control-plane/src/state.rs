@@ -8,11 +8,14 @@ use crate::cursor::Cursors;
 use crate::db::Db;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
+use crate::signing::SigningKeys;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
     pub keys: Arc<Keys>,
+    /// The key that signs new tokens (rotatable; `keys` holds the master key).
+    pub signing: Arc<SigningKeys>,
     pub cursors: Cursors,
     pub tokens: Arc<AdminTokens>,
     pub changes: Changes,
@@ -22,8 +25,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(db: Db, keys: Keys, tokens: AdminTokens) -> Self {
+    pub fn new(db: Db, keys: Keys, signing: SigningKeys, tokens: AdminTokens) -> Self {
         AppState {
+            signing: Arc::new(signing),
             cursors: Cursors::new(*keys.cursor_key()),
             db,
             keys: Arc::new(keys),

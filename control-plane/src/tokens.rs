@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use intentgate_core::memory::derive_memory_key;
-use intentgate_core::token::{Grant, mint};
+use intentgate_core::token::{Grant, IssuerKey, mint};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -13,7 +13,6 @@ use crate::changes::{Change, Changes};
 use crate::cursor::{Cursors, Page};
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::keys::Keys;
 use crate::{audit, ids, time, validate};
 
 pub const DEFAULT_TTL_SECONDS: u64 = 3600;
@@ -87,7 +86,7 @@ impl MintRequest {
 
 pub async fn mint_token(
     db: &Db,
-    keys: &Keys,
+    issuer: &IssuerKey,
     admin: &Admin,
     request: MintRequest,
 ) -> Result<Minted> {
@@ -101,7 +100,7 @@ pub async fn mint_token(
     let memory = request
         .with_memory_signing_key
         .unwrap_or(false)
-        .then(|| derive_memory_key(keys.seed(), &jti));
+        .then(|| derive_memory_key(issuer.seed(), &jti));
     let grant = Grant {
         jti: jti.clone(),
         issuer: request
@@ -118,8 +117,8 @@ pub async fn mint_token(
         step_up_at: request.step_up.unwrap_or(false).then_some(now),
         memory_key: memory.as_ref().map(|k| k.verifying_key()),
     };
-    let token = mint(keys.issuer(), &grant, &ids::random32()?)
-        .map_err(|e| Error::bad_request(e.to_string()))?;
+    let token =
+        mint(issuer, &grant, &ids::random32()?).map_err(|e| Error::bad_request(e.to_string()))?;
 
     let mut event = audit::record::admin(
         &tenant,
@@ -153,7 +152,7 @@ pub async fn mint_token(
     .bind(&tenant)
     .bind(&grant.subject)
     .bind(&grant.issuer)
-    .bind(keys.issuer().kid())
+    .bind(issuer.kid())
     .bind(now_ms)
     .bind(grant.expires_at * 1000)
     .execute(&mut *tx)
@@ -226,11 +225,13 @@ pub async fn revoke(
     event.capability_token_id.clone_from(&request.jti);
     event.root_capability_token_id.clone_from(&request.jti);
     audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    changes.publish(Change::TokenRevoked {
+    let change = Change::TokenRevoked {
         tenant,
         jti: request.jti,
-    });
+    };
+    let version = Changes::record(&mut tx, db.backend(), &change).await?;
+    tx.commit().await?;
+    changes.publish(version, change);
     Ok(())
 }
 

@@ -160,7 +160,7 @@ fn hash32(bytes: Vec<u8>) -> Result<[u8; 32]> {
 }
 
 /// What every stored event must satisfy: the generated columns and filters rely on it.
-fn check(event: &AuditEvent) -> Result<()> {
+pub fn check(event: &AuditEvent) -> Result<()> {
     let bad = |why: String| Error::bad_request(format!("audit event {:?}: {why}", event.id));
     if event.id.is_empty() || event.id.chars().count() > MAX_EVENT_ID_CHARS {
         return Err(bad(format!(

@@ -25,7 +25,7 @@ async fn mint(
     admin: Admin,
     Body(request): Body<MintRequest>,
 ) -> Result<Json<Minted>> {
-    tokens::mint_token(&state.db, &state.keys, &admin, request)
+    tokens::mint_token(&state.db, &state.signing.active(), &admin, request)
         .await
         .map(Json)
 }

@@ -16,6 +16,7 @@ impl IntoResponse for Error {
             Error::NotFound(m) => (StatusCode::NOT_FOUND, m),
             Error::Conflict(m) => (StatusCode::CONFLICT, m),
             Error::InvalidToken(m) => (StatusCode::UNAUTHORIZED, m),
+            Error::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             Error::Unavailable(m) => {
                 tracing::warn!(error = %m, "dependency unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, m)

@@ -8,6 +8,7 @@ mod discovery;
 pub mod error;
 pub mod extract;
 mod health;
+mod keys;
 mod policies;
 mod reports;
 mod tenants;
@@ -31,6 +32,7 @@ pub fn app(state: AppState) -> Router {
         .merge(approvals::router())
         .merge(tenants::router())
         .merge(health::router())
+        .merge(keys::router())
         .merge(discovery::router())
         .merge(attestations::router())
         .merge(reports::router())

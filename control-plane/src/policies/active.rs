@@ -163,11 +163,13 @@ pub async fn promote(
     point(&mut tx, &tenant, Some(pos)).await?;
     let active = promotion(&mut tx, pos).await?;
     audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    changes.publish(Change::PolicyActivated {
+    let change = Change::PolicyActivated {
         tenant,
         rego_sha256: active.rego_sha256.clone(),
-    });
+    };
+    let version = Changes::record(&mut tx, db.backend(), &change).await?;
+    tx.commit().await?;
+    changes.publish(version, change);
     Ok(active)
 }
 
@@ -189,10 +191,12 @@ pub async fn clear(db: &Db, changes: &Changes, admin: &Admin, tenant: &str) -> R
         ),
     )?;
     audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    changes.publish(Change::PolicyCleared {
+    let change = Change::PolicyCleared {
         tenant: tenant.to_owned(),
-    });
+    };
+    let version = Changes::record(&mut tx, db.backend(), &change).await?;
+    tx.commit().await?;
+    changes.publish(version, change);
     Ok(())
 }
 
@@ -232,10 +236,12 @@ pub async fn rollback(db: &Db, changes: &Changes, admin: &Admin, tenant: &str) -
         ),
     )?;
     audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    changes.publish(Change::PolicyActivated {
+    let change = Change::PolicyActivated {
         tenant: tenant.to_owned(),
         rego_sha256: active.rego_sha256.clone(),
-    });
+    };
+    let version = Changes::record(&mut tx, db.backend(), &change).await?;
+    tx.commit().await?;
+    changes.publish(version, change);
     Ok(active)
 }

@@ -103,7 +103,7 @@ async fn deciding_is_once_audited_and_announced(app: TestApp) {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
-        changes.try_recv().unwrap(),
+        changes.try_recv().unwrap().change,
         Change::ApprovalDecided {
             tenant: "acme".into(),
             id: first.id.clone(),

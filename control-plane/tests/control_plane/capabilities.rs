@@ -185,7 +185,7 @@ async fn revoke_is_tenant_scoped_audited_and_announced(app: TestApp) {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert_eq!(
-        changes.try_recv().unwrap(),
+        changes.try_recv().unwrap().change,
         Change::TokenRevoked {
             tenant: "acme".into(),
             jti: acme_jti.clone()

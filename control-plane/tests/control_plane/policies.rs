@@ -148,7 +148,7 @@ async fn promote_clear_and_rollback_any_number_of_levels(app: TestApp) {
         assert_eq!(active["tenant"], "acme");
     }
     assert!(matches!(
-        changes.try_recv().unwrap(),
+        changes.try_recv().unwrap().change,
         Change::PolicyActivated { .. }
     ));
 

@@ -31,7 +31,7 @@ pub fn request(
 ) -> HashMap<u32, Pending> {
     let now = host::now_ms();
     let mut pending = HashMap::new();
-    let Ok(pool) = shared.leases.try_borrow() else {
+    let Ok(mut pool) = shared.leases.try_borrow_mut() else {
         return pending;
     };
     for budget in &token.budgets {
@@ -39,7 +39,7 @@ pub fn request(
         if pool.available(&counter, now) >= need || pool.spent(&counter, now) {
             continue;
         }
-        let giveback = pool.giveback_for(&counter);
+        let giveback = pool.surrender(&counter);
         let request = v1::LeaseRequest {
             filter_id: shared.filter_id.clone(),
             counter: counter.clone(),

@@ -66,13 +66,18 @@ impl LeasePool {
         self.leases.insert(counter.to_owned(), lease);
     }
 
-    /// The lease to give back when asking for a new one on `counter`.
-    pub fn giveback_for(&self, counter: &str) -> Option<Giveback> {
-        self.leases.get(counter).map(|l| Giveback {
-            counter: counter.to_owned(),
-            lease_id: l.id.clone(),
-            unused: l.remaining,
-        })
+    /// Takes the lease of `counter` out of use, to give it back with a request for a new one.
+    /// Removing it first matters: calls taken from it after its unused count was reported would be
+    /// counted twice.
+    pub fn surrender(&mut self, counter: &str) -> Option<Giveback> {
+        self.leases
+            .remove(counter)
+            .filter(|l| !l.id.is_empty())
+            .map(|l| Giveback {
+                counter: counter.to_owned(),
+                lease_id: l.id,
+                unused: l.remaining,
+            })
     }
 
     /// Takes a call from the lease of `counter`.
@@ -188,6 +193,22 @@ mod tests {
             }]
         );
         assert_eq!(pool.available("c", 0), 0);
+    }
+
+    #[test]
+    fn a_surrendered_lease_is_out_of_use() {
+        let mut pool = LeasePool::new();
+        pool.grant("c", lease(3, 10, 100));
+        assert_eq!(
+            pool.surrender("c"),
+            Some(Giveback {
+                counter: "c".into(),
+                lease_id: "L1".into(),
+                unused: 3
+            })
+        );
+        assert_eq!(pool.consume("c", 0), LeaseUse::NeedLease);
+        assert_eq!(pool.surrender("c"), None);
     }
 
     #[test]

@@ -1,0 +1,67 @@
+//! Signing keys and the filters that follow the gateway state: `GET /v1/admin/keys`,
+//! `POST /v1/admin/keys/rotate`, `DELETE /v1/admin/keys/{kid}`, `GET /v1/admin/filters`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::auth::Admin;
+use crate::error::{Error, Result};
+use crate::signing::{self, KeyInfo};
+use crate::state::AppState;
+use crate::sync::filters::{self, FilterStatus};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/keys", get(list))
+        .route("/v1/admin/keys/rotate", post(rotate))
+        .route("/v1/admin/keys/{kid}", delete(retire))
+        .route("/v1/admin/filters", get(filters_status))
+}
+
+async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<KeyInfo>>> {
+    signing::list(&state.db).await.map(Json)
+}
+
+async fn rotate(State(state): State<AppState>, admin: Admin) -> Result<Json<KeyInfo>> {
+    state
+        .signing
+        .rotate(&state.db, &state.changes, &admin)
+        .await
+        .map(Json)
+}
+
+async fn retire(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(kid): Path<String>,
+) -> Result<StatusCode> {
+    state
+        .signing
+        .retire(&state.db, &state.changes, &admin, &kid)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize)]
+struct Filters {
+    /// The newest state version; a filter that acknowledged it is up to date.
+    state_version: u64,
+    filters: Vec<FilterStatus>,
+}
+
+async fn filters_status(State(state): State<AppState>, admin: Admin) -> Result<Json<Filters>> {
+    if !matches!(admin, Admin::Super) {
+        return Err(Error::Forbidden(
+            "filters are listed with the superadmin token".into(),
+        ));
+    }
+    let mut conn = state.db.pool().acquire().await?;
+    let state_version = crate::sync::state::version(&mut conn).await?;
+    Ok(Json(Filters {
+        state_version,
+        filters: filters::list(&state.db).await?,
+    }))
+}
