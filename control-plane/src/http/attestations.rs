@@ -1,0 +1,60 @@
+//! Attestation campaigns under `/v1/admin/attestations`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::ListParams;
+use super::extract::{Body, Id, Params};
+use crate::auth::Admin;
+use crate::discovery::attestation::{self, Campaign, LIST, NewCampaign, Response};
+use crate::error::Result;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/attestations", get(list).post(create))
+        .route("/v1/admin/attestations/{id}", get(get_one))
+        .route("/v1/admin/attestations/{id}/responses", post(respond))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(params): Params<ListParams>,
+) -> Result<Json<Value>> {
+    let (scope, page) = params.page(&state, &admin, LIST)?;
+    let (items, next) =
+        attestation::list(&state.db, &state.cursors, scope.as_deref(), page).await?;
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    Body(new): Body<NewCampaign>,
+) -> Result<(StatusCode, Json<Campaign>)> {
+    let campaign = attestation::create(&state.db, &admin, new).await?;
+    Ok((StatusCode::CREATED, Json(campaign)))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    admin: Admin,
+    Id(id): Id,
+) -> Result<Json<Campaign>> {
+    attestation::get(&state.db, &admin, &id).await.map(Json)
+}
+
+async fn respond(
+    State(state): State<AppState>,
+    admin: Admin,
+    Id(id): Id,
+    Body(response): Body<Response>,
+) -> Result<Json<Campaign>> {
+    attestation::respond(&state.db, &admin, &id, response)
+        .await
+        .map(Json)
+}
