@@ -8,5 +8,6 @@ mod audit_chain;
 mod audit_query;
 mod auth;
 mod capabilities;
+mod discovery;
 mod policies;
 mod tenants;

@@ -13,6 +13,9 @@ use tower::ServiceExt;
 pub const SUPER: &str = "super-admin-token-0123456789";
 pub const ACME: &str = "acme-admin-token-0123456789";
 pub const GLOBEX: &str = "globex-admin-token-0123456789";
+/// `INTENTGATE_REPORTS_API_TOKEN` and `INTENTGATE_DISCOVERY_SYNC_TOKEN` of the test apps.
+pub const REPORTS: &str = "reports-api-token-0123456789";
+pub const SYNC: &str = "discovery-sync-token-0123456789";
 
 /// Runs each listed `async fn(TestApp)` on SQLite and on Postgres.
 #[macro_export]
@@ -53,6 +56,8 @@ impl TestApp {
             "INTENTGATE_ADMIN_TOKEN" => Some(SUPER.into()),
             "INTENTGATE_TENANT_ADMIN_TOKENS" => Some(tenant_tokens.clone()),
             "INTENTGATE_DATABASE_URL" => Some(url.clone()),
+            "INTENTGATE_REPORTS_API_TOKEN" => Some(REPORTS.into()),
+            "INTENTGATE_DISCOVERY_SYNC_TOKEN" => Some(SYNC.into()),
             _ => None,
         })
         .expect("test config");
