@@ -2,12 +2,14 @@
 //!
 //! - [`store`] appends events (idempotent ids, one writer per tenant chain at a time);
 //! - [`record`] builds the events that admin changes write about themselves;
-//! - [`query`] filters and pages them, [`export`] streams them, [`verify`] walks a chain.
+//! - [`query`] filters and pages them, [`export`] streams them, [`verify`] walks a chain;
+//! - [`tree`] keeps the Merkle tree over the same events, its proofs and signed tree heads.
 
 pub mod export;
 pub mod query;
 pub mod record;
 pub mod store;
+pub mod tree;
 pub mod verify;
 
 pub use store::{Appended, append};

@@ -4,10 +4,12 @@
 //! of the tenant's `audit_chain_heads` row: on Postgres it takes that row's lock until commit (so
 //! several replicas can share one database); on SQLite it takes the database's write lock. Event
 //! ids are idempotent per tenant: re-appending an id writes nothing and returns the stored row.
+//! The tenant's Merkle tree is extended in the same transaction, under the same lock.
 
 use intentgate_core::audit::{AuditEvent, GENESIS, link};
 use sqlx::{AnyConnection, Row};
 
+use super::tree;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::{time, validate};
@@ -92,6 +94,7 @@ pub(crate) async fn append_in(
     let mut head = hash32(head_row.try_get("head")?)?;
     let mut out = Vec::with_capacity(events.len());
     let mut last: Option<&AuditEvent> = None;
+    let mut bodies: Vec<String> = Vec::with_capacity(events.len());
     for event in events {
         let body = event.canonical();
         let hash = link(&head, body.as_bytes());
@@ -108,6 +111,7 @@ pub(crate) async fn append_in(
         .rows_affected()
             == 1;
         if inserted {
+            bodies.push(body);
             seq += 1;
             head = hash;
             last = Some(event);
@@ -134,6 +138,10 @@ pub(crate) async fn append_in(
         .bind(&event.ts)
         .execute(&mut *conn)
         .await?;
+        // The Merkle tree holds the same events as the chain, committed with them.
+        let size = u64::try_from(seq)
+            .map_err(|_| Error::Internal("the chain position is negative".into()))?;
+        tree::extend(conn, &tenant, size, &bodies).await?;
     }
     Ok(out)
 }

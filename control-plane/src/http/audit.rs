@@ -1,4 +1,7 @@
-//! `GET /v1/admin/audit`, `/audit/verify` and `/audit/export`.
+//! `GET /v1/admin/audit`, `/audit/verify` and `/audit/export`; the Merkle tree's endpoints are in
+//! [`tree`].
+
+mod tree;
 
 use axum::body::Body as ResponseBody;
 use axum::extract::State;
@@ -24,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/audit", get(list))
         .route("/v1/admin/audit/verify", get(verify_chain))
         .route("/v1/admin/audit/export", get(export_events))
+        .merge(tree::router())
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,7 +82,7 @@ async fn verify_chain(
     Params(params): Params<TenantParam>,
 ) -> Result<Json<Report>> {
     let tenant = admin.tenant(params.tenant.as_deref())?;
-    let report = verify::verify(&state.db, &tenant).await?;
+    let report = verify::verify(&state.db, &state.keys, &tenant).await?;
     tracing::info!(
         %tenant,
         verified = report.verified,

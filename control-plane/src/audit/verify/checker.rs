@@ -2,7 +2,12 @@
 //! parallel, each by a worker that reads and hashes its rows inline (each link is independent given
 //! the stored `prev_hash`); [`stitch`] then checks the links between ranges, so the earliest break
 //! found is the one a single sequential walk would stop at.
+//!
+//! Each worker also hashes its events as Merkle leaves into compact ranges, split at `cut` (the
+//! size of the signed tree head being checked), so the stitched ranges give both the root of the
+//! whole tree and the root the signed head must match.
 
+use intentgate_core::audit::merkle::{CompactRange, Hash, leaf_hash};
 use intentgate_core::audit::{GENESIS, link};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +62,61 @@ pub struct Checker {
     first: Option<Edge>,
     last: Option<Edge>,
     first_break: Option<Break>,
+    leaves: Leaves,
+}
+
+/// The range's Merkle leaves, numbered from its first row's `seq` (a wrong `seq` is a chain break,
+/// and then no root is reported): those before `cut` and those from it on.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Leaves {
+    cut: u64,
+    next: Option<u64>,
+    unusable: bool,
+    pub below: Option<CompactRange>,
+    pub above: Option<CompactRange>,
+}
+
+impl Leaves {
+    fn push(&mut self, seq: i64, body: Option<&[u8]>) {
+        let index = match self.next {
+            Some(index) => index,
+            None => match u64::try_from(seq - 1) {
+                Ok(index) => index,
+                Err(_) => {
+                    self.unusable = true;
+                    return;
+                }
+            },
+        };
+        self.next = index.checked_add(1);
+        let Some(body) = body else {
+            self.unusable = true;
+            return;
+        };
+        let side = if index < self.cut {
+            &mut self.below
+        } else {
+            &mut self.above
+        };
+        let range = side.get_or_insert_with(|| CompactRange::new(index));
+        if range.append(leaf_hash(body), |_, _| {}).is_err() {
+            self.unusable = true;
+        }
+    }
 }
 
 impl Checker {
+    /// A checker whose Merkle leaves split at `cut`.
+    pub fn new(cut: u64) -> Self {
+        Checker {
+            leaves: Leaves {
+                cut,
+                ..Leaves::default()
+            },
+            ..Checker::default()
+        }
+    }
+
     /// One row; `None` columns are malformed.
     pub fn push(
         &mut self,
@@ -70,6 +127,9 @@ impl Checker {
         body: Option<&[u8]>,
     ) {
         self.count += 1;
+        if !self.leaves.unusable {
+            self.leaves.push(seq, body);
+        }
         let prev = prev.and_then(|b| <[u8; 32]>::try_from(b).ok());
         let hash = hash.and_then(|b| <[u8; 32]>::try_from(b).ok());
         let edge = Edge {
@@ -114,17 +174,43 @@ impl Checker {
             first: self.first,
             last: self.last,
             first_break: self.first_break,
+            leaves: (!self.leaves.unusable).then_some(self.leaves),
         }
     }
 }
 
 /// A checked range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Range {
     pub count: u64,
     pub first: Option<Edge>,
     pub last: Option<Edge>,
     pub first_break: Option<Break>,
+    /// `None` when a row had no usable `seq` or body.
+    pub leaves: Option<Leaves>,
+}
+
+/// The roots of an intact chain's tree: over every event, and over the first `cut` (`None` when
+/// the chain has fewer events than `cut`). Ranges come in storage order.
+pub fn tree_roots(ranges: &[Range], cut: u64) -> Option<(Hash, Option<Hash>)> {
+    let mut below = CompactRange::new(0);
+    for range in ranges {
+        if let Some(part) = range.leaves.as_ref()?.below.clone() {
+            below.merge(part).ok()?;
+        }
+    }
+    let mut whole = below.clone();
+    for range in ranges {
+        if let Some(part) = range.leaves.as_ref()?.above.clone() {
+            whole.merge(part).ok()?;
+        }
+    }
+    let at_cut = if below.end() == cut {
+        Some(below.root().ok()?)
+    } else {
+        None
+    };
+    Some((whole.root().ok()?, at_cut))
 }
 
 /// The whole chain from its ranges (in storage order): the earliest break, counting the links

@@ -5,6 +5,11 @@
 //!
 //! The chain is cut into ranges checked in parallel, one database connection each (see
 //! [`checker`]); this is what makes verify scale with cores rather than with one decoder thread.
+//!
+//! The same walk recomputes the Merkle tree's root from the stored events, and the root at the
+//! size of the tenant's latest signed tree head (signed by this control plane's key): a log
+//! rewritten from some event on, chain hashes and head included, still hashes to a different root
+//! than the head signed before, which only the key holder could have signed.
 
 mod checker;
 mod postgres;
@@ -16,9 +21,13 @@ use serde::Serialize;
 use sqlx::Row;
 
 use checker::{Edge, Range};
+use intentgate_core::audit::merkle::SignedTreeHead;
+use intentgate_core::token::PublicKeys;
 
+use super::tree;
 use crate::db::{Backend, Db};
 use crate::error::{Error, Result};
+use crate::keys::Keys;
 
 /// Chains shorter than this are checked by one worker: a connection per range costs more.
 const MIN_EVENTS_PER_WORKER: i64 = 50_000;
@@ -40,8 +49,17 @@ pub struct Report {
     pub chain_head_at: Option<String>,
     pub duration_ms: u64,
     pub first_broken_event_id: Option<String>,
-    /// Why the chain breaks at that event.
+    /// Why the chain breaks at that event (or why the log does not match its signed tree head).
     pub reason: Option<String>,
+    /// Events in the Merkle tree recomputed from the walk.
+    pub tree_size: u64,
+    /// Its root, hex; `None` when the chain is broken.
+    pub tree_root: Option<String>,
+    /// The latest tree head this control plane's key signed for the tenant.
+    pub signed_tree_head: Option<SignedTreeHead>,
+    /// Whether the walked events under that head hash to its root and its signature holds;
+    /// `None` without a head or when the chain is broken.
+    pub signed_tree_head_matches: Option<bool>,
 }
 
 /// Where the chain breaks: a stored event (found by a column), or one no longer stored.
@@ -50,8 +68,10 @@ enum Broken {
     Missing(String, String),
 }
 
-pub async fn verify(db: &Db, tenant: &str) -> Result<Report> {
+pub async fn verify(db: &Db, keys: &Keys, tenant: &str) -> Result<Report> {
     let started = Instant::now();
+    let signed_head = tree::latest(db, tenant, Some(keys.issuer().kid())).await?;
+    let cut = signed_head.as_ref().map_or(0, |sth| sth.head.tree_size);
     // The head and the stored positions in one snapshot; later appends land beyond `last`.
     let mut tx = db.pool().begin().await?;
     let head = sqlx::query("SELECT seq, head, head_id FROM audit_chain_heads WHERE tenant = $1")
@@ -90,7 +110,7 @@ pub async fn verify(db: &Db, tenant: &str) -> Result<Report> {
         .into_iter()
         .map(|(lo, hi)| {
             let (db, tenant) = (db.clone(), tenant.to_owned());
-            tokio::task::spawn_blocking(move || check_range(&db, &tenant, lo, hi))
+            tokio::task::spawn_blocking(move || check_range(&db, &tenant, lo, hi, cut))
         })
         .collect();
     let mut checked = Vec::with_capacity(workers.len());
@@ -106,7 +126,13 @@ pub async fn verify(db: &Db, tenant: &str) -> Result<Report> {
         Some(b) => Some(Broken::At("pos", b.pos, b.kind.describe().into())),
         None => check_end(head.as_ref(), count, last_event, &checked),
     };
-    let (first_broken_event_id, reason) = match broken {
+    let intact = broken.is_none();
+    let roots = intact.then(|| checker::tree_roots(&checked, cut)).flatten();
+    let matches = match (&signed_head, intact) {
+        (Some(sth), true) => Some(head_matches(sth, keys, roots.and_then(|(_, at)| at))),
+        _ => None,
+    };
+    let (first_broken_event_id, mut reason) = match broken {
         None => (None, None),
         Some(Broken::At(column, value, why)) => (
             event_at(db, tenant, column, value).await?.map(|(id, _)| id),
@@ -118,6 +144,13 @@ pub async fn verify(db: &Db, tenant: &str) -> Result<Report> {
         Some(edge) => event_at(db, tenant, "pos", edge.pos).await?.unzip(),
         None => (None, None),
     };
+    if matches == Some(false) {
+        reason = Some(
+            "the events under the latest signed tree head do not hash to its root (or its \
+             signature does not verify): the log was rewritten after the head was signed"
+                .into(),
+        );
+    }
     Ok(Report {
         tenant: tenant.to_owned(),
         verified: reason.is_none(),
@@ -127,18 +160,31 @@ pub async fn verify(db: &Db, tenant: &str) -> Result<Report> {
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         first_broken_event_id,
         reason,
+        tree_size: count,
+        tree_root: roots.map(|(root, _)| hex::encode(root)),
+        signed_tree_head: signed_head,
+        signed_tree_head_matches: matches,
     })
 }
 
+/// The head's signature holds under the control plane's key, and the walk reached its size with
+/// the same root.
+fn head_matches(sth: &SignedTreeHead, keys: &Keys, root_at_size: Option<[u8; 32]>) -> bool {
+    let mut trusted = PublicKeys::new();
+    trusted.insert(keys.issuer().public());
+    sth.verify(&trusted).is_ok() && root_at_size == Some(sth.head.root_hash)
+}
+
 /// Runs on a blocking thread: checking is CPU-bound.
-fn check_range(db: &Db, tenant: &str, first: i64, last: i64) -> Result<Range> {
+fn check_range(db: &Db, tenant: &str, first: i64, last: i64, cut: u64) -> Result<Range> {
     match db.backend() {
-        Backend::Sqlite => sqlite::check_range(&db.sqlite_path()?, tenant, first, last),
+        Backend::Sqlite => sqlite::check_range(&db.sqlite_path()?, tenant, first, last, cut),
         Backend::Postgres => tokio::runtime::Handle::current().block_on(postgres::check_range(
             db.url(),
             tenant,
             first,
             last,
+            cut,
         )),
     }
 }

@@ -7,10 +7,16 @@ use sqlx::{Connection, PgConnection, Row};
 use super::checker::{Checker, Range};
 use crate::error::Result;
 
-/// Checks `tenant`'s events stored at positions `first..=last`.
-pub async fn check_range(url: &str, tenant: &str, first: i64, last: i64) -> Result<Range> {
+/// Checks `tenant`'s events stored at positions `first..=last`, their Merkle leaves split at `cut`.
+pub async fn check_range(
+    url: &str,
+    tenant: &str,
+    first: i64,
+    last: i64,
+    cut: u64,
+) -> Result<Range> {
     let mut conn = PgConnection::connect(url).await?;
-    let mut checker = Checker::default();
+    let mut checker = Checker::new(cut);
     {
         let mut rows = sqlx::query(
             "SELECT pos, seq, prev_hash, hash, body FROM audit_events \

@@ -11,8 +11,8 @@ use rusqlite::OpenFlags;
 use super::checker::{Checker, Range};
 use crate::error::{Error, Result};
 
-/// Checks `tenant`'s events stored at positions `first..=last`. Blocking.
-pub fn check_range(path: &Path, tenant: &str, first: i64, last: i64) -> Result<Range> {
+/// Checks `tenant`'s events stored at positions `first..=last`, their Merkle leaves split at `cut`. Blocking.
+pub fn check_range(path: &Path, tenant: &str, first: i64, last: i64, cut: u64) -> Result<Range> {
     let conn = rusqlite::Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -31,7 +31,7 @@ pub fn check_range(path: &Path, tenant: &str, first: i64, last: i64) -> Result<R
     let mut rows = statement
         .query(rusqlite::params![first, last, tenant])
         .map_err(unavailable)?;
-    let mut checker = Checker::default();
+    let mut checker = Checker::new(cut);
     while let Some(row) = rows.next().map_err(unavailable)? {
         let int = |i: usize| row.get_ref(i).ok().and_then(|v| v.as_i64().ok());
         let bytes = |i: usize| row.get_ref(i).ok().and_then(|v| v.as_bytes().ok());

@@ -1,0 +1,13 @@
+//! The per-tenant Merkle tree beside the hash chain (RFC 6962 / RFC 9162; the tree itself is
+//! defined in `intentgate_core::audit::merkle`).
+//!
+//! - [`nodes`] stores every complete subtree, extended in the append's transaction;
+//! - [`proofs`] answers inclusion and consistency proofs from a handful of stored subtrees;
+//! - [`heads`] signs tree heads with the control plane's key, on a schedule and on demand.
+
+pub mod heads;
+pub mod nodes;
+pub mod proofs;
+
+pub use heads::{issue, latest, schedule};
+pub use nodes::{TreeState, extend, state};

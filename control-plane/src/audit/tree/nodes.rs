@@ -1,0 +1,224 @@
+//! Storage of the tree: every complete subtree's hash keyed by its in-order position, and the
+//! tree's size and root per tenant. Appending leaf n touches only the O(log n) subtrees on the
+//! tree's right edge (read back in one query), so the append path stays cheap at any size.
+
+use std::collections::HashMap;
+
+use intentgate_core::audit::merkle::{
+    CompactRange, Hash, NodeId, decompose, empty_root, leaf_hash,
+};
+use sqlx::{AnyConnection, Row};
+
+use crate::error::{Error, Result};
+
+/// Rows per multi-row insert: well below SQLite's and Postgres' bind limits.
+const INSERT_CHUNK: usize = 300;
+
+/// The tree as recorded: how many events it holds and its root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeState {
+    pub size: u64,
+    pub root: Hash,
+}
+
+impl TreeState {
+    pub fn empty() -> Self {
+        TreeState {
+            size: 0,
+            root: empty_root(),
+        }
+    }
+}
+
+/// The stored key of a subtree: its in-order position, `(index << (level + 1)) + 2^level - 1`,
+/// unique across levels.
+pub fn key(id: NodeId) -> Result<i64> {
+    let level = u32::from(id.level);
+    id.index
+        .checked_shl(level + 1)
+        .filter(|shifted| shifted >> (level + 1) == id.index)
+        .and_then(|shifted| shifted.checked_add((1u64 << level) - 1))
+        .and_then(|k| i64::try_from(k).ok())
+        .ok_or_else(|| Error::Internal(format!("tree node {id:?} is out of range")))
+}
+
+/// The tenant's recorded tree (empty when it has none yet).
+pub async fn state(conn: &mut AnyConnection, tenant: &str) -> Result<TreeState> {
+    let row = sqlx::query("SELECT size, root FROM audit_tree_heads WHERE tenant = $1")
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        None => Ok(TreeState::empty()),
+        Some(row) => Ok(TreeState {
+            size: size(row.try_get("size")?)?,
+            root: hash(row.try_get("root")?)?,
+        }),
+    }
+}
+
+/// Extends the tenant's tree to the chain's `chain_size` events, the last of which are `bodies`
+/// (the canonical JSON just stored, in chain order). Runs inside the append's transaction, after
+/// the chain head's lock, so one writer per tenant extends the tree. Events the tree does not yet
+/// hold beyond those (a chain older than the tree) are read back from the chain first.
+pub async fn extend(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    chain_size: u64,
+    bodies: &[String],
+) -> Result<TreeState> {
+    let before = state(conn, tenant).await?;
+    let appended = u64::try_from(bodies.len()).unwrap_or(u64::MAX);
+    let first_new = chain_size
+        .checked_sub(appended)
+        .ok_or_else(|| Error::Internal("more events appended than the chain holds".into()))?;
+    if before.size > first_new {
+        return Err(Error::Internal(format!(
+            "tenant {tenant:?}: the Merkle tree holds {} events but the chain only {first_new}",
+            before.size
+        )));
+    }
+    let frontier_ids = decompose(0, before.size);
+    let stored = fetch(conn, tenant, &frontier_ids).await?;
+    let frontier = frontier_ids
+        .iter()
+        .map(|id| stored.get(id).copied().ok_or_else(|| missing(tenant, *id)))
+        .collect::<Result<Vec<Hash>>>()?;
+    let mut range = CompactRange::from_hashes(0, before.size, &frontier).map_err(internal)?;
+    let mut added: Vec<(i64, Hash)> = Vec::new();
+    let backlog = backlog(conn, tenant, before.size, first_new).await?;
+    for body in backlog.iter().chain(bodies) {
+        let mut failed = None;
+        range
+            .append(leaf_hash(body.as_bytes()), |id, hash| match key(id) {
+                Ok(k) => added.push((k, *hash)),
+                Err(err) => failed = Some(err),
+            })
+            .map_err(internal)?;
+        if let Some(err) = failed {
+            return Err(err);
+        }
+    }
+    insert(conn, tenant, &added).await?;
+    let after = TreeState {
+        size: range.end(),
+        root: range.root().map_err(internal)?,
+    };
+    sqlx::query(
+        "INSERT INTO audit_tree_heads (tenant, size, root) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, root = excluded.root",
+    )
+    .bind(tenant)
+    .bind(signed(after.size)?)
+    .bind(after.root.to_vec())
+    .execute(&mut *conn)
+    .await?;
+    Ok(after)
+}
+
+/// Chain events `from..to` (0-based leaf indexes) not yet in the tree, in chain order.
+async fn backlog(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<String>> {
+    if from >= to {
+        return Ok(Vec::new());
+    }
+    tracing::warn!(%tenant, from, to, "adding chain events the Merkle tree did not hold yet");
+    let rows = sqlx::query(
+        "SELECT body FROM audit_events WHERE tenant = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+    )
+    .bind(tenant)
+    .bind(signed(from)?)
+    .bind(signed(to)?)
+    .fetch_all(&mut *conn)
+    .await?;
+    let bodies = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>("body"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if u64::try_from(bodies.len()).ok() != Some(to - from) {
+        return Err(Error::Internal(format!(
+            "tenant {tenant:?}: chain positions {from}..{to} are not all stored"
+        )));
+    }
+    Ok(bodies)
+}
+
+/// The stored hashes of `ids` (absent ones are simply not in the map).
+pub async fn fetch(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>> {
+    let mut out = HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let keys = ids
+        .iter()
+        .map(|id| key(*id))
+        .collect::<Result<Vec<i64>>>()?;
+    let by_key: HashMap<i64, NodeId> = keys.iter().copied().zip(ids.iter().copied()).collect();
+    let placeholders: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT node, hash FROM audit_tree_nodes WHERE tenant = $1 AND node IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(tenant);
+    for k in &keys {
+        query = query.bind(*k);
+    }
+    for row in query.fetch_all(&mut *conn).await? {
+        let node: i64 = row.try_get("node")?;
+        if let Some(id) = by_key.get(&node) {
+            out.insert(*id, hash(row.try_get("hash")?)?);
+        }
+    }
+    Ok(out)
+}
+
+async fn insert(conn: &mut AnyConnection, tenant: &str, nodes: &[(i64, Hash)]) -> Result<()> {
+    for chunk in nodes.chunks(INSERT_CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO audit_tree_nodes (tenant, node, hash) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(tenant);
+        for (k, h) in chunk {
+            query = query.bind(*k).bind(h.to_vec());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+fn missing(tenant: &str, id: NodeId) -> Error {
+    Error::Internal(format!(
+        "tenant {tenant:?}: the Merkle tree lacks its subtree at level {}, index {}",
+        id.level, id.index
+    ))
+}
+
+fn internal(err: intentgate_core::audit::merkle::MerkleError) -> Error {
+    Error::Internal(format!("Merkle tree: {err}"))
+}
+
+pub fn hash(bytes: Vec<u8>) -> Result<Hash> {
+    bytes
+        .try_into()
+        .map_err(|_| Error::Internal("a stored tree hash is not 32 bytes".into()))
+}
+
+pub fn size(stored: i64) -> Result<u64> {
+    u64::try_from(stored).map_err(|_| Error::Internal("a stored tree size is negative".into()))
+}
+
+pub fn signed(size: u64) -> Result<i64> {
+    i64::try_from(size).map_err(|_| Error::Internal("a tree size exceeds i64".into()))
+}

@@ -1,0 +1,22 @@
+-- SIEM and webhook delivery (issue 7).
+
+-- How far each destination has delivered each tenant's chain: the last `seq` handed over (or
+-- skipped by its selection). Per tenant because appends are serialised per tenant: a tenant's
+-- events commit in `seq` order, so nothing can appear behind a cursor.
+CREATE TABLE delivery_cursors (
+    destination TEXT NOT NULL,
+    tenant      TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    PRIMARY KEY (destination, tenant)
+);
+
+-- Counters and health per destination, and the lease that lets one replica deliver at a time.
+CREATE TABLE delivery_status (
+    destination    TEXT PRIMARY KEY NOT NULL,
+    events_flushed INTEGER NOT NULL DEFAULT 0,
+    events_dropped INTEGER NOT NULL DEFAULT 0,
+    last_flush_at  INTEGER,
+    last_error     TEXT,
+    lease_owner    TEXT NOT NULL DEFAULT '',
+    lease_until    INTEGER NOT NULL DEFAULT 0
+);
