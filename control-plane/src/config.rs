@@ -34,6 +34,9 @@ pub enum ConfigError {
     /// A discovery or reports variable; the message names it.
     #[error("{0}")]
     Discovery(String),
+    /// An audit delivery or tree head variable; the message names it.
+    #[error("{0}")]
+    Audit(String),
 }
 
 /// The master signing seed. Debug never prints it.
@@ -70,6 +73,10 @@ pub struct Config {
     pub filter_token: Option<Secret>,
     /// Discovery sync and reports tokens, and the AI catalog's additions.
     pub discovery: crate::discovery::Settings,
+    /// SIEM and webhook destinations of the audit log.
+    pub delivery: crate::delivery::DeliveryConfig,
+    /// `INTENTGATE_AUDIT_TREE_HEAD_INTERVAL_SECS`: how often tree heads are signed; zero: only on demand.
+    pub tree_head_interval: std::time::Duration,
 }
 
 impl Config {
@@ -126,6 +133,10 @@ impl Config {
             grpc_addr,
             filter_token,
             discovery,
+            delivery: crate::delivery::DeliveryConfig::from_lookup(&get)
+                .map_err(ConfigError::Audit)?,
+            tree_head_interval: crate::audit::tree::heads::interval(&get)
+                .map_err(ConfigError::Audit)?,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod changes;
 pub mod config;
 pub mod cursor;
 pub mod db;
+pub mod delivery;
 pub mod discovery;
 pub mod error;
 pub mod http;
@@ -62,7 +63,7 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
 /// Serves the admin API on `config.http_addr` and filter sync on `config.grpc_addr` until SIGTERM
 /// or SIGINT, then drains both and closes.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let state = build(&config).await?;
+    let mut state = build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| {
@@ -77,6 +78,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
+    let background = audit_tasks(&config, &mut state, &stopped)?;
     let until_stopped = move || {
         let mut stopped = stopped.clone();
         async move {
@@ -103,9 +105,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             })
         }
     )?;
+    for task in background {
+        let _ = task.await;
+    }
     state.db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Audit delivery (one task per destination) and scheduled tree heads, until `stop` (issue 7).
+fn audit_tasks(
+    config: &Config,
+    state: &mut AppState,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let (configured, mut tasks) = delivery::start(&state.db, &config.delivery, stop)
+        .map_err(anyhow::Error::msg)
+        .context("cannot start audit delivery")?;
+    state.delivery = std::sync::Arc::new(configured);
+    if !config.tree_head_interval.is_zero() {
+        tasks.push(audit::tree::schedule(
+            state.db.clone(),
+            std::sync::Arc::clone(&state.keys),
+            config.tree_head_interval,
+            stop.clone(),
+        ));
+    }
+    Ok(tasks)
 }
 
 async fn shutdown_signal() {

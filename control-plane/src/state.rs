@@ -22,6 +22,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Discovery sources, the AI catalog and the sync and reports tokens (issue 8).
     pub discovery: Arc<crate::discovery::Settings>,
+    /// The SIEM and webhook destinations this process delivers to (issue 7).
+    pub delivery: Arc<crate::delivery::Configured>,
 }
 
 impl AppState {
@@ -35,6 +37,7 @@ impl AppState {
             changes: Changes::new(),
             metrics: Arc::new(Metrics::default()),
             discovery: Arc::default(),
+            delivery: Arc::default(),
         }
     }
 

@@ -67,7 +67,7 @@ async fn integrations_never_show_secrets(app: TestApp) {
     for item in list.as_array().unwrap() {
         assert_eq!(item["configured"], false);
         let keys: Vec<_> = item.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(keys.len(), 7, "only the reference's fields: {keys:?}");
+        assert_eq!(keys.len(), 8, "the reference's fields and lag: {keys:?}");
     }
 }
 
