@@ -10,4 +10,5 @@ mod auth;
 mod capabilities;
 mod discovery;
 mod policies;
+mod reports;
 mod tenants;
