@@ -33,6 +33,9 @@ def control_plane(request, tmp_path):
                INTENTGATE_TENANT_ADMIN_TOKENS="acme-corp:contract-acme-token-0123456789",
                INTENTGATE_DATABASE_URL=url,
                INTENTGATE_HTTP_ADDR=f"127.0.0.1:{port}",
+               # The reports and sync endpoints are exercised with the same bearer as the rest.
+               INTENTGATE_REPORTS_API_TOKEN=TOKEN,
+               INTENTGATE_DISCOVERY_SYNC_TOKEN=TOKEN,
                RUST_LOG="warn")
     env.pop("INTENTGATE_MASTER_KEY", None)
     log = open(tmp_path / "control-plane.log", "w")
