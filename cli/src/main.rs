@@ -5,6 +5,7 @@
 //! 1 refused (a widening attenuation, a token that does not verify), 2 usage or configuration error.
 
 mod attenuate;
+mod audit;
 mod common;
 mod error;
 mod eval;
@@ -39,6 +40,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Run the gateway's pipeline on a JSON-RPC body, a token and a policy, and print each decision.
     Eval(eval::Args),
+    /// Verifiable audit log: check signed tree heads and Merkle proofs offline.
+    Audit(audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Attenuate(args) => attenuate::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Audit(args) => audit::run(&args),
     };
     match result {
         Ok(code) => code,
