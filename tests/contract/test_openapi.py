@@ -33,6 +33,7 @@ def control_plane(request, tmp_path):
                INTENTGATE_TENANT_ADMIN_TOKENS="acme-corp:contract-acme-token-0123456789",
                INTENTGATE_DATABASE_URL=url,
                INTENTGATE_HTTP_ADDR=f"127.0.0.1:{port}",
+               INTENTGATE_GRPC_ADDR=f"127.0.0.1:{free_port()}",
                # The reports and sync endpoints are exercised with the same bearer as the rest.
                INTENTGATE_REPORTS_API_TOKEN=TOKEN,
                INTENTGATE_DISCOVERY_SYNC_TOKEN=TOKEN,

@@ -36,6 +36,9 @@ impl PluginConfig {
 pub struct ControlPlaneConfig {
     /// The Envoy cluster (HTTP/2) of the control plane's gRPC port.
     pub cluster: String,
+    /// The control plane's `INTENTGATE_FILTER_TOKEN`, sent as `authorization: Bearer` on every call.
+    #[serde(default)]
+    pub token: Option<String>,
     /// How often the root context reconnects, ships audit events and returns expired leases.
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
@@ -58,6 +61,11 @@ pub struct ControlPlaneConfig {
 impl ControlPlaneConfig {
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.call_timeout_ms)
+    }
+
+    /// gRPC initial metadata for every call.
+    pub fn metadata(&self) -> Option<String> {
+        self.token.as_ref().map(|t| format!("Bearer {t}"))
     }
 }
 

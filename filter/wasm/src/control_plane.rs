@@ -62,7 +62,7 @@ impl ControlPlaneClient {
                 known_version,
             })),
         };
-        match host::open_grpc_stream(&config.cluster, "Sync") {
+        match host::open_grpc_stream(&config.cluster, "Sync", config.metadata().as_deref()) {
             Ok(token) if host::send_grpc_stream_message(token, &subscribe.encode_to_vec()) => {
                 self.stream = Some(token);
             }
@@ -152,6 +152,7 @@ impl ControlPlaneClient {
             "IngestAudit",
             &batch.encode_to_vec(),
             config.call_timeout(),
+            config.metadata().as_deref(),
         ) {
             Ok(token) => {
                 self.audit = Some(InFlight {
@@ -184,6 +185,7 @@ impl ControlPlaneClient {
                 "LeaseBudget",
                 &request.encode_to_vec(),
                 config.call_timeout(),
+                config.metadata().as_deref(),
             ) {
                 self.givebacks.insert(token);
             }

@@ -167,8 +167,16 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 /// The control plane's gRPC service, as Envoy's `grpc_service.envoy_grpc.cluster_name`.
 pub const SERVICE: &str = "intentgate.v1.FilterSync";
 
-pub fn open_grpc_stream(cluster: &str, method: &str) -> Result<u32, Status> {
-    hostcalls::open_grpc_stream(cluster, SERVICE, method, vec![])
+fn metadata(authorization: Option<&str>) -> Vec<(&str, &[u8])> {
+    authorization.map_or_else(Vec::new, |value| vec![("authorization", value.as_bytes())])
+}
+
+pub fn open_grpc_stream(
+    cluster: &str,
+    method: &str,
+    authorization: Option<&str>,
+) -> Result<u32, Status> {
+    hostcalls::open_grpc_stream(cluster, SERVICE, method, metadata(authorization))
 }
 
 pub fn send_grpc_stream_message(token: u32, message: &[u8]) -> bool {
@@ -180,8 +188,16 @@ pub fn dispatch_grpc_call(
     method: &str,
     message: &[u8],
     timeout: Duration,
+    authorization: Option<&str>,
 ) -> Result<u32, Status> {
-    hostcalls::dispatch_grpc_call(cluster, SERVICE, method, vec![], Some(message), timeout)
+    hostcalls::dispatch_grpc_call(
+        cluster,
+        SERVICE,
+        method,
+        metadata(authorization),
+        Some(message),
+        timeout,
+    )
 }
 
 pub fn grpc_message(size: usize) -> Vec<u8> {

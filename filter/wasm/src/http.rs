@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use intentgate_core::audit::AuditEvent;
+use intentgate_core::budget::lease::Lease;
 use intentgate_core::config::Gateway;
 use intentgate_core::decision::Denial;
 use intentgate_core::exchange::{self, Action, Disposition, Env, ResponsePlan};
@@ -41,6 +42,10 @@ struct Waiting {
     /// `None` while the extractor has not answered.
     intent: Option<IntentSource>,
     leases: HashMap<u32, Pending>,
+    /// Whether the leases this body needs were asked for (once).
+    asked: bool,
+    /// Leases granted for this body, added to the pool when it is decided.
+    granted: Vec<(String, Lease)>,
 }
 
 pub struct Http {
@@ -267,19 +272,25 @@ impl Http {
             self.waiting = Some(waiting);
             return Flow::Pause;
         };
-        if waiting.leases.is_empty()
+        if !waiting.asked
             && let (Some(config), Ok(token)) = (&self.shared.config.control_plane, &self.auth)
             && !token.budgets.is_empty()
         {
+            waiting.asked = true;
             let need = exchange::evaluations(&waiting.body, &self.auth) as u64;
             waiting.leases = leases::request(&self.shared, config, token, need);
         }
-        if waiting.leases.is_empty() {
-            return self.decide_body(&waiting.body, &intent);
+        if !waiting.leases.is_empty() {
+            waiting.intent = Some(intent);
+            self.waiting = Some(waiting);
+            return Flow::Pause;
         }
-        waiting.intent = Some(intent);
-        self.waiting = Some(waiting);
-        Flow::Pause
+        if let Ok(mut pool) = self.shared.leases.try_borrow_mut() {
+            for (counter, lease) in waiting.granted.drain(..) {
+                pool.grant(&counter, lease);
+            }
+        }
+        self.decide_body(&waiting.body, &intent)
     }
 
     /// Resumes the request if deciding a waiting body let it through.
@@ -340,8 +351,10 @@ impl Context for Http {
         let Some(mut waiting) = self.waiting.take() else {
             return;
         };
-        if let Some(pending) = waiting.leases.remove(&token) {
-            leases::on_response(&self.shared, pending, status, size);
+        if let Some(pending) = waiting.leases.remove(&token)
+            && let Some(granted) = leases::on_response(pending, status, size)
+        {
+            waiting.granted.push(granted);
         }
         if waiting.leases.is_empty() {
             Self::resume_if(self.advance(waiting));
@@ -415,6 +428,8 @@ impl HttpContext for Http {
             body,
             intent,
             leases: HashMap::new(),
+            asked: false,
+            granted: Vec::new(),
         })
     }
 

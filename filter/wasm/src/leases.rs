@@ -21,8 +21,9 @@ pub struct Pending {
     limit: u64,
 }
 
-/// Dispatches a lease request for every counter of `token` that lacks `need` calls. Returns the
-/// calls in flight by token; empty when nothing needs asking (or nothing could be dispatched).
+/// Dispatches a lease request for every counter of `token` whose live leases lack `need` calls. The
+/// leases already held stay in use (and are given back when they expire). Returns the calls in
+/// flight by token; empty when nothing needs asking (or nothing could be dispatched).
 pub fn request(
     shared: &Shared,
     config: &ControlPlaneConfig,
@@ -31,32 +32,29 @@ pub fn request(
 ) -> HashMap<u32, Pending> {
     let now = host::now_ms();
     let mut pending = HashMap::new();
-    let Ok(mut pool) = shared.leases.try_borrow_mut() else {
+    let Ok(pool) = shared.leases.try_borrow() else {
         return pending;
     };
     for budget in &token.budgets {
         let counter = format!("{CALLS_PREFIX}{}", budget.counter);
-        if pool.available(&counter, now) >= need || pool.spent(&counter, now) {
+        let available = pool.available(&counter, now);
+        if available >= need || pool.spent(&counter, now) {
             continue;
         }
-        let giveback = pool.surrender(&counter);
         let request = v1::LeaseRequest {
             filter_id: shared.filter_id.clone(),
             counter: counter.clone(),
             tenant: token.tenant.clone(),
             limit: budget.max_calls,
-            want: need.max(config.lease_slice),
-            returning_lease_id: giveback
-                .as_ref()
-                .map(|g| g.lease_id.clone())
-                .unwrap_or_default(),
-            returning_unused: giveback.map_or(0, |g| g.unused),
+            want: (need - available).max(config.lease_slice),
+            ..Default::default()
         };
         if let Ok(call) = host::dispatch_grpc_call(
             &config.cluster,
             "LeaseBudget",
             &request.encode_to_vec(),
             config.call_timeout(),
+            config.metadata().as_deref(),
         ) {
             pending.insert(
                 call,
@@ -70,23 +68,21 @@ pub fn request(
     pending
 }
 
-/// Records the control plane's answer. A failed call leaves the counter without a lease, so the
-/// budget check fails closed.
-pub fn on_response(shared: &Shared, pending: Pending, status: u32, size: usize) {
+/// Reads the control plane's answer into a lease for the waiting request, which adds it to the pool
+/// in the same callback that decides it, so no other request takes it first. A failed call gives
+/// nothing: the counter then has no lease and the budget check fails closed.
+pub fn on_response(pending: Pending, status: u32, size: usize) -> Option<(String, Lease)> {
     if status != 0 {
-        return;
+        return None;
     }
-    let Ok(answer) = v1::LeaseResponse::decode(host::grpc_message(size).as_slice()) else {
-        return;
-    };
+    let answer = v1::LeaseResponse::decode(host::grpc_message(size).as_slice()).ok()?;
     let lease = Lease {
         id: answer.lease_id,
+        granted: answer.granted,
         remaining: answer.granted,
         expires_ms: host::now_ms().saturating_add(i64::from(answer.ttl_ms)),
         limit: pending.limit,
         used: answer.used,
     };
-    if let Ok(mut pool) = shared.leases.try_borrow_mut() {
-        pool.grant(&pending.counter, lease);
-    }
+    Some((pending.counter, lease))
 }
