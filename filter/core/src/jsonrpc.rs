@@ -222,6 +222,12 @@ pub fn tool_call<'a>(call: &Call<'a>) -> Result<ToolCall<'a>, Denial> {
     if name.is_empty() {
         return Err(invalid_params("params.name must not be empty"));
     }
+    // A tool name is matched, logged and stored in the audit chain: no control characters.
+    if name.chars().any(char::is_control) {
+        return Err(invalid_params(
+            "params.name must not contain control characters",
+        ));
+    }
     let arguments = match raw.arguments {
         Some(args) if args.get().trim() == "null" => None,
         Some(args) if first_significant_byte(args.get()) != Some(b'{') => {
@@ -410,6 +416,8 @@ mod tests {
             r#","params":{}"#,
             r#","params":{"name":7}"#,
             r#","params":{"name":""}"#,
+            r#","params":{"name":"read\u0000x"}"#,
+            r#","params":{"name":"a\nb"}"#,
             r#","params":{"name":"x","arguments":[1]}"#,
             r#","params":{"name":"x","arguments":"s"}"#,
         ] {

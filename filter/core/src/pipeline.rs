@@ -443,7 +443,11 @@ fn finish(
     event.method = method.to_owned();
     event.session_id.clone_from(&ctx.session_id);
     event.remote_ip.clone_from(&ctx.remote_ip);
-    event.latency_ms = (latency_ms * 1000.0).round() / 1000.0;
+    event.latency_ms = if latency_ms.is_finite() {
+        (latency_ms * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    };
     event
 }
 

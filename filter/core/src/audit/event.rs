@@ -130,7 +130,9 @@ impl AuditEvent {
         self
     }
 
-    /// Canonical JSON of the whole event: what the hash chain covers.
+    /// Canonical JSON of the whole event: what the hash chain covers. Serializing an event cannot
+    /// fail: its fields are strings, integers, a string map and one finite float (`latency_ms` is
+    /// kept finite where it is set), so the fallback is never taken.
     pub fn canonical(&self) -> String {
         super::canonical_json(&serde_json::to_value(self).unwrap_or(Value::Null))
     }

@@ -156,8 +156,9 @@ impl LeasePool {
                 false
             });
         }
-        self.counters
-            .retain(|_, h| !h.leases.is_empty() || h.spent.is_some_and(|(until, _)| until > now_ms));
+        self.counters.retain(|_, h| {
+            !h.leases.is_empty() || h.spent.is_some_and(|(until, _)| until > now_ms)
+        });
         expired
     }
 }
@@ -167,7 +168,14 @@ mod tests {
     use super::*;
 
     fn lease(id: &str, remaining: u64, used: u64, limit: u64) -> Lease {
-        Lease { id: id.into(), granted: remaining, remaining, expires_ms: 1_000, limit, used }
+        Lease {
+            id: id.into(),
+            granted: remaining,
+            remaining,
+            expires_ms: 1_000,
+            limit,
+            used,
+        }
     }
 
     #[test]
@@ -176,8 +184,14 @@ mod tests {
         assert_eq!(pool.consume("c", 0), LeaseUse::NeedLease);
         pool.grant("c", lease("L1", 2, 10, 100));
         assert_eq!(pool.available("c", 0), 2);
-        assert!(matches!(pool.consume("c", 0), LeaseUse::Counted(Consumption::Granted { .. })));
-        assert!(matches!(pool.consume("c", 0), LeaseUse::Counted(Consumption::Granted { .. })));
+        assert!(matches!(
+            pool.consume("c", 0),
+            LeaseUse::Counted(Consumption::Granted { .. })
+        ));
+        assert!(matches!(
+            pool.consume("c", 0),
+            LeaseUse::Counted(Consumption::Granted { .. })
+        ));
         assert_eq!(pool.consume("c", 0), LeaseUse::NeedLease);
         assert!(!pool.spent("c", 0));
     }
@@ -187,7 +201,11 @@ mod tests {
         let mut pool = LeasePool::new();
         pool.grant("c", lease("L1", 3, 10, 100));
         pool.grant("c", lease("L2", 4, 14, 100));
-        assert_eq!(pool.available("c", 0), 7, "a second grant must not strand the first");
+        assert_eq!(
+            pool.available("c", 0),
+            7,
+            "a second grant must not strand the first"
+        );
         let back = pool.surrender("c");
         assert_eq!(back.iter().map(|g| g.unused).sum::<u64>(), 7);
         assert_eq!(pool.available("c", 0), 0);
@@ -198,19 +216,33 @@ mod tests {
         let mut pool = LeasePool::new();
         pool.grant("c", lease("", 0, 100, 100));
         assert!(pool.spent("c", 0));
-        assert_eq!(pool.consume("c", 0), LeaseUse::Counted(Consumption::Exhausted { used: 100 }));
-        assert!(!pool.spent("c", 1_000), "after the answer expires, ask again");
+        assert_eq!(
+            pool.consume("c", 0),
+            LeaseUse::Counted(Consumption::Exhausted { used: 100 })
+        );
+        assert!(
+            !pool.spent("c", 1_000),
+            "after the answer expires, ask again"
+        );
     }
 
     #[test]
     fn expired_leases_are_given_back_with_their_unused_calls() {
         let mut pool = LeasePool::new();
         pool.grant("c", lease("L1", 3, 10, 100));
-        assert_eq!(pool.consume("c", 1_000), LeaseUse::NeedLease, "an expired lease is not used");
+        assert_eq!(
+            pool.consume("c", 1_000),
+            LeaseUse::NeedLease,
+            "an expired lease is not used"
+        );
         assert_eq!(pool.take_expired(999), vec![]);
         assert_eq!(
             pool.take_expired(1_000),
-            vec![Giveback { counter: "c".into(), lease_id: "L1".into(), unused: 3 }]
+            vec![Giveback {
+                counter: "c".into(),
+                lease_id: "L1".into(),
+                unused: 3
+            }]
         );
         assert_eq!(pool.available("c", 0), 0);
     }

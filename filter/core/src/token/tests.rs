@@ -486,3 +486,22 @@ fn extreme_times_are_refused_or_judged_without_overflow() {
     );
     assert!(t.check_live(i64::MIN, &HashSet::new()).is_err());
 }
+
+#[test]
+fn identity_claims_with_control_characters_are_malformed() {
+    let keys = keys_for(&issuer());
+    for edit in [
+        |g: &mut Grant| g.subject = "agent\u{0}x".into(),
+        |g: &mut Grant| g.tenant = "acme\ncorp".into(),
+        |g: &mut Grant| g.jti = "01J\u{7f}".into(),
+    ] {
+        let mut g = grant();
+        edit(&mut g);
+        // Minting refuses it (it verifies what it made), and so would any verifier.
+        assert!(matches!(
+            mint(&issuer(), &g, &[7u8; 32]),
+            Err(TokenError::Malformed(_))
+        ));
+    }
+    assert!(verify(&minted(), &keys).is_ok());
+}

@@ -156,6 +156,11 @@ pub(super) fn interpret(raw: &RawToken) -> Result<VerifiedToken, TokenError> {
         if value.is_empty() {
             return Err(TokenError::Malformed(format!("claim {name} is empty")));
         }
+        if value.chars().any(char::is_control) {
+            return Err(TokenError::Malformed(format!(
+                "claim {name} contains control characters"
+            )));
+        }
     }
     if authority.exp <= authority.nbf
         || authority.nbf < authority.iat.saturating_sub(CLOCK_SKEW_SECS)
@@ -188,7 +193,10 @@ pub(super) fn interpret(raw: &RawToken) -> Result<VerifiedToken, TokenError> {
     for (index, block) in blocks.enumerate() {
         let claims: AttenuationClaims = serde_json::from_slice(&block.payload)
             .map_err(|e| TokenError::Malformed(format!("block {}: {e}", index + 1)))?;
-        if claims.jti.is_empty() || token.block_jtis.contains(&claims.jti) {
+        if claims.jti.is_empty()
+            || claims.jti.chars().any(char::is_control)
+            || token.block_jtis.contains(&claims.jti)
+        {
             return Err(TokenError::Malformed(format!(
                 "block {} needs a fresh jti",
                 index + 1
