@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import ipaddress
 import json
 import os
 import secrets
@@ -172,7 +173,8 @@ def validate_istio(entries: list[tuple[str, dict[str, Any]]], workdir: Path) -> 
 
 
 def make_test_certificate(directory: Path) -> Path:
-    """A self-signed certificate and key as tls.crt / tls.key in ``directory`` (for the front proxy)."""
+    """A self-signed certificate for localhost and 127.0.0.1 and its key, as tls.crt / tls.key in ``directory``
+    (for the front proxy; clients trust tls.crt itself)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -190,6 +192,10 @@ def make_test_certificate(directory: Path) -> Path:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     (directory / "tls.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
