@@ -121,8 +121,8 @@ pub async fn pending(
     Ok(batch)
 }
 
-/// Progress to record: cursors to move, events delivered and dropped, the error to show (or
-/// `None` to clear it after a success).
+/// Progress to record: cursors to move, events delivered and dropped, and an error to show
+/// (`None` keeps the last one: `last_error` is the most recent error, with its time).
 #[derive(Debug)]
 pub struct Progress<'a> {
     pub advance: &'a BTreeMap<String, i64>,
@@ -143,7 +143,7 @@ pub async fn commit(
     let flushed = i64::try_from(progress.flushed).unwrap_or(i64::MAX);
     let held = sqlx::query(
         "UPDATE delivery_status SET events_flushed = events_flushed + $3, \
-           events_dropped = events_dropped + $4, last_error = $5, \
+           events_dropped = events_dropped + $4, last_error = COALESCE($5, last_error), \
            last_flush_at = CASE WHEN $3 > 0 THEN $6 ELSE last_flush_at END \
          WHERE destination = $1 AND lease_owner = $2",
     )
@@ -151,7 +151,7 @@ pub async fn commit(
     .bind(owner)
     .bind(flushed)
     .bind(i64::try_from(progress.dropped).unwrap_or(i64::MAX))
-    .bind(progress.error)
+    .bind(progress.error.map(|e| stamped(&e)))
     .bind(time::now_ms())
     .execute(&mut *tx)
     .await?
@@ -181,10 +181,15 @@ pub async fn commit(
 pub async fn failed(db: &Db, destination: &str, error: &str) -> Result<()> {
     sqlx::query("UPDATE delivery_status SET last_error = $2 WHERE destination = $1")
         .bind(destination)
-        .bind(error)
+        .bind(stamped(error))
         .execute(db.pool())
         .await?;
     Ok(())
+}
+
+/// `<RFC 3339 time>: <error>`, so `last_error` says when as well as what.
+fn stamped(error: &str) -> String {
+    format!("{}: {error}", crate::time::rfc3339(time::now_ms()))
 }
 
 /// A destination's state as `GET /v1/admin/integrations` shows it.

@@ -120,8 +120,8 @@ impl<S: Sink> Worker<S> {
                     let mut upto = BTreeMap::new();
                     upto.insert(event.tenant.clone(), event.seq);
                     // Earlier refusals of this tenant are behind this cursor now: count them.
-                    let dropped = self.drop_refused(&mut refused, &event.tenant, &batch);
-                    self.record(&upto, 1, dropped, None).await?;
+                    let (dropped, error) = self.drop_refused(&mut refused, &event.tenant, &batch);
+                    self.record(&upto, 1, dropped, error).await?;
                 }
                 Err(SendError::Rejected(why)) => refused.push((i, why)),
                 Err(SendError::Retry { message, after, .. }) => {
@@ -136,31 +136,36 @@ impl<S: Sink> Worker<S> {
             });
         }
         let dropped = refused.len() as u64;
+        let mut error = None;
         for (i, why) in &refused {
             if let Some(event) = batch.events.get(*i) {
                 tracing::error!(destination = name, tenant = %event.tenant, event_id = event.id(), error = %why, "event refused by the destination; dropped");
+                error.get_or_insert_with(|| dropped_message(event, why));
             }
         }
-        let error = refused.last().map(|(i, why)| {
-            let id = batch.events.get(*i).map(|e| e.id()).unwrap_or_default();
-            format!("event {id} was refused and dropped: {why}")
-        });
         self.record(&batch.advance, 0, dropped, error).await?;
         Ok(Step::Progressed)
     }
 
     /// Removes and counts the refusals of `tenant` (a later accepted event moves its cursor past
-    /// them), logging each.
-    fn drop_refused(&self, refused: &mut Vec<(usize, String)>, tenant: &str, batch: &Batch) -> u64 {
+    /// them), logging each; the error names the first.
+    fn drop_refused(
+        &self,
+        refused: &mut Vec<(usize, String)>,
+        tenant: &str,
+        batch: &Batch,
+    ) -> (u64, Option<String>) {
+        let mut error = None;
         let before = refused.len();
         refused.retain(|(i, why)| match batch.events.get(*i) {
             Some(event) if event.tenant == tenant => {
                 tracing::error!(destination = self.sink.name(), tenant, event_id = event.id(), error = %why, "event refused by the destination; dropped");
+                error.get_or_insert_with(|| dropped_message(event, why));
                 false
             }
             _ => true,
         });
-        (before - refused.len()) as u64
+        ((before - refused.len()) as u64, error)
     }
 
     async fn record(
@@ -185,6 +190,14 @@ impl<S: Sink> Worker<S> {
             })
         }
     }
+}
+
+fn dropped_message(event: &super::event::Event, why: &str) -> String {
+    format!(
+        "event {} of tenant {} was refused and dropped: {why}",
+        event.id(),
+        event.tenant
+    )
 }
 
 /// Why a step made no progress, and how long the destination asked to be left alone.
