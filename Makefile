@@ -11,7 +11,7 @@ WASM      := target/wasm32-wasip1/release/intentgate_filter.wasm
 CARGO     ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help run test bench bench-tools wasm lint unit e2e contract deploy-test deploy-tools tools rust-tools py-tools node-tools fuzz clean
+.PHONY: help run test bench bench-tools wasm lint unit e2e contract deploy-test deploy-tools tools rust-tools test-tools py-tools node-tools fuzz clean
 
 help:
 	@echo "make run    build everything and start the gateway on localhost:8080"
@@ -52,7 +52,12 @@ lint: rust-tools
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p intentgate-core -p intentgate-filter --target wasm32-wasip1 -- -D warnings
 
-unit: rust-tools
+# The audit delivery tests start a real syslog-ng and make TLS certificates with openssl.
+test-tools:
+	@test -x /usr/sbin/syslog-ng || command -v syslog-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq syslog-ng-core)
+	@command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
+
+unit: rust-tools test-tools
 	$(CARGO) test --workspace
 
 e2e: tools wasm
