@@ -59,8 +59,8 @@ async fn inclusion(
     let tenant = admin.tenant(params.tenant.as_deref())?;
     let event_id = params
         .event_id
-        .filter(|id| !id.is_empty())
         .ok_or_else(|| Error::bad_request("event_id is required"))?;
+    crate::validate::id("event_id", &event_id).map_err(Error::BadRequest)?;
     let tree_size = size_param("tree_size", params.tree_size.as_deref())?;
     proofs::inclusion(&state.db, &tenant, &event_id, tree_size)
         .await
