@@ -34,6 +34,7 @@ GATEWAY = "http://localhost:8080"
 DEMO_TENANT = "demo"
 UPSTREAM_PORT = 3001
 CONTROL_PLANE_ADDR = "127.0.0.1:8081"
+CONTROL_PLANE_GRPC = "127.0.0.1:8082"
 
 
 def persistent_secret(name: str, make: callable) -> str:
@@ -45,35 +46,8 @@ def persistent_secret(name: str, make: callable) -> str:
     return path.read_text().strip()
 
 
-def public_key_of(seed_b64: str) -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(seed_b64)).public_key()
-    return base64.b64encode(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
-
-
-def filter_configuration(public_key: str) -> str:
-    """Until filters sync from the control plane, the gateway state is given to the filter statically."""
-    return json.dumps(
-        {
-            "gateway": {
-                "keys": [{"public_key": public_key}],
-                "tenants": {DEMO_TENANT: {"policy": {"rego": DEMO_POLICY.read_text()}}},
-            }
-        }
-    )
-
-
-def envoy_bootstrap(public_key: str) -> PreparedBootstrap:
-    document = load_yaml_bootstrap(REPO / "envoy" / "standalone.yaml")
-    for listener in document["static_resources"]["listeners"]:
-        for chain in listener["filter_chains"]:
-            for network_filter in chain["filters"]:
-                for http_filter in network_filter["typed_config"].get("http_filters", []):
-                    if http_filter["name"] == "intentgate":
-                        http_filter["typed_config"]["config"]["configuration"]["value"] = filter_configuration(public_key)
-    return PreparedBootstrap(document)
+def envoy_bootstrap() -> PreparedBootstrap:
+    return PreparedBootstrap(load_yaml_bootstrap(REPO / "envoy" / "standalone.yaml"))
 
 
 def wait_healthy(url: str, timeout: float = 30) -> None:
@@ -86,6 +60,30 @@ def wait_healthy(url: str, timeout: float = 30) -> None:
             pass
         time.sleep(0.2)
     raise SystemExit(f"{url} did not become healthy within {timeout:.0f}s")
+
+
+def ensure_demo_policy(admin: httpx.Client) -> None:
+    """Promotes envoy/demo-policy.rego for the demo tenant unless it already has an active policy."""
+    if admin.get("/v1/admin/policies/active", params={"tenant": DEMO_TENANT}).status_code == 200:
+        return
+    draft = admin.post(
+        "/v1/admin/policies/drafts",
+        json={"name": "demo", "rego_source": DEMO_POLICY.read_text(), "tenant": DEMO_TENANT, "created_by": "make run"},
+    )
+    draft.raise_for_status()
+    promoted = admin.post("/v1/admin/policies/active", json={"draft_id": draft.json()["id"], "tenant": DEMO_TENANT})
+    promoted.raise_for_status()
+
+
+def wait_in_sync(admin: httpx.Client, timeout: float = 30) -> None:
+    """Waits until Envoy's filter VMs acknowledged the control plane's current state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = admin.get("/v1/admin/filters").json()
+        if any(f["connected"] and f["acked_version"] == status["state_version"] for f in status["filters"]):
+            return
+        time.sleep(0.2)
+    raise SystemExit("Envoy's filter did not sync with the control plane; see .run/envoy/envoy.log")
 
 
 def main() -> None:
@@ -103,20 +101,23 @@ def main() -> None:
         "INTENTGATE_DATABASE_URL": os.environ.get(
             "INTENTGATE_DATABASE_URL", f"sqlite://{RUN_DIR / 'intentgate.db'}?mode=rwc"
         ),
-        "INTENTGATE_HTTP_ADDR": os.environ.get("INTENTGATE_HTTP_ADDR", CONTROL_PLANE_ADDR),
+        # envoy/standalone.yaml expects these two addresses.
+        "INTENTGATE_HTTP_ADDR": CONTROL_PLANE_ADDR,
+        "INTENTGATE_GRPC_ADDR": CONTROL_PLANE_GRPC,
     }
     control_plane = ManagedProcess(
         "control-plane", [str(BIN / "intentgate-control-plane")], log_path=RUN_DIR / "control-plane.log", env=env
     ).start()
     upstream = start_everything(UPSTREAM_PORT, log_path=RUN_DIR / "upstream.log")
-    envoy = start_envoy(envoy_bootstrap(public_key_of(master_key)), RUN_DIR / "envoy", timeout=120)
+    envoy = start_envoy(envoy_bootstrap(), RUN_DIR / "envoy", timeout=120)
     try:
         wait_healthy(f"{GATEWAY}/healthz")
-        minted = httpx.post(
-            f"{GATEWAY}/v1/admin/mint",
-            headers={"authorization": f"Bearer {admin_token}"},
+        admin = httpx.Client(base_url=GATEWAY, headers={"authorization": f"Bearer {admin_token}"}, timeout=30)
+        ensure_demo_policy(admin)
+        wait_in_sync(admin)
+        minted = admin.post(
+            "/v1/admin/mint",
             json={"subject": "demo-agent", "tenant": DEMO_TENANT, "tools": ["echo", "get-sum", "get-env"]},
-            timeout=10,
         )
         minted.raise_for_status()
         print_banner(admin_token, minted.json()["token"])
@@ -144,7 +145,7 @@ def print_banner(admin_token: str, token: str) -> None:
 IntentGate is running on {GATEWAY}   (Ctrl-C stops it; logs in .run/)
 
   admin token       {admin_token}
-  demo tenant       {DEMO_TENANT}   (policy: envoy/demo-policy.rego)
+  demo tenant       {DEMO_TENANT}   (policy: envoy/demo-policy.rego, promoted through the admin API)
   capability token  minted for demo-agent, tools echo, get-sum, get-env:
 
 export TOKEN={token}
@@ -154,7 +155,7 @@ SID=$(curl -si {GATEWAY}/v1/mcp -H "authorization: Bearer $TOKEN" {accept} -d '{
 curl -s {GATEWAY}/v1/mcp -H "authorization: Bearer $TOKEN" -H "mcp-session-id: $SID" {accept} -d '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"hello"}}}}}}'
 curl -s {GATEWAY}/v1/mcp -H "authorization: Bearer $TOKEN" -H "mcp-session-id: $SID" {accept} -d '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"get-env","arguments":{{}}}}}}'
 
-# the audit chain of the demo tenant:
+# every decision lands in the demo tenant's audit chain (the filter ships it over gRPC):
 curl -s '{GATEWAY}/v1/admin/audit?tenant={DEMO_TENANT}' -H 'authorization: Bearer {admin_token}'
 """,
         flush=True,

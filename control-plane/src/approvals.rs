@@ -3,11 +3,11 @@
 
 use intentgate_core::audit::{EventKind, canonical_json};
 use intentgate_core::decision::AuditDecision;
-use intentgate_core::policy::sha256_hex;
+use intentgate_core::exchange::arguments_digest_of;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use crate::auth::Admin;
 use crate::changes::{Change, Changes};
@@ -69,6 +69,17 @@ impl Approval {
 /// Parks a call. The arguments' canonical hash is stored so that an approval can later be bound
 /// to exactly these arguments.
 pub async fn create(db: &Db, new: NewApproval) -> Result<Approval> {
+    let mut conn = db.pool().acquire().await?;
+    let id = create_in(&mut conn, new).await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM approvals WHERE id = $1"))
+        .bind(&id)
+        .fetch_one(db.pool())
+        .await?;
+    Approval::from_row(&row)
+}
+
+/// [`create`] inside the caller's transaction; returns the new approval's id.
+pub async fn create_in(conn: &mut AnyConnection, new: NewApproval) -> Result<String> {
     validate::tenant(&new.tenant).map_err(Error::BadRequest)?;
     let arguments = Value::Object(new.arguments);
     let canonical = canonical_json(&arguments);
@@ -85,17 +96,13 @@ pub async fn create(db: &Db, new: NewApproval) -> Result<Approval> {
     .bind(&new.root_capability_token_id)
     .bind(&new.tool)
     .bind(&canonical)
-    .bind(sha256_hex(canonical.as_bytes()))
+    .bind(arguments_digest_of(&arguments))
     .bind(&new.escalating_rule)
     .bind(&new.reason)
     .bind(time::now_ms())
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM approvals WHERE id = $1"))
-        .bind(&id)
-        .fetch_one(db.pool())
-        .await?;
-    Approval::from_row(&row)
+    Ok(id)
 }
 
 /// Pending approvals, newest first, of one tenant or (`None`) of all.

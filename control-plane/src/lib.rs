@@ -24,6 +24,7 @@ pub mod service_token;
 pub mod signing;
 pub mod state;
 pub mod sync;
+pub mod tenant_settings;
 pub mod tenants;
 pub mod time;
 pub mod tokens;

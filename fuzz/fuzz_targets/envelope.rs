@@ -80,6 +80,8 @@ fn check_exchange(fixture: &Fixture, data: &[u8]) {
         budget: &budget,
         next_id: &mut next_id,
         elapsed_ms: &|| 0.0,
+        approvals: false,
+        approved_rule: None,
     };
     let disposition = exchange::decide(&mut env, data, &intent);
     match &disposition.action {

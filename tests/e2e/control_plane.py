@@ -43,6 +43,8 @@ class ControlPlane:
     filter_token: str | None = None
     http_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
+    binary: Path = BINARY
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: ManagedProcess | None = None
     starts: int = 0
 
@@ -66,13 +68,14 @@ class ControlPlane:
         )
         if self.filter_token:
             env["INTENTGATE_FILTER_TOKEN"] = self.filter_token
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 60) -> ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         self.process = ManagedProcess(
-            "control-plane", [str(BINARY)], log_path=self.workdir / f"control-plane-{self.starts}.log", env=self.env()
+            "control-plane", [str(self.binary)], log_path=self.workdir / f"control-plane-{self.starts}.log", env=self.env()
         ).start()
         client = httpx.Client(timeout=2, trust_env=False)
 
@@ -101,8 +104,8 @@ class ControlPlane:
 
     # --- admin API ------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"authorization": f"Bearer {self.admin_token}", **kwargs.pop("headers", {})}
+    def request(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token or self.admin_token}", **kwargs.pop("headers", {})}
         with httpx.Client(timeout=30, trust_env=False) as client:
             return client.request(method, f"{self.url}{path}", headers=headers, **kwargs)
 
@@ -142,6 +145,20 @@ class ControlPlane:
 
     def verify(self, tenant: str) -> dict[str, Any]:
         return self.ok("GET", "/v1/admin/audit/verify", params={"tenant": tenant})
+
+    def settings(self, tenant: str, **settings: Any) -> dict[str, Any]:
+        return self.ok("PUT", f"/v1/admin/tenants/{tenant}/settings", json={"settings": settings})
+
+    def pending(self, tenant: str) -> list[dict[str, Any]]:
+        return self.ok("GET", "/v1/admin/approvals", params={"tenant": tenant})["items"]
+
+    def decide(self, approval_id: str, decision: str, reason: str = "e2e", token: str | None = None) -> httpx.Response:
+        return self.request(
+            "POST",
+            f"/v1/admin/approvals/{approval_id}/decide",
+            token=token,
+            json={"decision": decision, "reason": reason, "decided_by": "joe@example.com"},
+        )
 
 
 def filter_config(control_plane: ControlPlane, cluster: str = "intentgate_control_plane", **bootstrap: Any) -> dict[str, Any]:

@@ -33,6 +33,9 @@ pub fn decide(
         budget: &budget,
         next_id: &mut next_id,
         elapsed_ms: &elapsed,
+        // The CLI has no approval service: an escalation is shown as the filter would answer alone.
+        approvals: false,
+        approved_rule: None,
     };
     let disposition = exchange::decide(&mut env, body, intent);
     let mut tools_list_ids: Vec<Value> = disposition
@@ -65,6 +68,15 @@ pub fn decide(
             "action": "respond",
             "status": status,
             "body": if body.is_empty() { Value::Null } else { json_or_text(body.as_bytes()) },
+        }),
+        // Not reached with `approvals: false` (escalations are denials); shown rather than hidden.
+        Action::Escalate => json!({
+            "action": "escalate",
+            "escalations": disposition
+                .escalations
+                .iter()
+                .map(|e| json!({"tool": e.tool, "rule": e.escalation.rule, "reason": e.escalation.reason}))
+                .collect::<Vec<_>>(),
         }),
     }
 }

@@ -11,6 +11,7 @@ mod health;
 mod keys;
 mod policies;
 mod reports;
+mod settings;
 mod tenants;
 
 use axum::Router;
@@ -33,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tenants::router())
         .merge(health::router())
         .merge(keys::router())
+        .merge(settings::router())
         .merge(discovery::router())
         .merge(attestations::router())
         .merge(reports::router())

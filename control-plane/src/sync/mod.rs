@@ -1,6 +1,7 @@
 //! Filter sync (issue 5): the gRPC service filters subscribe to for gateway state, send audit
 //! events to, and lease budgets from; the version hub that tells every stream when to send a delta.
 
+pub mod approvals;
 pub mod filters;
 pub mod hub;
 pub mod leases;
@@ -36,7 +37,11 @@ pub async fn serve(
     let hub = Hub::new(initial);
     hub.spawn_feeds(db.clone(), changes, signing);
     let service = FilterSyncServer::with_interceptor(
-        service::Service { db, hub },
+        service::Service {
+            db,
+            hub,
+            changes: changes.clone(),
+        },
         authenticate(filter_token),
     );
     tracing::info!(%addr, "filter sync listening");

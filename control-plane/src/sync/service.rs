@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::hub::Hub;
-use super::{filters, leases, state};
+use super::{approvals, filters, leases, state};
 use crate::audit;
 use crate::db::Db;
 use crate::error::Error;
@@ -24,11 +24,13 @@ const OUTBOUND_QUEUE: usize = 8;
 pub struct Service {
     pub db: Db,
     pub hub: Hub,
+    pub changes: crate::changes::Changes,
 }
 
 fn status(err: Error) -> Status {
     match err {
         Error::BadRequest(m) => Status::invalid_argument(m),
+        Error::NotFound(m) => Status::not_found(m),
         Error::Database(e) => {
             tracing::error!(error = %e, "database error in filter sync");
             Status::unavailable("database unavailable")
@@ -113,6 +115,36 @@ impl FilterSync for Service {
             stored_ids: stored.into_iter().map(|a| a.id).collect(),
             rejected_ids,
         }))
+    }
+
+    async fn create_approval(
+        &self,
+        request: Request<v1::ApprovalRequest>,
+    ) -> Result<Response<v1::ApprovalCreated>, Status> {
+        approvals::create(&self.db, request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn await_approval(
+        &self,
+        request: Request<v1::AwaitApprovalRequest>,
+    ) -> Result<Response<v1::ApprovalStatus>, Status> {
+        approvals::wait(&self.db, &self.changes, request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn use_approval(
+        &self,
+        request: Request<v1::UseApprovalRequest>,
+    ) -> Result<Response<v1::ApprovalUse>, Status> {
+        approvals::use_once(&self.db, request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(status)
     }
 
     async fn lease_budget(

@@ -26,6 +26,8 @@ pub enum Action {
     ForwardBody(Vec<u8>),
     /// Answer locally; nothing reaches the upstream.
     Respond { status: u16, body: String },
+    /// Some calls wait for a human: see [`Disposition::escalations`].
+    Escalate,
 }
 
 /// What the upstream's answer needs before it reaches the agent.
@@ -114,6 +116,19 @@ pub struct Disposition {
     pub events: Vec<AuditEvent>,
     /// Milliseconds each evaluated `tools/call` spent in checks after token verification.
     pub eval_ms: Vec<f64>,
+    /// Calls the policy escalated to a human. When any, `action` is [`Action::Escalate`]: the host
+    /// creates the approvals, then holds a lone call or [`Disposition::park`]s them.
+    pub escalations: Vec<Escalated>,
+    /// Where the body's elements went, to settle the action once approvals exist.
+    layout: Layout,
+}
+
+#[derive(Debug, Default)]
+struct Layout {
+    /// Positions of the forwarded elements.
+    kept: Vec<usize>,
+    entries: usize,
+    batch: bool,
 }
 
 /// Host facilities a decision needs.
@@ -126,6 +141,12 @@ pub struct Env<'a> {
     pub next_id: &'a mut dyn FnMut() -> String,
     /// Milliseconds since the request arrived.
     pub elapsed_ms: &'a dyn Fn() -> f64,
+    /// Whether escalations can wait for a human (a control plane keeps approvals). Without one, an
+    /// escalation is a denial.
+    pub approvals: bool,
+    /// A human approved an escalation by this rule: set it aside (SPEC §4). Everything else is
+    /// checked again.
+    pub approved_rule: Option<&'a Option<String>>,
 }
 
 /// How many `tools/call`s of the body pass envelope and token checks and will be evaluated: whether
@@ -163,12 +184,7 @@ pub fn decide_bodyless(env: &mut Env<'_>, http_method: &str) -> Disposition {
         denial,
         (env.elapsed_ms)(),
     );
-    Disposition {
-        action,
-        response: ResponsePlan::default(),
-        events: vec![event],
-        eval_ms: Vec::new(),
-    }
+    Disposition::local(action, vec![event])
 }
 
 /// Answers a body over [`jsonrpc::MAX_BODY_BYTES`] without reading it.
@@ -192,15 +208,13 @@ fn local_failure(env: &mut Env<'_>, denial: Denial) -> Disposition {
         Some(&denial),
         (env.elapsed_ms)(),
     );
-    Disposition {
-        action: Action::Respond {
+    Disposition::local(
+        Action::Respond {
             status: 200,
             body: jsonrpc::error_body(None, &denial),
         },
-        response: ResponsePlan::default(),
-        events: vec![event],
-        eval_ms: Vec::new(),
-    }
+        vec![event],
+    )
 }
 
 /// Decides a request body: every element through the pipeline, then one action for the whole.
@@ -209,64 +223,91 @@ pub fn decide(env: &mut Env<'_>, body: &[u8], intent: &IntentSource) -> Disposit
         Ok(message) => message,
         Err(denial) => return local_failure(env, denial),
     };
-    let batch = matches!(message, Message::Batch(_));
-    let mut plan = ResponsePlan {
-        batch,
-        ..ResponsePlan::default()
+    let layout = Layout {
+        kept: Vec::new(),
+        entries: message.entries().len(),
+        batch: matches!(message, Message::Batch(_)),
     };
-    let mut events = Vec::with_capacity(message.entries().len());
-    let mut eval_ms = Vec::new();
-    let mut kept = Vec::with_capacity(message.entries().len());
+    let mut out = Disposition {
+        action: Action::Forward,
+        response: ResponsePlan {
+            batch: layout.batch,
+            ..ResponsePlan::default()
+        },
+        events: Vec::with_capacity(layout.entries),
+        eval_ms: Vec::new(),
+        escalations: Vec::new(),
+        layout,
+    };
     let mut has_request = false;
     for (index, entry) in message.entries().iter().enumerate() {
         let id = entry_id(entry);
         has_request |= id.is_some();
-        match decide_entry(env, entry, intent, &mut events, &mut eval_ms) {
-            None => {
-                kept.push(index);
+        match decide_entry(env, entry, intent, &mut out) {
+            Outcome::Forward => {
+                out.layout.kept.push(index);
                 if let Some(id) = id {
-                    plan.forwarded_ids.push(id.get().to_owned());
+                    out.response.forwarded_ids.push(id.get().to_owned());
                     if is_tools_list(entry) {
-                        plan.tools_list_ids.insert(id.get().to_owned());
+                        out.response.tools_list_ids.insert(id.get().to_owned());
                     }
                 }
             }
-            Some(denial) => {
+            Outcome::Refuse(denial) => {
                 // A refused notification gets no answer (JSON-RPC), only its audit event.
                 if id.is_some() || matches!(entry, Entry::Invalid { .. }) {
-                    plan.local_errors.push(jsonrpc::error_body(id, &denial));
+                    out.response
+                        .local_errors
+                        .push(jsonrpc::error_body(id, &denial));
                 }
             }
+            Outcome::Escalate(escalated) => out.escalations.push(escalated),
         }
     }
-    let action = if kept.len() == message.entries().len() {
-        Action::Forward
-    } else if kept.is_empty() {
-        local_answer(env, &plan, batch, has_request)
+    if out.escalations.is_empty() {
+        let unauthenticated = (!has_request).then(|| env.auth.as_ref().err()).flatten();
+        out.settle(body, unauthenticated);
     } else {
-        match response::subset_batch(body, &kept) {
-            Some(reduced) => Action::ForwardBody(reduced),
-            None => local_answer(env, &plan, batch, has_request),
-        }
-    };
-    if matches!(action, Action::Respond { .. }) {
-        plan = ResponsePlan::default();
+        out.action = Action::Escalate;
     }
-    Disposition {
-        action,
-        response: plan,
-        events,
-        eval_ms,
+    out
+}
+
+impl Disposition {
+    fn local(action: Action, events: Vec<AuditEvent>) -> Self {
+        Disposition {
+            action,
+            response: ResponsePlan::default(),
+            events,
+            eval_ms: Vec::new(),
+            escalations: Vec::new(),
+            layout: Layout::default(),
+        }
+    }
+
+    /// Sets the action from where the elements went: forward all, forward the kept ones, or answer.
+    /// `unauthenticated`: only notifications or responses, with a bad token — refused as a whole.
+    fn settle(&mut self, body: &[u8], unauthenticated: Option<&Denial>) {
+        let layout = &self.layout;
+        self.action = if layout.kept.len() == layout.entries {
+            Action::Forward
+        } else if layout.kept.is_empty() {
+            local_answer(&self.response, layout.batch, unauthenticated)
+        } else {
+            match response::subset_batch(body, &layout.kept) {
+                Some(reduced) => Action::ForwardBody(reduced),
+                None => local_answer(&self.response, layout.batch, unauthenticated),
+            }
+        };
+        if matches!(self.action, Action::Respond { .. }) {
+            self.response = ResponsePlan::default();
+        }
     }
 }
 
 /// The answer when nothing is forwarded.
-fn local_answer(env: &Env<'_>, plan: &ResponsePlan, batch: bool, has_request: bool) -> Action {
-    if !has_request
-        && plan.local_errors.is_empty()
-        && let Err(denial) = env.auth
-    {
-        // Only notifications or responses, with a bad token: the request as a whole is refused.
+fn local_answer(plan: &ResponsePlan, batch: bool, unauthenticated: Option<&Denial>) -> Action {
+    if let (true, Some(denial)) = (plan.local_errors.is_empty(), unauthenticated) {
         return Action::Respond {
             status: 401,
             body: jsonrpc::error_body(None, denial),
@@ -288,14 +329,20 @@ fn local_answer(env: &Env<'_>, plan: &ResponsePlan, batch: bool, has_request: bo
     }
 }
 
-/// `None` when the element is forwarded, the denial otherwise; pushes the element's audit event.
+/// Where one element of a body goes.
+enum Outcome {
+    Forward,
+    Refuse(Denial),
+    Escalate(Escalated),
+}
+
+/// Decides one element and pushes its audit event.
 fn decide_entry(
     env: &mut Env<'_>,
     entry: &Entry<'_>,
     intent: &IntentSource,
-    events: &mut Vec<AuditEvent>,
-    eval_ms: &mut Vec<f64>,
-) -> Option<Denial> {
+    out: &mut Disposition,
+) -> Outcome {
     let token = env.auth.as_ref().ok().map(Arc::as_ref);
     let method = match entry {
         Entry::Call(call) => call.method.as_ref(),
@@ -303,7 +350,7 @@ fn decide_entry(
     };
     match pipeline::plan(entry, env.auth) {
         Plan::Forward | Plan::ForwardToolList => {
-            events.push(pipeline::request_event(
+            out.events.push(pipeline::request_event(
                 (env.next_id)(),
                 env.ctx,
                 token,
@@ -311,7 +358,7 @@ fn decide_entry(
                 None,
                 (env.elapsed_ms)(),
             ));
-            None
+            Outcome::Forward
         }
         Plan::Refuse(denial) => {
             let event = if method == crate::mcp::TOOLS_CALL {
@@ -338,19 +385,25 @@ fn decide_entry(
                     (env.elapsed_ms)(),
                 )
             };
-            events.push(event);
-            Some(denial)
+            out.events.push(event);
+            Outcome::Refuse(denial)
         }
         Plan::Evaluate(call) => {
-            let token = token?;
+            let Some(token) = token else {
+                return Outcome::Refuse(Denial::capability("missing bearer token"));
+            };
             let started = (env.elapsed_ms)();
-            let verdict = env
-                .gateway
-                .decide_tool_call(env.ctx, token, &call, intent, env.budget, None);
-            eval_ms.push((env.elapsed_ms)() - started);
+            let verdict = env.gateway.decide_tool_call(
+                env.ctx,
+                token,
+                &call,
+                intent,
+                env.budget,
+                env.approved_rule,
+            );
+            out.eval_ms.push((env.elapsed_ms)() - started);
             let verdict = match verdict {
-                // Approvals need the control plane; without it an escalation cannot be waited on.
-                Verdict::Escalate(escalation) => {
+                Verdict::Escalate(escalation) if !env.approvals => {
                     let mut denial = Denial::policy(
                         format!(
                             "escalated for human approval ({}), but no approval service is configured",
@@ -363,7 +416,7 @@ fn decide_entry(
                 }
                 other => other,
             };
-            events.push(pipeline::tool_call_event(
+            out.events.push(pipeline::tool_call_event(
                 (env.next_id)(),
                 env.ctx,
                 Some(token),
@@ -373,8 +426,14 @@ fn decide_entry(
                 (env.elapsed_ms)(),
             ));
             match verdict {
-                Verdict::Deny(denial) => Some(denial),
-                _ => None,
+                Verdict::Allow { .. } => Outcome::Forward,
+                Verdict::Deny(denial) => Outcome::Refuse(denial),
+                Verdict::Escalate(escalation) => Outcome::Escalate(Escalated::new(
+                    entry_id(entry),
+                    &call,
+                    escalation,
+                    out.events.len() - 1,
+                )),
             }
         }
     }
@@ -391,6 +450,9 @@ fn entry_id<'a>(entry: &Entry<'a>) -> Option<&'a RawValue> {
 fn is_tools_list(entry: &Entry<'_>) -> bool {
     matches!(entry, Entry::Call(call) if call.method == crate::mcp::TOOLS_LIST)
 }
+
+mod escalation;
+pub use escalation::{Escalated, arguments_digest, arguments_digest_of, lone_call, refuse};
 
 #[cfg(test)]
 mod tests;

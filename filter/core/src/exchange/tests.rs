@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::*;
@@ -92,6 +93,8 @@ impl Harness {
             budget: &self.budget,
             next_id: &mut next_id,
             elapsed_ms: &|| 0.5,
+            approvals: false,
+            approved_rule: None,
         };
         decide(&mut env, body.as_bytes(), &IntentSource::NotDeclared)
     }
@@ -226,6 +229,8 @@ fn bodyless_requests_need_a_valid_token() {
         budget: &h.budget,
         next_id: &mut next,
         elapsed_ms: &|| 0.0,
+        approvals: false,
+        approved_rule: None,
     };
     let d = decide_bodyless(&mut env, "GET");
     let (status, body) = body_json(&d.action);
@@ -241,6 +246,8 @@ fn bodyless_requests_need_a_valid_token() {
         budget: &h.budget,
         next_id: &mut next,
         elapsed_ms: &|| 0.0,
+        approvals: false,
+        approved_rule: None,
     };
     assert_eq!(decide_bodyless(&mut env, "DELETE").action, Action::Forward);
     h.counter = 0;
@@ -258,6 +265,8 @@ fn oversized_body_is_refused_unread() {
         budget: &h.budget,
         next_id: &mut next,
         elapsed_ms: &|| 0.0,
+        approvals: false,
+        approved_rule: None,
     };
     let d = decide_oversized(&mut env, 2 * 1024 * 1024);
     let (status, body) = body_json(&d.action);
@@ -348,5 +357,190 @@ fn only_tool_calls_that_passed_the_token_check_are_evaluated() {
             &unauthenticated
         ),
         0
+    );
+}
+
+const ESCALATING: &str = r#"package intentgate.policy
+import rego.v1
+default decision := {"allow": false, "rule": "default"}
+decision := {"allow": true, "rule": "reads"} if { startswith(input.tool, "read_") }
+decision := {"allow": false, "escalate": true, "reason": "big write", "rule": "writes"} if { startswith(input.tool, "write_") }
+"#;
+
+fn escalating_gateway() -> Gateway {
+    let issuer = IssuerKey::from_seed(&[3; 32]);
+    let mut tenants = BTreeMap::new();
+    tenants.insert(
+        "acme".to_string(),
+        TenantConfig {
+            policy: Some(PolicySource::Rego(ESCALATING.into())),
+            ..Default::default()
+        },
+    );
+    Gateway::compile(GatewayConfig {
+        keys: vec![KeyConfig {
+            kid: None,
+            public_key: issuer.public_base64(),
+        }],
+        tenants,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn decide_with(
+    gw: &Gateway,
+    body: &str,
+    approvals: bool,
+    approved: Option<&Option<String>>,
+) -> Disposition {
+    let h = Harness::new();
+    let auth = gw.authenticate(
+        &mut TokenCache::new(4),
+        Some(&format!("Bearer {}", token())),
+        None,
+        NOW,
+    );
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("ev{n}")
+    };
+    let mut env = Env {
+        gateway: gw,
+        ctx: &h.ctx,
+        auth: &auth,
+        budget: &h.budget,
+        next_id: &mut next,
+        elapsed_ms: &|| 0.0,
+        approvals,
+        approved_rule: approved,
+    };
+    decide(&mut env, body.as_bytes(), &IntentSource::NotDeclared)
+}
+
+#[test]
+fn without_an_approval_service_an_escalation_is_a_denial() {
+    let d = decide_with(
+        &escalating_gateway(),
+        &tools_call(1, "write_x").to_string(),
+        false,
+        None,
+    );
+    let (status, body) = body_json(&d.action);
+    assert_eq!(status, 200);
+    assert_eq!(body["error"]["code"], -32012);
+    assert!(
+        body["error"]["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no approval service")
+    );
+}
+
+#[test]
+fn a_lone_escalated_call_is_held_in_synchronous_mode() {
+    let d = decide_with(
+        &escalating_gateway(),
+        &tools_call(7, "write_x").to_string(),
+        true,
+        None,
+    );
+    assert_eq!(d.action, Action::Escalate);
+    assert_eq!(d.escalations.len(), 1);
+    let e = &d.escalations[0];
+    assert_eq!(e.id.as_deref(), Some("7"));
+    assert_eq!(e.tool, "write_x");
+    assert_eq!(e.escalation.rule.as_deref(), Some("writes"));
+    assert_eq!(d.events[e.event].decision.as_str(), "escalate");
+    assert!(d.holds(true));
+    assert!(!d.holds(false), "asynchronous tenants are answered at once");
+}
+
+#[test]
+fn parked_calls_are_answered_32019_with_their_approval_id() {
+    let body = json!([tools_call(1, "read_x"), tools_call(2, "write_x")]).to_string();
+    let mut d = decide_with(&escalating_gateway(), &body, true, None);
+    assert!(!d.holds(true), "a batch is never held");
+    d.park(body.as_bytes(), &["01JPENDING".to_string()]);
+    let Action::ForwardBody(forwarded) = &d.action else {
+        panic!("{:?}", d.action)
+    };
+    assert_eq!(
+        serde_json::from_slice::<Value>(forwarded)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let pending: Value = serde_json::from_str(&d.response.local_errors[0]).unwrap();
+    assert_eq!(pending["id"], 2);
+    assert_eq!(pending["error"]["code"], -32019);
+    assert_eq!(
+        pending["error"]["data"],
+        json!({"pending_id": "01JPENDING", "status": "pending", "resume_header": "X-IntentGate-Approval-Id"})
+    );
+    assert_eq!(d.events[1].pending_id, "01JPENDING");
+}
+
+#[test]
+fn an_approved_rerun_sets_aside_only_that_rule() {
+    let body = tools_call(3, "write_x").to_string();
+    let approved = Some("writes".to_string());
+    let d = decide_with(&escalating_gateway(), &body, true, Some(&approved));
+    assert_eq!(d.action, Action::Forward);
+    let other = Some("other".to_string());
+    let d = decide_with(&escalating_gateway(), &body, true, Some(&other));
+    assert_eq!(d.action, Action::Escalate);
+}
+
+#[test]
+fn a_refused_approval_answers_the_held_call_and_audits_it() {
+    let h = Harness::new();
+    let gw = escalating_gateway();
+    let auth = gw.authenticate(
+        &mut TokenCache::new(4),
+        Some(&format!("Bearer {}", token())),
+        None,
+        NOW,
+    );
+    let mut next = || "ev".to_string();
+    let mut env = Env {
+        gateway: &gw,
+        ctx: &h.ctx,
+        auth: &auth,
+        budget: &h.budget,
+        next_id: &mut next,
+        elapsed_ms: &|| 0.0,
+        approvals: true,
+        approved_rule: None,
+    };
+    let denial = Denial::policy("rejected by joe: too risky", Some("writes".into()));
+    let d = refuse(
+        &mut env,
+        tools_call(9, "write_x").to_string().as_bytes(),
+        &IntentSource::NotDeclared,
+        denial,
+    );
+    let (status, body) = body_json(&d.action);
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], 9);
+    assert_eq!(body["error"]["code"], -32012);
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(d.events[0].tool, "write_x");
+    assert_eq!(d.events[0].decision.as_str(), "deny");
+}
+
+#[test]
+fn the_arguments_digest_ignores_key_order_and_spacing() {
+    let a = RawValue::from_string(r#"{"b": 1, "a": [1, 2]}"#.into()).unwrap();
+    let b = RawValue::from_string(r#"{"a":[1,2],"b":1}"#.into()).unwrap();
+    let c = RawValue::from_string(r#"{"a":[1,2],"b":2}"#.into()).unwrap();
+    assert_eq!(arguments_digest(Some(&a)), arguments_digest(Some(&b)));
+    assert_ne!(arguments_digest(Some(&a)), arguments_digest(Some(&c)));
+    assert_eq!(
+        arguments_digest(None),
+        arguments_digest(Some(&RawValue::from_string("{}".into()).unwrap()))
     );
 }

@@ -20,6 +20,8 @@ use intentgate_core::{headers, ids};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, LogLevel};
 
+mod approval;
+
 use crate::budget::FilterBudget;
 use crate::leases::{self, Pending};
 use crate::root::Shared;
@@ -56,6 +58,12 @@ pub struct Http {
     prompt: Option<String>,
     auth: Result<Arc<VerifiedToken>, Denial>,
     waiting: Option<Waiting>,
+    /// `X-IntentGate-Approval-Id`: a retry of a call a human approved.
+    approval_id: Option<String>,
+    approval: Option<approval::Approval>,
+    /// Kept to authenticate again when an approved call runs the pipeline again.
+    authorization: Option<String>,
+    tenant_header: Option<String>,
     answered_locally: bool,
     plan: ResponsePlan,
     mode: ResponseMode,
@@ -74,6 +82,10 @@ impl Http {
             prompt: None,
             auth: Err(Denial::capability("missing bearer token")),
             waiting: None,
+            approval_id: None,
+            approval: None,
+            authorization: None,
+            tenant_header: None,
             answered_locally: false,
             plan: ResponsePlan::default(),
             mode: ResponseMode::PassThrough,
@@ -105,6 +117,7 @@ impl Http {
         let authorization = find(headers::AUTHORIZATION);
         let tenant = find(headers::TENANT);
         self.prompt = find(headers::INTENT_PROMPT);
+        self.approval_id = find(headers::APPROVAL_ID).filter(|id| !id.trim().is_empty());
         self.ctx = RequestContext {
             http_method: method.clone(),
             path: find(":path").unwrap_or_default(),
@@ -120,14 +133,22 @@ impl Http {
                 host::remove_request_header(name);
             }
         }
+        self.authorization = authorization;
+        self.tenant_header = tenant;
+        self.authenticate();
+        Some(method)
+    }
+
+    /// The capability check of the request as a whole, against the gateway this request uses.
+    fn authenticate(&mut self) {
         self.auth = match (&self.gateway, self.shared.tokens.try_borrow_mut()) {
             (Some(gateway), Ok(mut cache)) => {
                 let t0 = host::now_ns();
                 let auth = gateway.authenticate(
                     &mut cache,
-                    authorization.as_deref(),
-                    tenant.as_deref(),
-                    self.ctx.now_secs(),
+                    self.authorization.as_deref(),
+                    self.tenant_header.as_deref(),
+                    host::now_ms().div_euclid(1000),
                 );
                 self.shared
                     .metrics
@@ -138,58 +159,90 @@ impl Http {
                 "gateway state unavailable (fail closed)",
             )),
         };
-        Some(method)
     }
 
-    /// Runs `decide` with the host's facilities and carries out the result.
-    fn apply(&mut self, decide: impl FnOnce(&mut Env<'_>) -> Disposition, body_len: usize) -> Flow {
-        let Some(gateway) = self.gateway.clone() else {
-            return self.fail_closed();
-        };
+    /// Runs `decide` with the host's facilities. `None` when the gateway state is unavailable.
+    fn with_env<T>(
+        &mut self,
+        approved_rule: Option<&Option<String>>,
+        decide: impl FnOnce(&mut Env<'_>) -> T,
+    ) -> Option<T> {
+        let gateway = self.gateway.clone()?;
         let started = self.started_ns;
         let mut next_id = Self::next_id;
         let elapsed = move || Self::elapsed_ms(started);
-        let disposition = {
-            let budget = FilterBudget {
-                leases: self
-                    .shared
-                    .config
-                    .control_plane
-                    .as_ref()
-                    .map(|_| &self.shared.leases),
-                now_ms: host::now_ms(),
-            };
-            let mut env = Env {
-                gateway: &gateway,
-                ctx: &self.ctx,
-                auth: &self.auth,
-                budget: &budget,
-                next_id: &mut next_id,
-                elapsed_ms: &elapsed,
-            };
-            decide(&mut env)
+        let budget = FilterBudget {
+            leases: self
+                .shared
+                .config
+                .control_plane
+                .as_ref()
+                .map(|_| &self.shared.leases),
+            now_ms: host::now_ms(),
         };
+        let mut env = Env {
+            gateway: &gateway,
+            ctx: &self.ctx,
+            auth: &self.auth,
+            budget: &budget,
+            next_id: &mut next_id,
+            elapsed_ms: &elapsed,
+            approvals: self.shared.config.control_plane.is_some(),
+            approved_rule,
+        };
+        Some(decide(&mut env))
+    }
+
+    /// Runs `decide` and carries out the result.
+    fn apply(
+        &mut self,
+        decide: impl FnOnce(&mut Env<'_>) -> Disposition,
+        body: &[u8],
+        intent: &IntentSource,
+    ) -> Flow {
+        match self.with_env(None, decide) {
+            Some(disposition) => self.carry_out(disposition, body, intent),
+            None => self.fail_closed(),
+        }
+    }
+
+    /// Counts and keeps a decision's audit events (they are written when the stream ends).
+    fn record(&mut self, disposition: &mut Disposition) {
         for ms in &disposition.eval_ms {
             self.shared.metrics.eval((ms * 1000.0) as u64);
         }
         for event in &disposition.events {
             self.shared.metrics.decision(event);
         }
-        self.events.extend(disposition.events);
+        self.events.append(&mut disposition.events);
+    }
+
+    /// Forwards, forwards a reduced body, answers, or starts waiting for approvals.
+    fn carry_out(
+        &mut self,
+        mut disposition: Disposition,
+        body: &[u8],
+        intent: &IntentSource,
+    ) -> Flow {
+        if disposition.action == Action::Escalate {
+            return self.escalate(disposition, body, intent);
+        }
+        self.record(&mut disposition);
         match disposition.action {
             Action::Forward => {
                 self.plan = disposition.response;
                 Flow::Continue
             }
-            Action::ForwardBody(body) => {
-                if !host::replace_body(BufferType::HttpRequestBody, body_len, &body) {
+            Action::ForwardBody(reduced) => {
+                if !host::replace_body(BufferType::HttpRequestBody, body.len(), &reduced) {
                     return self.fail_closed();
                 }
-                host::set_request_header("content-length", Some(&body.len().to_string()));
+                host::set_request_header("content-length", Some(&reduced.len().to_string()));
                 self.plan = disposition.response;
                 Flow::Continue
             }
             Action::Respond { status, body } => self.respond(u32::from(status), &body),
+            Action::Escalate => self.fail_closed(),
         }
     }
 
@@ -261,8 +314,10 @@ impl Http {
     }
 
     fn decide_body(&mut self, body: &[u8], intent: &IntentSource) -> Flow {
-        let len = body.len();
-        self.apply(|env| exchange::decide(env, body, intent), len)
+        if let Some(id) = self.approval_id.clone() {
+            return self.use_presented_approval(id, body, intent);
+        }
+        self.apply(|env| exchange::decide(env, body, intent), body, intent)
     }
 
     /// Moves a waiting body forward: asks for the leases it needs once intent is known, and decides
@@ -348,6 +403,10 @@ impl Context for Http {
     }
 
     fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        if let Some(flow) = self.on_approval_response(token, status, size) {
+            Self::resume_if(flow);
+            return;
+        }
         let Some(mut waiting) = self.waiting.take() else {
             return;
         };
@@ -377,12 +436,20 @@ impl HttpContext for Http {
                     .and_then(|v| v.parse::<usize>().ok())
                     .unwrap_or(0);
                 if declared > MAX_BODY_BYTES {
-                    return self.apply(|env| exchange::decide_oversized(env, declared), 0);
+                    return self.apply(
+                        |env| exchange::decide_oversized(env, declared),
+                        b"",
+                        &IntentSource::NotDeclared,
+                    );
                 }
                 // Hold the headers until the whole body is in and decided.
                 Flow::Pause
             }
-            "GET" | "DELETE" => self.apply(|env| exchange::decide_bodyless(env, &method), 0),
+            "GET" | "DELETE" => self.apply(
+                |env| exchange::decide_bodyless(env, &method),
+                b"",
+                &IntentSource::NotDeclared,
+            ),
             other => {
                 let reason = format!("HTTP method {other} is not served; use POST, GET or DELETE");
                 let denial = intentgate_core::decision::Denial::envelope(
@@ -399,7 +466,11 @@ impl HttpContext for Http {
             return Flow::Pause;
         }
         if body_size > MAX_BODY_BYTES {
-            return self.apply(|env| exchange::decide_oversized(env, body_size), 0);
+            return self.apply(
+                |env| exchange::decide_oversized(env, body_size),
+                b"",
+                &IntentSource::NotDeclared,
+            );
         }
         if !end_of_stream {
             return Flow::Pause;

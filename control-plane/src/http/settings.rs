@@ -1,0 +1,49 @@
+//! `GET` and `PUT /v1/admin/tenants/{tenant}/settings`.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::extract::Body;
+use crate::auth::Admin;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::tenant_settings::{self, Settings, Update};
+use crate::validate;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/v1/admin/tenants/{tenant}/settings",
+        get(read).put(replace),
+    )
+}
+
+/// The path's tenant, which a per-tenant admin may only name as its own (another is 404).
+fn tenant_of(admin: &Admin, tenant: &str) -> Result<String> {
+    validate::tenant(tenant).map_err(Error::BadRequest)?;
+    if !admin.may_access(tenant) {
+        return Err(Error::not_found(format!("no tenant {tenant}")));
+    }
+    Ok(tenant.to_owned())
+}
+
+async fn read(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(tenant): Path<String>,
+) -> Result<Json<Settings>> {
+    let tenant = tenant_of(&admin, &tenant)?;
+    tenant_settings::get(&state.db, &tenant).await.map(Json)
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(tenant): Path<String>,
+    Body(update): Body<Update>,
+) -> Result<Json<Settings>> {
+    let tenant = tenant_of(&admin, &tenant)?;
+    tenant_settings::put(&state.db, &state.changes, &admin, &tenant, update)
+        .await
+        .map(Json)
+}
