@@ -197,7 +197,7 @@ pub async fn decide(
     event.pending_id = id.to_owned();
     event.rule.clone_from(&approval.escalating_rule);
 
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let updated = sqlx::query(
         "UPDATE approvals SET status = $2, decided_by = $3, decided_at = $4, decision_reason = $5 \
          WHERE id = $1 AND status = 'pending'",

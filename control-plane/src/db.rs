@@ -104,6 +104,18 @@ impl Db {
         Ok(options.get_filename().to_path_buf())
     }
 
+    /// A transaction that will write. On SQLite it starts `BEGIN IMMEDIATE`: a deferred transaction
+    /// that reads before it writes cannot wait for the write lock (SQLite refuses the upgrade at once
+    /// when another connection wrote meanwhile, "database is locked"); an immediate one waits up to
+    /// the busy timeout instead. On Postgres row locks serialise writers, so a plain `BEGIN` serves.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+
     pub async fn ping(&self) -> Result<()> {
         self.pool.execute("SELECT 1").await?;
         Ok(())

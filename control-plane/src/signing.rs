@@ -80,7 +80,7 @@ impl SigningKeys {
     pub async fn rotate(&self, db: &Db, changes: &Changes, admin: &Admin) -> Result<KeyInfo> {
         superadmin(admin)?;
         let fresh = IssuerKey::from_seed(&ids::random32()?);
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin().await?;
         sqlx::query("UPDATE signing_keys SET status = 'trusted' WHERE status = 'active'")
             .execute(&mut *tx)
             .await?;
@@ -113,7 +113,7 @@ impl SigningKeys {
     /// Stops trusting a key that no longer signs: filters refuse its tokens from then on.
     pub async fn retire(&self, db: &Db, changes: &Changes, admin: &Admin, kid: &str) -> Result<()> {
         superadmin(admin)?;
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin().await?;
         let status: Option<String> = sqlx::query("SELECT status FROM signing_keys WHERE kid = $1")
             .bind(kid)
             .fetch_optional(&mut *tx)

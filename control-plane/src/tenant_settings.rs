@@ -138,7 +138,7 @@ pub async fn put(
             update.intent_rules.len()
         ),
     )?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO tenant_settings (tenant, settings, intent_rules, updated_at, updated_by) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO UPDATE SET \

@@ -143,7 +143,7 @@ pub async fn mint_token(
     event.capability_token_id.clone_from(&jti);
     event.root_capability_token_id.clone_from(&jti);
 
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO tokens (jti, tenant, subject, issuer, kid, issued_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -198,7 +198,7 @@ pub async fn revoke(
         return Err(not_found());
     }
     let actor = admin.actor();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO revocations (jti, tenant, revoked_at, reason, revoked_by) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (jti) DO NOTHING",

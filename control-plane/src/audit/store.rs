@@ -49,7 +49,7 @@ pub async fn append(db: &Db, events: &[AuditEvent]) -> Result<Vec<Appended>> {
             .filter(|(_, e)| e.tenant == tenant)
             .map(|(i, e)| (i, e.clone()))
             .unzip();
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin().await?;
         let appended = append_in(&mut tx, &group).await?;
         tx.commit().await?;
         for (index, row) in indexes.into_iter().zip(appended) {

@@ -139,7 +139,7 @@ pub async fn commit(
     owner: &str,
     progress: Progress<'_>,
 ) -> Result<bool> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let flushed = i64::try_from(progress.flushed).unwrap_or(i64::MAX);
     let held = sqlx::query(
         "UPDATE delivery_status SET events_flushed = events_flushed + $3, \

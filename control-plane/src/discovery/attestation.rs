@@ -176,7 +176,7 @@ pub async fn create(db: &Db, admin: &Admin, new: NewCampaign) -> Result<Campaign
             agents.len()
         ),
     )?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO attestation_campaigns (id, tenant, name, description, created_by, created_at, \
          due_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -334,7 +334,7 @@ pub async fn respond(db: &Db, admin: &Admin, id: &str, response: Response) -> Re
             item.agent, response.evidence
         ),
     )?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let updated = sqlx::query(
         "UPDATE attestation_items SET decision = $3, evidence = $4, attested_by = $5, \
          attested_at = $6 WHERE campaign_id = $1 AND agent = $2 AND decision IS NULL",

@@ -173,7 +173,7 @@ pub async fn import(
     if agents.is_empty() {
         return Ok(report);
     }
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     for (name, agent) in &agents {
         sqlx::query(
             "INSERT INTO discovered_agents (tenant, agent, kind, user_name, device, client_ip, \

@@ -365,7 +365,7 @@ pub async fn update(db: &Db, admin: &Admin, name: &str, change: AgentUpdate) -> 
     }
     let actor = admin.actor();
     let mut what = Vec::new();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     if let Some(owner) = &change.owner {
         let owner = owner.trim();
         if owner.is_empty() {

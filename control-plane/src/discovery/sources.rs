@@ -272,7 +272,7 @@ pub async fn create(
             mode.as_str()
         ),
     )?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO discovery_sources (id, tenant, name, vendor, mode, enabled, endpoint, \
          credentials, interval_seconds, token_sha256, created_by, created_at, updated_at, \
@@ -402,7 +402,7 @@ pub async fn update(
             None => now,
         }
     });
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "UPDATE discovery_sources SET name = $2, vendor = $3, mode = $4, enabled = $5, \
          endpoint = $6, credentials = $7, interval_seconds = $8, updated_at = $9, \
@@ -434,7 +434,7 @@ pub async fn delete(db: &Db, admin: &Admin, id: &str) -> Result<()> {
         &admin.actor(),
         format!("deleted discovery source {id} ({})", current.name),
     )?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let deleted = sqlx::query("DELETE FROM discovery_sources WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -461,7 +461,7 @@ pub async fn rotate_token(db: &Db, admin: &Admin, id: &str) -> Result<String> {
             current.name
         ),
     )?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query("UPDATE discovery_sources SET token_sha256 = $2, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(minted.digest.to_vec())

@@ -143,7 +143,7 @@ pub async fn promote(
             policy.sha256()
         ),
     )?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     lock_pointer(&mut tx, &tenant).await?;
     let pos: i64 = sqlx::query(
         "INSERT INTO policy_promotions (tenant, draft_id, name, rego_source, rego_sha256, \
@@ -175,7 +175,7 @@ pub async fn promote(
 
 /// Leaves the tenant without an active policy. Clearing an already clear tenant changes nothing.
 pub async fn clear(db: &Db, changes: &Changes, admin: &Admin, tenant: &str) -> Result<()> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let Some(pos) = lock_pointer(&mut tx, tenant).await? else {
         return Ok(());
     };
@@ -201,7 +201,7 @@ pub async fn clear(db: &Db, changes: &Changes, admin: &Admin, tenant: &str) -> R
 }
 
 pub async fn rollback(db: &Db, changes: &Changes, admin: &Admin, tenant: &str) -> Result<Active> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let current = lock_pointer(&mut tx, tenant).await?;
     let target: Option<i64> = sqlx::query(
         "SELECT MAX(pos) AS pos FROM policy_promotions \

@@ -102,7 +102,7 @@ pub async fn create(db: &Db, admin: &Admin, new: NewDraft) -> Result<Draft> {
             policy.sha256()
         ),
     )?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO policy_drafts (id, tenant, name, description, created_by, created_at, \
          updated_at, rego_source, rego_sha256) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
@@ -168,7 +168,7 @@ pub async fn update(db: &Db, admin: &Admin, id: &str, change: DraftUpdate) -> Re
         &admin.actor(),
         format!("updated draft {id} ({name}) sha256 {}", policy.sha256()),
     )?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "UPDATE policy_drafts SET name = $2, description = $3, rego_source = $4, \
          rego_sha256 = $5, updated_at = $6 WHERE id = $1",
@@ -195,7 +195,7 @@ pub async fn delete(db: &Db, admin: &Admin, id: &str) -> Result<()> {
         &admin.actor(),
         format!("deleted draft {id} ({})", current.name),
     )?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let deleted = sqlx::query("DELETE FROM policy_drafts WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -46,7 +46,7 @@ pub async fn create(db: &Db, request: &v1::ApprovalRequest) -> Result<v1::Approv
         escalating_rule: event.rule.clone(),
         reason: event.reason.clone(),
     };
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let id = approvals::create_in(&mut tx, new).await?;
     event.pending_id.clone_from(&id);
     audit::store::check(&event)?;
@@ -116,7 +116,7 @@ pub async fn use_once(db: &Db, request: &v1::UseApprovalRequest) -> Result<v1::A
         refusal: why.to_owned(),
         ..Default::default()
     };
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     // Taking the row's write lock first serialises two uses of one approval.
     let touched =
         sqlx::query("UPDATE approvals SET used_at = used_at WHERE id = $1 AND tenant = $2")

@@ -30,7 +30,7 @@ pub async fn lease(db: &Db, request: &v1::LeaseRequest) -> Result<v1::LeaseRespo
         return Err(Error::bad_request("counter must be 1 to 256 characters"));
     }
     let now = time::now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     // The first statement takes the counter's lock; a giveback for an unknown counter creates
     // nothing (limit 0 would be wrong), so it only updates.
     if request.limit > 0 {

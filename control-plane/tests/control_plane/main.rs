@@ -11,6 +11,7 @@ mod auth;
 mod capabilities;
 mod delivery;
 mod discovery;
+mod keys_and_settings;
 mod policies;
 mod reports;
 mod tenants;
