@@ -9,8 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use intentgate_core::audit::merkle::{
-    ConsistencyProof, InclusionProof, SignedTreeHead, leaf_hash, parse_hash, parse_hashes,
-    verify_consistency, verify_inclusion,
+    ConsistencyProof, InclusionProof, SignedTreeHead, leaf_hash, parse_hash,
 };
 use intentgate_core::token::PublicKeys;
 use serde_json::{Value, json};
@@ -199,14 +198,7 @@ fn check_inclusion(
             bail!("the event's id or tenant is not the one the proof names");
         }
     }
-    let path = parse_hashes("audit_path", &proof.audit_path)?;
-    verify_inclusion(
-        &leaf,
-        proof.leaf_index,
-        proof.tree_size,
-        &path,
-        &head.head.root_hash,
-    )?;
+    proof.verify(&head.head.root_hash)?;
     Ok(())
 }
 
@@ -229,13 +221,6 @@ fn check_consistency(
             new.head.tree_size
         );
     }
-    let hashes = parse_hashes("proof", &proof.proof)?;
-    verify_consistency(
-        proof.first,
-        proof.second,
-        &old.head.root_hash,
-        &new.head.root_hash,
-        &hashes,
-    )?;
+    proof.verify(&old.head.root_hash, &new.head.root_hash)?;
     Ok(())
 }

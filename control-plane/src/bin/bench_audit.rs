@@ -25,9 +25,7 @@ use axum::http::{HeaderMap, StatusCode};
 use intentgate_control_plane::audit::{self, tree};
 use intentgate_control_plane::db::Db;
 use intentgate_control_plane::delivery::{self, DeliveryConfig};
-use intentgate_core::audit::merkle::{
-    CompactRange, leaf_hash, parse_hash, parse_hashes, verify_inclusion,
-};
+use intentgate_core::audit::merkle::{CompactRange, leaf_hash};
 use intentgate_core::audit::{AuditEvent, EventKind};
 use intentgate_core::decision::AuditDecision;
 use serde_json::json;
@@ -188,15 +186,7 @@ async fn proofs(args: &Args) -> anyhow::Result<serde_json::Value> {
             let proof = tree::proofs::inclusion(&db, TENANT, &id, Some(args.leaves)).await?;
             let generated = t.elapsed();
             let t = Instant::now();
-            let leaf = parse_hash("leaf_hash", &proof.leaf_hash)?;
-            let path = parse_hashes("audit_path", &proof.audit_path)?;
-            verify_inclusion(
-                &leaf,
-                proof.leaf_index,
-                proof.tree_size,
-                &path,
-                &head.head.root_hash,
-            )?;
+            proof.verify(&head.head.root_hash)?;
             let verified = t.elapsed();
             // The first round warms the page cache; the second is measured.
             if round == 1 {

@@ -5,8 +5,7 @@
 use axum::http::StatusCode;
 use intentgate_control_plane::audit::{self, tree};
 use intentgate_core::audit::merkle::{
-    ConsistencyProof, InclusionProof, SignedTreeHead, leaf_hash, parse_hash, parse_hashes,
-    verify_consistency, verify_inclusion,
+    ConsistencyProof, InclusionProof, SignedTreeHead, leaf_hash, parse_hash,
 };
 use intentgate_core::audit::{AuditEvent, EventKind, link};
 use intentgate_core::decision::AuditDecision;
@@ -82,15 +81,9 @@ fn check_inclusion(proof: &InclusionProof, head: &SignedTreeHead) -> Result<(), 
     if leaf != parse_hash("leaf_hash", &proof.leaf_hash).unwrap() {
         return Err("leaf hash".into());
     }
-    let path = parse_hashes("audit_path", &proof.audit_path).unwrap();
-    verify_inclusion(
-        &leaf,
-        proof.leaf_index,
-        proof.tree_size,
-        &path,
-        &head.head.root_hash,
-    )
-    .map_err(|e| e.to_string())
+    proof
+        .verify(&head.head.root_hash)
+        .map_err(|e| e.to_string())
 }
 
 async fn proofs_verify_against_signed_heads_with_only_the_public_key(app: TestApp) {
@@ -126,8 +119,9 @@ async fn proofs_verify_against_signed_heads_with_only_the_public_key(app: TestAp
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let proof: ConsistencyProof = serde_json::from_value(body).unwrap();
-    let hashes = parse_hashes("proof", &proof.proof).unwrap();
-    verify_consistency(10, 37, &old.head.root_hash, &new.head.root_hash, &hashes).unwrap();
+    proof
+        .verify(&old.head.root_hash, &new.head.root_hash)
+        .unwrap();
     // Without `second`, the current tree.
     let (_, body) = app
         .get(ACME, "/v1/admin/audit/proofs/consistency?first=37")

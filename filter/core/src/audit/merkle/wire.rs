@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use super::{Hash, MerkleError, SignedTreeHead, TreeHead};
+use super::{Hash, MerkleError, SignedTreeHead, TreeHead, verify_consistency, verify_inclusion};
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +85,16 @@ pub struct InclusionProof {
     pub event: Option<String>,
 }
 
+impl InclusionProof {
+    /// Checks the audit path from `leaf_hash` to `root` (a signed head's). That `leaf_hash` is the
+    /// hash of the event in question is the caller's to check.
+    pub fn verify(&self, root: &Hash) -> Result<(), MerkleError> {
+        let leaf = parse_hash("leaf_hash", &self.leaf_hash)?;
+        let path = parse_hashes("audit_path", &self.audit_path)?;
+        verify_inclusion(&leaf, self.leaf_index, self.tree_size, &path, root)
+    }
+}
+
 /// That the tenant's tree of `first` leaves is a prefix of its tree of `second` leaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +104,14 @@ pub struct ConsistencyProof {
     pub second: u64,
     /// Hex.
     pub proof: Vec<String>,
+}
+
+impl ConsistencyProof {
+    /// Checks the proof between the roots of the trees of `first` and `second` leaves.
+    pub fn verify(&self, first_root: &Hash, second_root: &Hash) -> Result<(), MerkleError> {
+        let proof = parse_hashes("proof", &self.proof)?;
+        verify_consistency(self.first, self.second, first_root, second_root, &proof)
+    }
 }
 
 /// A 32-byte hash in hex, the field named when it is not one.
