@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use intentgate_core::budget::lease::{LeasePool, LeaseUse};
-use intentgate_core::budget::{BudgetError, BudgetStore, Consumption, Window};
+use intentgate_core::budget::{BudgetError, BudgetStore, Consumption, Window, take_one};
 
 use crate::counters;
 
@@ -52,11 +52,7 @@ impl BudgetStore for FilterBudget<'_> {
             };
         }
         counters::update(&shared_key(key), window.id(), |count| {
-            if count >= limit {
-                (None, Consumption::Exhausted { used: count })
-            } else {
-                (Some(count + 1), Consumption::Granted { used: count + 1 })
-            }
+            take_one(count, limit)
         })
         .map_err(unavailable)
     }

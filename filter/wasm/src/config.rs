@@ -20,6 +20,12 @@ pub struct PluginConfig {
     /// (the log is then the audit sink) and off with one (events go to the control plane).
     #[serde(default)]
     pub audit_log: Option<bool>,
+    /// Hold the request headers until the body is decided (needs Envoy's
+    /// `allow_on_headers_stop_iteration: true`). `false` for Istio's WasmPlugin, which cannot set
+    /// that flag: headers go on at once and the body is held instead; a refused request then reaches
+    /// the upstream as headers only, reset before any body.
+    #[serde(default = "yes")]
+    pub hold_headers: bool,
     /// Sync state from, send audit events to, and lease budgets from the control plane.
     #[serde(default)]
     pub control_plane: Option<ControlPlaneConfig>,
@@ -129,4 +135,7 @@ fn default_lease_slice() -> u64 {
 }
 fn default_max_backoff_ms() -> u64 {
     5000
+}
+fn yes() -> bool {
+    true
 }

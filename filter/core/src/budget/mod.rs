@@ -32,6 +32,16 @@ pub enum Consumption {
     Exhausted { used: u64 },
 }
 
+/// One call against a counter at `count`: the new count (`None`: unchanged) and the consumption.
+/// Every store applies this same step, atomically in its own way.
+pub fn take_one(count: u64, limit: u64) -> (Option<u64>, Consumption) {
+    if count >= limit {
+        (None, Consumption::Exhausted { used: count })
+    } else {
+        (Some(count + 1), Consumption::Granted { used: count + 1 })
+    }
+}
+
 /// The store could not answer; the budget check fails closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("budget store unavailable: {0}")]
@@ -77,11 +87,11 @@ impl BudgetStore for MemoryBudget {
         if entry.0 != window.id() {
             *entry = (window.id(), 0);
         }
-        if entry.1 >= limit {
-            return Ok(Consumption::Exhausted { used: entry.1 });
+        let (next, consumption) = take_one(entry.1, limit);
+        if let Some(next) = next {
+            entry.1 = next;
         }
-        entry.1 += 1;
-        Ok(Consumption::Granted { used: entry.1 })
+        Ok(consumption)
     }
 
     fn refund(&self, key: &str, window: Window) -> Result<(), BudgetError> {

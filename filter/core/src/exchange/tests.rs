@@ -16,12 +16,16 @@ decision := {"allow": true, "rule": "reads"} if { startswith(input.tool, "read_"
 "#;
 
 fn gateway() -> Gateway {
+    gateway_with(POLICY)
+}
+
+fn gateway_with(policy: &str) -> Gateway {
     let issuer = IssuerKey::from_seed(&[3; 32]);
     let mut tenants = BTreeMap::new();
     tenants.insert(
         "acme".to_string(),
         TenantConfig {
-            policy: Some(PolicySource::Rego(POLICY.into())),
+            policy: Some(PolicySource::Rego(policy.into())),
             ..Default::default()
         },
     );
@@ -368,24 +372,7 @@ decision := {"allow": false, "escalate": true, "reason": "big write", "rule": "w
 "#;
 
 fn escalating_gateway() -> Gateway {
-    let issuer = IssuerKey::from_seed(&[3; 32]);
-    let mut tenants = BTreeMap::new();
-    tenants.insert(
-        "acme".to_string(),
-        TenantConfig {
-            policy: Some(PolicySource::Rego(ESCALATING.into())),
-            ..Default::default()
-        },
-    );
-    Gateway::compile(GatewayConfig {
-        keys: vec![KeyConfig {
-            kid: None,
-            public_key: issuer.public_base64(),
-        }],
-        tenants,
-        ..Default::default()
-    })
-    .unwrap()
+    gateway_with(ESCALATING)
 }
 
 fn decide_with(

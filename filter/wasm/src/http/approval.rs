@@ -229,14 +229,7 @@ impl Http {
             &request.encode_to_vec(),
             wait_ms + self.call_timeout_ms(),
         ) else {
-            return self.refuse(
-                &body,
-                &intent,
-                refusal(
-                    format!("approval {id}: the approval service is unavailable"),
-                    None,
-                ),
-            );
+            return self.unavailable(&body, &intent, &id);
         };
         self.approval = Some(Approval {
             stage: Stage::Waiting {
@@ -292,14 +285,7 @@ impl Http {
             &request.encode_to_vec(),
             self.call_timeout_ms(),
         ) else {
-            return self.refuse(
-                &body,
-                &intent,
-                refusal(
-                    format!("approval {id}: the approval service is unavailable"),
-                    None,
-                ),
-            );
+            return self.unavailable(&body, &intent, &id);
         };
         self.approval = Some(Approval {
             stage: Stage::Using { call, id },
@@ -358,14 +344,7 @@ impl Http {
                 let Some(state) =
                     answer.and_then(|b| v1::ApprovalStatus::decode(b.as_slice()).ok())
                 else {
-                    return Some(self.refuse(
-                        &flow.body,
-                        &flow.intent,
-                        refusal(
-                            format!("approval {id}: the approval service is unavailable"),
-                            None,
-                        ),
-                    ));
+                    return Some(self.unavailable(&flow.body, &flow.intent, &id));
                 };
                 match State::try_from(state.state) {
                     Ok(State::Approved) => self.use_approval(Approval {
@@ -399,14 +378,7 @@ impl Http {
                         let reason = format!("approval {id} refused: {}", used.refusal);
                         self.refuse(&flow.body, &flow.intent, refusal(reason, None))
                     }
-                    None => self.refuse(
-                        &flow.body,
-                        &flow.intent,
-                        refusal(
-                            format!("approval {id}: the approval service is unavailable"),
-                            None,
-                        ),
-                    ),
+                    None => self.unavailable(&flow.body, &flow.intent, &id),
                 }
             }
             stage => {
@@ -443,6 +415,12 @@ impl Http {
             Some(d) => self.carry_out(d, &body, &intent),
             None => self.fail_closed(),
         }
+    }
+
+    /// The approval service could not be reached: nobody can approve, so the call is denied.
+    fn unavailable(&mut self, body: &[u8], intent: &IntentSource, id: &str) -> Flow {
+        let reason = format!("approval {id}: the approval service is unavailable");
+        self.refuse(body, intent, refusal(reason, None))
     }
 
     /// Answers the call with a policy denial (rejected, timed out, refused, or unavailable).

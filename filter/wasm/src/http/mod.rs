@@ -237,7 +237,9 @@ impl Http {
                 if !host::replace_body(BufferType::HttpRequestBody, body.len(), &reduced) {
                     return self.fail_closed();
                 }
-                host::set_request_header("content-length", Some(&reduced.len().to_string()));
+                if self.shared.config.hold_headers {
+                    host::set_request_header("content-length", Some(&reduced.len().to_string()));
+                }
                 self.plan = disposition.response;
                 Flow::Continue
             }
@@ -442,8 +444,16 @@ impl HttpContext for Http {
                         &IntentSource::NotDeclared,
                     );
                 }
-                // Hold the headers until the whole body is in and decided.
-                Flow::Pause
+                if self.shared.config.hold_headers {
+                    // Hold the headers until the whole body is in and decided.
+                    return Flow::Pause;
+                }
+                // Without Envoy's allow_on_headers_stop_iteration (Istio's WasmPlugin cannot set
+                // it), the headers go on now and the body is held instead. The length goes, so a
+                // reduced batch can still be sent; a refused call is answered locally and Envoy
+                // resets the upstream request before any of the body reached it.
+                host::remove_request_header("content-length");
+                Flow::Continue
             }
             "GET" | "DELETE" => self.apply(
                 |env| exchange::decide_bodyless(env, &method),
