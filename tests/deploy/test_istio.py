@@ -104,7 +104,9 @@ def test_istio_crd_validation_refuses_misspelt_fields_and_invalid_values(tmp_pat
 
 def test_wasmplugin_and_envoyfilter_carry_the_same_filter_configuration() -> None:
     plugin, envoy_filter = the(WASMPLUGIN), the(ENVOYFILTER)
-    assert plugin["spec"]["pluginConfig"] == plugin_config_of_envoyfilter()
+    # The one difference: a WasmPlugin cannot hold headers (see wasmplugin.yaml).
+    assert {**plugin["spec"]["pluginConfig"], "hold_headers": True} == {"hold_headers": True, **plugin_config_of_envoyfilter()}
+    assert plugin["spec"]["pluginConfig"]["hold_headers"] is False
     assert plugin["spec"]["selector"]["matchLabels"] == envoy_filter["spec"]["workloadSelector"]["labels"]
     config = extension_config(envoy_filter)["typed_config"]["config"]
     assert plugin["spec"]["url"] == config["vm_config"]["code"]["remote"]["http_uri"]["uri"]
@@ -186,26 +188,25 @@ def tool_call_answers(typed_config: dict[str, Any], everything: EverythingServer
         except httpx.ReadTimeout:
             return False
         assert answer.message()["result"]["content"][0]["text"] == "Echo: through the mesh", answer.describe()
+        denied = raw.post(tool_call("get-env", {}), session_id=session).message()
+        assert denied["error"]["code"] == -32012 and denied["error"]["data"]["rule"] == "no_env", denied
         return True
 
 
-def test_wasmplugin_form_hangs_requests_and_the_envoyfilter_form_serves_them(
+def test_both_istio_forms_serve_tools_calls_and_refuse_the_denied_ones(
     everything: EverythingServer, tmp_path: Path
 ) -> None:
-    """The filter pauses in its headers callback until it has the body; Envoy delivers the body then only with
-    allow_on_headers_stop_iteration, which istiod never sets for a WasmPlugin. Should this test start failing
-    because the WasmPlugin form answers, the filter no longer needs the setting: apply wasmplugin.yaml instead."""
+    """The WasmPlugin form (no allow_on_headers_stop_iteration, so the filter runs with hold_headers false) and
+    the EnvoyFilter form (headers held) both answer an allowed call and refuse a denied one, on the real Envoy."""
     issuer = Issuer.generate()
-    token = issuer.token("mesh-agent", "demo", tools=["echo"])
+    token = issuer.token("mesh-agent", "demo", tools=["echo", "get-env"])
     # A static key and policy stand in for the control plane's snapshot.
-    plugin_config = {
-        "gateway": {"keys": [{"public_key": issuer.public_key}], "tenants": {"demo": tenant_config(DEMO_POLICY.read_text())}}
-    }
-    as_wasmplugin = as_istiod_builds(the(WASMPLUGIN), plugin_config)
+    gateway = {"keys": [{"public_key": issuer.public_key}], "tenants": {"demo": tenant_config(DEMO_POLICY.read_text())}}
+    as_wasmplugin = as_istiod_builds(the(WASMPLUGIN), {"hold_headers": False, "gateway": gateway})
     as_envoyfilter = as_istio_agent_delivers(extension_config(the(ENVOYFILTER))["typed_config"])
-    as_envoyfilter["config"]["configuration"]["value"] = json.dumps(plugin_config)
-    assert not tool_call_answers(as_wasmplugin, everything, tmp_path / "wasmplugin", token)
-    assert tool_call_answers(as_envoyfilter, everything, tmp_path / "envoyfilter", token)
+    as_envoyfilter["config"]["configuration"]["value"] = json.dumps({"gateway": gateway})
+    for name, form in (("wasmplugin", as_wasmplugin), ("envoyfilter", as_envoyfilter)):
+        assert tool_call_answers(form, everything, tmp_path / name, token), f"{name}: an allowed call is answered"
 
 
 def test_mesh_admits_to_the_grpc_port_only_the_namespaces_running_the_filter(rendered: dict[str, Any]) -> None:
