@@ -21,6 +21,7 @@ on_both_backends!(
     verify_catches_a_log_rewritten_under_a_signed_head,
     proof_endpoints_refuse_bad_parameters,
     scheduled_heads_follow_growing_trees,
+    concurrent_replicas_extend_one_tree_per_tenant,
 );
 
 fn event(tenant: &str, n: usize) -> AuditEvent {
@@ -327,4 +328,44 @@ async fn scheduled_heads_follow_growing_trees(app: TestApp) {
         .unwrap();
     assert_eq!(head.head.tree_size, 5);
     head.verify(&trusted(&app)).unwrap();
+}
+
+async fn concurrent_replicas_extend_one_tree_per_tenant(app: TestApp) {
+    // A second control plane on the same database, as another replica would be.
+    let replica = intentgate_control_plane::db::Db::connect(app.state.db.url())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for worker in 0..4usize {
+        let db = if worker % 2 == 0 {
+            app.state.db.clone()
+        } else {
+            replica.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            for i in 0..12 {
+                let n = worker * 100 + i;
+                audit::append(&db, &[event("acme", n), event("globex", n)])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for tenant in ["acme", "globex"] {
+        // The stored tree (what the head signs) is the tree of the stored events.
+        let head = sign(&app, tenant).await;
+        assert_eq!(head.head.tree_size, 48);
+        let (_, report) = app
+            .get(SUPER, &format!("/v1/admin/audit/verify?tenant={tenant}"))
+            .await;
+        assert_eq!(report["verified"], true, "{report}");
+        assert_eq!(report["signed_tree_head_matches"], true, "{report}");
+        for n in [0, 111, 211, 311] {
+            let proof = inclusion(&app, tenant, &format!("{tenant}-{n:05}"), 48).await;
+            check_inclusion(&proof, &head).unwrap();
+        }
+    }
 }
