@@ -30,7 +30,8 @@ pub(super) struct Approval {
 enum Stage {
     /// Approvals being created: the call token of each, by escalation index.
     Creating {
-        disposition: Disposition,
+        // Boxed: the disposition dwarfs the other stages.
+        disposition: Box<Disposition>,
         calls: HashMap<u32, usize>,
         ids: Vec<Option<String>>,
     },
@@ -98,7 +99,7 @@ impl Http {
         let count = disposition.escalations.len();
         let flow = Approval {
             stage: Stage::Creating {
-                disposition,
+                disposition: Box::new(disposition),
                 calls,
                 ids: vec![None; count],
             },
@@ -142,7 +143,7 @@ impl Http {
                 None,
             );
             disposition.deny_escalations(&body, &denial);
-            return self.carry_out(disposition, &body, &intent);
+            return self.carry_out(*disposition, &body, &intent);
         };
         let synchronous = self
             .auth
@@ -175,7 +176,7 @@ impl Http {
             });
         }
         disposition.park(&body, &ids);
-        self.carry_out(disposition, &body, &intent)
+        self.carry_out(*disposition, &body, &intent)
     }
 
     fn approval_timeout_ms(&self) -> u64 {
