@@ -8,6 +8,7 @@ use crate::auth::Admin;
 use crate::delivery::Integration;
 use crate::error::Result;
 use crate::state::AppState;
+use crate::sync::filters;
 use crate::tenants::{self, Tenant};
 
 pub fn router() -> Router<AppState> {
@@ -23,10 +24,13 @@ async fn list(State(state): State<AppState>, admin: Admin) -> Result<Json<Vec<Te
 }
 
 /// Every supported destination, configured or not, with its delivery counters and lag (gateway-wide:
-/// destinations receive every tenant's events). Secrets are never part of this shape.
+/// destinations receive every tenant's events), then the filters' audit ingest with what their
+/// buffers dropped. Secrets are never part of this shape.
 async fn integrations(
     State(state): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<Vec<Integration>>> {
-    state.delivery.report(&state.db).await.map(Json)
+    let mut out = state.delivery.report(&state.db).await?;
+    out.push(filters::audit_ingest(&state.db).await?);
+    Ok(Json(out))
 }

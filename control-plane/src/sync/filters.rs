@@ -5,8 +5,12 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::db::Db;
+use crate::delivery::Integration;
 use crate::error::Result;
 use crate::time;
+
+/// The name of the filters' audit ingest in `GET /v1/admin/integrations`.
+pub const AUDIT_INGEST: &str = "filters";
 
 /// A subscription (or a resubscription) began.
 pub async fn connected(db: &Db, filter_id: &str) -> Result<()> {
@@ -104,4 +108,32 @@ pub async fn list(db: &Db) -> Result<Vec<FilterStatus>> {
         })
     })
     .collect()
+}
+
+/// The filters' audit ingest as one entry of `GET /v1/admin/integrations`: events received from
+/// every filter, and events a filter had to drop because its buffer overflowed while the control
+/// plane was away (never silent: the count and the last error say so).
+pub async fn audit_ingest(db: &Db) -> Result<Integration> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS filters, CAST(COALESCE(SUM(events_received), 0) AS BIGINT) AS received, \
+         CAST(COALESCE(SUM(events_dropped), 0) AS BIGINT) AS dropped, MAX(last_batch_at) AS last_batch \
+         FROM filters",
+    )
+    .fetch_one(db.pool())
+    .await?;
+    let filters: i64 = row.try_get("filters")?;
+    let dropped = unsigned(row.try_get("dropped")?);
+    let last_batch: Option<i64> = row.try_get("last_batch")?;
+    Ok(Integration {
+        name: AUDIT_INGEST,
+        configured: filters > 0,
+        endpoint: None,
+        last_flush_ts: last_batch.map(time::rfc3339),
+        events_flushed: unsigned(row.try_get("received")?),
+        events_dropped: dropped,
+        last_error: (dropped > 0).then(|| {
+            format!("filters dropped {dropped} audit events when their buffers overflowed; GET /v1/admin/filters names them")
+        }),
+        lag: None,
+    })
 }

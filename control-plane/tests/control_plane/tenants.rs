@@ -10,6 +10,7 @@ use crate::support::{ACME, POLICY, SUPER, TestApp};
 on_both_backends!(
     tenants_summarise_state,
     integrations_never_show_secrets,
+    integrations_count_the_audit_events_filters_dropped,
     health_checks_the_database_and_metrics_count_requests,
 );
 
@@ -62,13 +63,48 @@ async fn integrations_never_show_secrets(app: TestApp) {
         .collect();
     assert_eq!(
         names,
-        ["splunk", "datadog", "sentinel", "webhook", "syslog"]
+        [
+            "splunk", "datadog", "sentinel", "webhook", "syslog", "filters"
+        ]
     );
     for item in list.as_array().unwrap() {
         assert_eq!(item["configured"], false);
         let keys: Vec<_> = item.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys.len(), 8, "the reference's fields and lag: {keys:?}");
     }
+}
+
+async fn integrations_count_the_audit_events_filters_dropped(app: TestApp) {
+    use intentgate_control_plane::sync::filters;
+    filters::audit_batch(&app.state.db, "envoy-a/vm-1", 10, 0)
+        .await
+        .unwrap();
+    filters::audit_batch(&app.state.db, "envoy-b/vm-1", 4, 3)
+        .await
+        .unwrap();
+    filters::audit_batch(&app.state.db, "envoy-b/vm-1", 2, 1)
+        .await
+        .unwrap();
+
+    let (status, list) = app.get(ACME, "/v1/admin/integrations").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let ingest = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "filters")
+        .unwrap();
+    assert_eq!(ingest["configured"], true);
+    assert_eq!(ingest["events_flushed"], 16);
+    assert_eq!(ingest["events_dropped"], 4);
+    assert!(ingest["last_flush_ts"].is_string(), "{ingest}");
+    assert!(
+        ingest["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("dropped 4 audit events"),
+        "{ingest}"
+    );
 }
 
 async fn health_checks_the_database_and_metrics_count_requests(app: TestApp) {
