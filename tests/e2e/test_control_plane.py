@@ -40,10 +40,13 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20) -> An
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def gateway_envoy(everything: EverythingServer, control_plane: ControlPlane, workdir: Path) -> Envoy:
+def gateway_envoy(everything: EverythingServer, control_plane: ControlPlane, workdir: Path, **options: Any) -> Envoy:
+    """An Envoy whose filter follows `control_plane`; `options` go into the plugin's `control_plane` section."""
+    plugin = filter_config(control_plane)
+    plugin["control_plane"].update(options)
     config = EnvoyConfig(
         upstream_port=everything.port,
-        http_filters=[wasm_filter(filter_config(control_plane))],
+        http_filters=[wasm_filter(plugin)],
         extra_clusters=[static_cluster("intentgate_control_plane", "127.0.0.1", control_plane.grpc_port, http2=True)],
     )
     return start_envoy(config, workdir)
@@ -205,6 +208,50 @@ def test_audit_events_made_while_the_control_plane_is_down_arrive_once(
             events = [e for e in control_plane.audit(TENANT, subject="agent-fault") if e["event"] == "intentgate.tool_call"]
             assert len(events) == calls, f"{len(events)} events for {calls} calls"
             assert len({e["id"] for e in events}) == calls, "no event written twice"
+            assert control_plane.verify(TENANT)["verified"] is True
+    finally:
+        control_plane.stop()
+
+
+def test_audit_buffer_overflow_is_counted_in_envoy_and_in_integrations(
+    everything: EverythingServer, tmp_path: Path
+) -> None:
+    buffer = 5
+    control_plane = ControlPlane(tmp_path / "cp", f"sqlite://{tmp_path}/cp.db?mode=rwc").start()
+    try:
+        control_plane.promote(TENANT, DEMO_POLICY.read_text())
+        with gateway_envoy(everything, control_plane, tmp_path / "envoy", audit_buffer_events=buffer) as envoy:
+            wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "the filters to sync")
+            token = control_plane.mint("agent-overflow", TENANT, tools=TOOLS)["token"]
+            control_plane.stop()
+            calls = 12
+            assert all("result" in call(envoy, token) for _ in range(calls))
+            dropped_in_envoy = envoy.stat("wasmcustom.intentgate.audit.dropped")
+            # Each call is audited twice (initialize, tools/call); only `buffer` events fit.
+            assert dropped_in_envoy >= 2 * calls - buffer, dropped_in_envoy
+            control_plane.start()
+
+            def ingest() -> dict[str, Any] | None:
+                entry = next(i for i in control_plane.ok("GET", "/v1/admin/integrations") if i["name"] == "filters")
+                return entry if entry["events_dropped"] >= dropped_in_envoy else None
+
+            entry = wait_for(ingest, "the dropped count to reach the control plane", timeout=30)
+            assert entry["events_dropped"] == dropped_in_envoy, entry
+            assert f"dropped {dropped_in_envoy} audit events" in entry["last_error"], entry
+            assert sum(f["events_dropped"] for f in control_plane.filters()["filters"]) == dropped_in_envoy
+            # Every event the filter kept arrives: the buffer's worth, plus any batch that was in flight
+            # when the buffer filled (a failed batch goes back past the capacity rather than be lost).
+            kept = envoy.stat("wasmcustom.intentgate.audit.events")
+            assert kept >= buffer, kept
+
+            def from_the_filter() -> list[dict[str, Any]]:
+                events = control_plane.audit(TENANT, subject="agent-overflow")
+                return [e for e in events if e["event"] in ("intentgate.tool_call", "intentgate.request")]
+
+            arrived = wait_for(lambda: (lambda e: e if len(e) >= kept else None)(from_the_filter()), f"{kept} kept events")
+            time.sleep(0.5)  # anything resent would land by now
+            arrived = from_the_filter()
+            assert len(arrived) == kept, f"{len(arrived)} events arrived, {kept} kept"
             assert control_plane.verify(TENANT)["verified"] is True
     finally:
         control_plane.stop()
