@@ -274,14 +274,19 @@ mod tests {
     #[test]
     fn batches_merge_per_agent_and_count_what_they_skip() {
         let records = vec![
-            json!({"device": "build-7", "url": "https://api.openai.com/v1/responses", "timestamp": 1000}),
-            json!({"device": "build-7", "host": "api.anthropic.com", "timestamp": 3000,
+            json!({"device": "build-7", "url": "https://api.openai.com/v1/responses", "timestamp": 1_700_000_001_000_i64}),
+            json!({"device": "build-7", "host": "api.anthropic.com", "timestamp": 1_700_000_003_000_i64,
                    "user_agent": "anthropic-python/0.30", "action": "blocked"}),
             json!({"device": "build-7", "host": "mail.example.com"}),
             json!({"user": "no destination"}),
             json!("not an object"),
         ];
-        let (agents, report) = merge(Vendor::Generic, &Catalog::default(), &records, 10_000);
+        let (agents, report) = merge(
+            Vendor::Generic,
+            &Catalog::default(),
+            &records,
+            1_800_000_000_000,
+        );
         assert_eq!(
             (
                 report.received,
@@ -297,7 +302,10 @@ mod tests {
             [3, 4]
         );
         let agent = &agents["build-7"];
-        assert_eq!((agent.first, agent.last, agent.blocked), (1000, 3000, 1));
+        assert_eq!(
+            (agent.first, agent.last, agent.blocked),
+            (1_700_000_001_000, 1_700_000_003_000, 1)
+        );
         assert_eq!(
             agent.services.keys().collect::<Vec<_>>(),
             ["anthropic-api", "openai-api"]
