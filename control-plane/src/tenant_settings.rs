@@ -2,7 +2,7 @@
 //! provenance, rate limits) and the tenant's intent rules. Read and replaced through the admin API;
 //! each change is audited and recorded as a state version, so every filter learns it like a policy.
 
-use intentgate_core::config::{ApprovalMode, TenantSettings};
+use intentgate_core::config::{ApprovalMode, TenantSettings, strict};
 use intentgate_core::intent::{IntentRule, IntentRules};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -30,8 +30,9 @@ pub struct Settings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
+    #[serde(deserialize_with = "strict::object")]
     pub settings: TenantSettings,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::objects")]
     pub intent_rules: Vec<IntentRule>,
 }
 
@@ -99,7 +100,7 @@ fn check(update: &Update) -> Result<()> {
             .chain(&rule.allow)
             .chain(&rule.forbid)
         {
-            validate::optional_text("intent_rules", text, 256).map_err(Error::BadRequest)?;
+            validate::required_text("intent_rules", text, 256).map_err(Error::BadRequest)?;
         }
     }
     // The filter compiles the rules the same way; a rule it would refuse is refused here.

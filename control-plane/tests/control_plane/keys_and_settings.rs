@@ -134,6 +134,19 @@ async fn settings_are_validated_audited_and_confined_to_their_tenant(app: TestAp
             json!({"settings": {}, "intent_rules": [{"id": "x", "keywords": ["  "], "allow": ["a"]}]}),
             "intent_rules",
         ),
+        (
+            json!({"settings": {}, "intent_rules": [{"id": "x", "keywords": ["k"], "forbid": [""]}]}),
+            "intent_rules",
+        ),
+        (
+            json!({"settings": {"rate_limits": [null, null]}}),
+            "expected an object",
+        ),
+        (json!({"settings": [false]}), "expected an object"),
+        (
+            json!({"settings": {}, "intent_rules": [["x", ["k"]]]}),
+            "expected an object",
+        ),
         (json!({"settings": {}, "extra": 1}), "extra"),
     ] {
         let (status, body) = app

@@ -2,6 +2,7 @@
 //! hot path uses. Invalid configuration fails the load, never a request.
 
 mod raw;
+pub mod strict;
 
 pub use raw::{
     ApprovalMode, GatewayConfig, KeyConfig, PolicySource, RateLimits, TenantConfig, TenantSettings,

@@ -39,9 +39,9 @@ pub struct TenantConfig {
     /// No policy: every `tools/call` of the tenant is denied (fail closed).
     #[serde(default)]
     pub policy: Option<PolicySource>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::strict::object")]
     pub settings: TenantSettings,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::strict::objects")]
     pub intent_rules: Vec<IntentRule>,
 }
 
@@ -78,7 +78,7 @@ pub struct TenantSettings {
     pub approval_mode: ApprovalMode,
     #[serde(default = "default_approval_timeout")]
     pub approval_timeout_secs: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::strict::object")]
     pub rate_limits: RateLimits,
 }
 
