@@ -204,33 +204,27 @@ pub struct State {
 }
 
 pub async fn state(db: &Db, destination: &str) -> Result<State> {
+    // One statement, so one snapshot: the counters and the cursors a commit moves together are
+    // never read half before and half after it.
     let row = sqlx::query(
-        "SELECT events_flushed, events_dropped, last_flush_at, last_error FROM delivery_status \
-         WHERE destination = $1",
-    )
-    .bind(destination)
-    .fetch_optional(db.pool())
-    .await?;
-    let lag: i64 = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(h.seq - COALESCE(c.seq, 0)), 0) AS BIGINT) AS lag \
-         FROM audit_chain_heads h \
-         LEFT JOIN delivery_cursors c ON c.destination = $1 AND c.tenant = h.tenant",
+        "SELECT s.events_flushed, s.events_dropped, s.last_flush_at, s.last_error, \
+           (SELECT CAST(COALESCE(SUM(h.seq - COALESCE(c.seq, 0)), 0) AS BIGINT) \
+              FROM audit_chain_heads h \
+              LEFT JOIN delivery_cursors c ON c.destination = $1 AND c.tenant = h.tenant) AS lag \
+         FROM (SELECT 1 AS one) AS o LEFT JOIN delivery_status s ON s.destination = $1",
     )
     .bind(destination)
     .fetch_one(db.pool())
-    .await?
-    .try_get("lag")?;
-    let mut state = State {
-        lag: u64::try_from(lag).unwrap_or_default(),
-        ..State::default()
+    .await?;
+    let count = |column: &str| -> Result<u64> {
+        let value: Option<i64> = row.try_get(column)?;
+        Ok(value.map_or(0, |v| u64::try_from(v).unwrap_or_default()))
     };
-    if let Some(row) = row {
-        state.events_flushed =
-            u64::try_from(row.try_get::<i64, _>("events_flushed")?).unwrap_or_default();
-        state.events_dropped =
-            u64::try_from(row.try_get::<i64, _>("events_dropped")?).unwrap_or_default();
-        state.last_flush_at = row.try_get("last_flush_at")?;
-        state.last_error = row.try_get("last_error")?;
-    }
-    Ok(state)
+    Ok(State {
+        last_flush_at: row.try_get("last_flush_at")?,
+        events_flushed: count("events_flushed")?,
+        events_dropped: count("events_dropped")?,
+        last_error: row.try_get("last_error")?,
+        lag: count("lag")?,
+    })
 }
