@@ -306,6 +306,7 @@ def test_stats_count_decisions_and_time_checks(gateway: Gateway) -> None:
     histograms = gateway.envoy.admin_get("/stats", filter="intentgate").text
     assert "wasmcustom.intentgate.verify_us" in histograms
     assert "wasmcustom.intentgate.eval_us" in histograms
+    assert "wasmcustom.intentgate.filter_us" in histograms
 
 
 def test_invalid_plugin_configuration_keeps_envoy_from_starting(everything: EverythingServer, tmp_path: Path) -> None:

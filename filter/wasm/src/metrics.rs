@@ -18,6 +18,7 @@ pub struct Metrics {
     request_deny: Option<u32>,
     verify_us: Option<u32>,
     eval_us: Option<u32>,
+    filter_us: Option<u32>,
     audit_events: Option<u32>,
     audit_dropped: Option<u32>,
     sync_updates: Option<u32>,
@@ -36,6 +37,7 @@ impl Metrics {
             request_deny: counter("intentgate.requests.deny"),
             verify_us: host::define_metric(MetricType::Histogram, "intentgate.verify_us"),
             eval_us: host::define_metric(MetricType::Histogram, "intentgate.eval_us"),
+            filter_us: host::define_metric(MetricType::Histogram, "intentgate.filter_us"),
             audit_events: counter("intentgate.audit.events"),
             audit_dropped: counter("intentgate.audit.dropped"),
             sync_updates: counter("intentgate.sync.updates"),
@@ -89,6 +91,13 @@ impl Metrics {
 
     pub fn verify(&self, micros: u64) {
         if let Some(id) = self.verify_us {
+            host::record_metric(id, micros);
+        }
+    }
+
+    /// The filter's own time on one request, all callbacks together.
+    pub fn filter(&self, micros: u64) {
+        if let Some(id) = self.filter_us {
             host::record_metric(id, micros);
         }
     }
