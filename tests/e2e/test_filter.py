@@ -299,10 +299,13 @@ def test_every_decision_is_one_audit_event(gateway: Gateway) -> None:
 
 
 def test_stats_count_decisions_and_time_checks(gateway: Gateway) -> None:
+    before = gateway.envoy.stats("intentgate")
     refused_without_reaching_upstream(gateway, gateway.tokens["good"], tool_call("get-env", {}))
+    with gateway.raw(gateway.tokens["good"]) as raw:
+        assert "result" in raw.post(tool_call("echo", {"message": "m"}), session_id=raw.initialize()).message()
     stats = gateway.envoy.stats("intentgate")
-    assert stats.get("wasmcustom.intentgate.tool_calls.deny.policy", 0) >= 1, stats
-    assert stats.get("wasmcustom.intentgate.tool_calls.allow", 0) >= 1, stats
+    for name in ("wasmcustom.intentgate.tool_calls.deny.policy", "wasmcustom.intentgate.tool_calls.allow"):
+        assert stats.get(name, 0) == before.get(name, 0) + 1, (name, stats)
     histograms = gateway.envoy.admin_get("/stats", filter="intentgate").text
     assert "wasmcustom.intentgate.verify_us" in histograms
     assert "wasmcustom.intentgate.eval_us" in histograms
