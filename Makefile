@@ -50,7 +50,7 @@ wasm: rust-tools
 lint: rust-tools
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p intentgate-core -p intentgate-filter --target wasm32-wasip1 -- -D warnings
+	$(CARGO) clippy -p intentgate-core -p intentgate-filter -p intentgate-baseline-filter --target wasm32-wasip1 -- -D warnings
 
 # The audit delivery tests start a real syslog-ng and make TLS certificates with openssl.
 test-tools:
@@ -99,6 +99,7 @@ bench-tools:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
 bench: tools wasm bench-tools
+	$(CARGO) build -p intentgate-baseline-filter --target wasm32-wasip1 --release
 	$(CARGO) build --profile server -p intentgate-cli -p intentgate-control-plane
 	$(PY) scripts/bench.py
 
