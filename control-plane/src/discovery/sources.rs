@@ -434,18 +434,14 @@ pub async fn delete(db: &Db, admin: &Admin, id: &str) -> Result<()> {
         &admin.actor(),
         format!("deleted discovery source {id} ({})", current.name),
     )?;
-    let mut tx = db.begin().await?;
-    let deleted = sqlx::query("DELETE FROM discovery_sources WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if deleted == 0 {
-        return Err(Error::not_found(format!("no discovery source {id}")));
-    }
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    Ok(())
+    audit::store::delete_recorded(
+        db,
+        "DELETE FROM discovery_sources WHERE id = $1",
+        id,
+        event,
+        || Error::not_found(format!("no discovery source {id}")),
+    )
+    .await
 }
 
 /// Replaces a source's token; the old one stops working at once.

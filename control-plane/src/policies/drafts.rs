@@ -195,16 +195,12 @@ pub async fn delete(db: &Db, admin: &Admin, id: &str) -> Result<()> {
         &admin.actor(),
         format!("deleted draft {id} ({})", current.name),
     )?;
-    let mut tx = db.begin().await?;
-    let deleted = sqlx::query("DELETE FROM policy_drafts WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if deleted == 0 {
-        return Err(Error::not_found(format!("no draft {id}")));
-    }
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    Ok(())
+    audit::store::delete_recorded(
+        db,
+        "DELETE FROM policy_drafts WHERE id = $1",
+        id,
+        event,
+        || Error::not_found(format!("no draft {id}")),
+    )
+    .await
 }
