@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use intentgate_core::config::ApprovalMode;
+use intentgate_core::config::{ApprovalMode, TenantSettings};
 use intentgate_core::decision::Denial;
 use intentgate_core::exchange::{self, Disposition};
 use intentgate_core::intent::IntentSource;
@@ -146,15 +146,7 @@ impl Http {
             return self.carry_out(*disposition, &body, &intent);
         };
         let synchronous = self
-            .auth
-            .as_ref()
-            .ok()
-            .and_then(|t| {
-                self.gateway
-                    .as_ref()?
-                    .tenant(&t.tenant)
-                    .map(|s| s.settings.clone())
-            })
+            .tenant_settings()
             .is_none_or(|s| s.approval_mode == ApprovalMode::Sync);
         if disposition.holds(synchronous) {
             disposition.set_pending(&ids);
@@ -179,19 +171,22 @@ impl Http {
         self.carry_out(*disposition, &body, &intent)
     }
 
+    /// The settings of the caller's tenant; `None` without a verified token or gateway state.
+    fn tenant_settings(&self) -> Option<&TenantSettings> {
+        let token = self.auth.as_ref().ok()?;
+        self.gateway
+            .as_ref()?
+            .tenant(&token.tenant)
+            .map(|t| &t.settings)
+    }
+
     fn approval_timeout_ms(&self) -> u64 {
-        let settings = self
-            .auth
-            .as_ref()
-            .ok()
-            .and_then(|t| {
-                self.gateway
-                    .as_ref()?
-                    .tenant(&t.tenant)
-                    .map(|s| s.settings.clone())
-            })
-            .unwrap_or_default();
-        settings.approval_timeout_secs.saturating_mul(1000)
+        self.tenant_settings()
+            .map_or_else(
+                || TenantSettings::default().approval_timeout_secs,
+                |s| s.approval_timeout_secs,
+            )
+            .saturating_mul(1000)
     }
 
     /// Asks for the decision, waiting at most until the deadline.
