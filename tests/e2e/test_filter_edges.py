@@ -1,17 +1,19 @@
 """The filter at its edges: an external intent extractor reached through an Envoy cluster (answers cached,
-failures closed), an upstream that fails (-32603), and what the upstream receives (no credentials)."""
+failures closed), an upstream that fails (-32603), what the upstream receives (no credentials), and audit
+lines in an Envoy that logs only warnings."""
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .envoy import Envoy, EnvoyConfig, start_envoy, static_cluster
-from .gateway import DEMO_POLICY, Issuer, plugin_config, tenant_config, wasm_filter
+from .gateway import DEMO_POLICY, Issuer, audit_events, plugin_config, tenant_config, wasm_filter
 from .http_peers import Extractor, serve
 from .peers import EverythingServer
 from .rpc import RawMcp, tool_call
@@ -145,3 +147,27 @@ def test_upstream_never_sees_the_capability_token_or_prompt(issuer: Issuer, tmp_
     for name in ("authorization", "x-intent-prompt", "x-intentgate-tenant"):
         assert name not in headers, f"{name} reached the upstream"
     assert token not in json.dumps(headers)
+
+
+def test_audit_lines_are_kept_when_envoy_logs_only_warnings(issuer: Issuer, tmp_path: Path) -> None:
+    """Without a control plane the audit trail is Envoy's log; `--log-level warning` must not drop it."""
+    def upstream(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        answer = {"jsonrpc": "2.0", "id": json.loads(body)["id"], "result": {"content": []}}
+        return 200, {"content-type": "application/json"}, json.dumps(answer).encode()
+
+    with serve(upstream) as server:
+        config = EnvoyConfig(upstream_port=server.port, http_filters=[filter_for(issuer)])
+        token = issuer.token("quiet-agent", TENANT, tools=["echo", "get-env"])
+        with start_envoy(config, tmp_path, log_level="warning") as envoy:
+            with RawMcp(envoy.mcp_url, token=token) as raw:
+                allowed = raw.post(tool_call("echo", {"message": "x"}))
+                denied = raw.post(tool_call("get-env", {}))
+            deadline = time.monotonic() + 5
+            mine: list[dict[str, object]] = []
+            while time.monotonic() < deadline and len(mine) < 2:
+                mine = [e for e in audit_events(envoy) if e.get("agent_id") == "quiet-agent"]
+                time.sleep(0.1)
+            lines = [line for line in envoy.log_text().splitlines() if "intentgate-audit " in line]
+    assert "result" in allowed.message() and denied.message()["error"]["code"] == -32012
+    assert [(e["tool"], e["decision"]) for e in mine] == [("echo", "allow"), ("get-env", "deny")], mine
+    assert all("[warning]" in line for line in lines), lines

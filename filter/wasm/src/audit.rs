@@ -29,7 +29,7 @@ pub fn record(event: &AuditEvent, log: bool, buffer: Option<u64>, metrics: &Metr
         }
     };
     if log {
-        host::log(LogLevel::Info, &format!("intentgate-audit {json}"));
+        host::log(host::audit_log_level(), &format!("intentgate-audit {json}"));
     }
     if let Some(capacity) = buffer {
         let record = v1::AuditRecord {

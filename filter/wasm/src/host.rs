@@ -10,6 +10,36 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+/// The level audit lines are written at: info, or Envoy's log level for wasm when that is higher,
+/// so an Envoy run at `--log-level warning` still prints every audit line instead of dropping them.
+pub fn audit_log_level() -> LogLevel {
+    match raw::log_level() {
+        Some(3) => LogLevel::Warn,
+        Some(4) => LogLevel::Error,
+        // Critical, or "off" (6), which no level gets through.
+        Some(5..) => LogLevel::Critical,
+        _ => LogLevel::Info,
+    }
+}
+
+/// Read directly: the SDK's `get_log_level` panics on a status it does not expect and writes
+/// Envoy's value into an enum that has no "off" (spdlog's 6), which would be undefined behaviour.
+#[allow(unsafe_code)]
+mod raw {
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        fn proxy_get_log_level(level: *mut u32) -> u32;
+    }
+
+    /// Envoy's spdlog level for wasm (0 trace .. 5 critical, 6 off); `None` if the host refused.
+    pub fn log_level() -> Option<u32> {
+        let mut level = 0u32;
+        // SAFETY: the host writes one u32 through a pointer to a live, aligned u32; status 0 is Ok.
+        let status = unsafe { proxy_get_log_level(&mut level) };
+        (status == 0).then_some(level)
+    }
+}
+
 pub fn now_ns() -> u64 {
     hostcalls::get_current_time()
         .ok()
