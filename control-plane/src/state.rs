@@ -24,6 +24,8 @@ pub struct AppState {
     pub discovery: Arc<crate::discovery::Settings>,
     /// The SIEM and webhook destinations this process delivers to (issue 7).
     pub delivery: Arc<crate::delivery::Configured>,
+    /// Upper subtrees of the audit trees, for proofs.
+    pub tree_nodes: crate::audit::tree::UpperNodes,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             discovery: Arc::default(),
             delivery: Arc::default(),
+            tree_nodes: crate::audit::tree::UpperNodes::default(),
         }
     }
 

@@ -2,12 +2,15 @@
 //! defined in `intentgate_core::audit::merkle`).
 //!
 //! - [`nodes`] stores every complete subtree, extended in the append's transaction;
-//! - [`proofs`] answers inclusion and consistency proofs from a handful of stored subtrees;
+//! - [`proofs`] answers inclusion and consistency proofs from a handful of stored subtrees, the
+//!   upper ones held in memory by [`cache`];
 //! - [`heads`] signs tree heads with the control plane's key, on a schedule and on demand.
 
+pub mod cache;
 pub mod heads;
 pub mod nodes;
 pub mod proofs;
 
+pub use cache::UpperNodes;
 pub use heads::{issue, latest, schedule};
 pub use nodes::{TreeState, extend, state};

@@ -1,5 +1,6 @@
 //! Inclusion and consistency proofs from the stored subtrees: the core plans which subtrees a
-//! proof needs (about 2 log2(n)), one query fetches them, the core folds them into the proof.
+//! proof needs (about 2 log2(n)), the upper ones come from memory and one query fetches the rest,
+//! the core folds them into the proof.
 //! Subtrees never change once stored, so no transaction is needed against concurrent appends.
 
 use intentgate_core::audit::merkle::{
@@ -7,6 +8,7 @@ use intentgate_core::audit::merkle::{
 };
 use sqlx::Row;
 
+use super::cache::UpperNodes;
 use super::nodes::{self, TreeState};
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -14,6 +16,7 @@ use crate::error::{Error, Result};
 /// That event `event_id` of `tenant` is in the tree of `tree_size` events (default: all of them).
 pub async fn inclusion(
     db: &Db,
+    cache: &UpperNodes,
     tenant: &str,
     event_id: &str,
     tree_size: Option<u64>,
@@ -51,7 +54,7 @@ pub async fn inclusion(
         )));
     }
     let plan = Plan::inclusion(leaf_index, size).map_err(bad_request)?;
-    let stored = nodes::fetch(&mut conn, tenant, &plan.nodes()).await?;
+    let stored = cache.fetch(&mut conn, tenant, &plan.nodes()).await?;
     let path = plan.build(&stored).map_err(internal)?;
     Ok(InclusionProof {
         tenant: tenant.to_owned(),
@@ -67,6 +70,7 @@ pub async fn inclusion(
 /// That `tenant`'s tree of `first` events is a prefix of its tree of `second` (default: all).
 pub async fn consistency(
     db: &Db,
+    cache: &UpperNodes,
     tenant: &str,
     first: u64,
     second: Option<u64>,
@@ -80,7 +84,7 @@ pub async fn consistency(
         )));
     }
     let plan = Plan::consistency(first, second).map_err(bad_request)?;
-    let stored = nodes::fetch(&mut conn, tenant, &plan.nodes()).await?;
+    let stored = cache.fetch(&mut conn, tenant, &plan.nodes()).await?;
     let proof = plan.build(&stored).map_err(internal)?;
     Ok(ConsistencyProof {
         tenant: tenant.to_owned(),

@@ -62,7 +62,7 @@ async fn inclusion(
         .ok_or_else(|| Error::bad_request("event_id is required"))?;
     crate::validate::id("event_id", &event_id).map_err(Error::BadRequest)?;
     let tree_size = size_param("tree_size", params.tree_size.as_deref())?;
-    proofs::inclusion(&state.db, &tenant, &event_id, tree_size)
+    proofs::inclusion(&state.db, &state.tree_nodes, &tenant, &event_id, tree_size)
         .await
         .map(Json)
 }
@@ -83,7 +83,7 @@ async fn consistency(
     let first = size_param("first", params.first.as_deref())?
         .ok_or_else(|| Error::bad_request("first is required"))?;
     let second = size_param("second", params.second.as_deref())?;
-    proofs::consistency(&state.db, &tenant, first, second)
+    proofs::consistency(&state.db, &state.tree_nodes, &tenant, first, second)
         .await
         .map(Json)
 }
