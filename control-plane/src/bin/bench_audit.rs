@@ -144,6 +144,11 @@ fn fill_tree(
         )?;
     }
     tx.commit()?;
+    // Written with synchronous = OFF: flush the GiB to disk now, or the kernel's writeback of it
+    // would stall the timed proofs, which a deployment's long-stored tree never sees.
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    drop(conn);
+    std::fs::File::open(path)?.sync_all()?;
     Ok(())
 }
 

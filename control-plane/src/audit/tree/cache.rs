@@ -57,13 +57,38 @@ impl UpperNodes {
         tenant: &str,
         ids: &[NodeId],
     ) -> Result<HashMap<NodeId, Hash>> {
-        let (mut found, missing) = self.lookup(tenant, ids);
-        if !missing.is_empty() {
-            let fetched = nodes::fetch(conn, tenant, &missing).await?;
-            self.remember(tenant, &fetched);
-            found.extend(fetched);
+        let (found, missing) = self.lookup(tenant, ids);
+        if missing.is_empty() {
+            return Ok(found);
         }
-        Ok(found)
+        let fetched = nodes::fetch(conn, tenant, &missing).await?;
+        Ok(self.complete(tenant, found, fetched))
+    }
+
+    /// [`Self::fetch`] with a blocking reader of the missing ones.
+    pub fn fetch_with(
+        &self,
+        tenant: &str,
+        ids: &[NodeId],
+        read: impl FnOnce(&[NodeId]) -> Result<HashMap<NodeId, Hash>>,
+    ) -> Result<HashMap<NodeId, Hash>> {
+        let (found, missing) = self.lookup(tenant, ids);
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let fetched = read(&missing)?;
+        Ok(self.complete(tenant, found, fetched))
+    }
+
+    fn complete(
+        &self,
+        tenant: &str,
+        mut found: HashMap<NodeId, Hash>,
+        fetched: HashMap<NodeId, Hash>,
+    ) -> HashMap<NodeId, Hash> {
+        self.remember(tenant, &fetched);
+        found.extend(fetched);
+        found
     }
 
     /// The cached ones among `ids`, and the rest. A poisoned lock is a cache that misses.

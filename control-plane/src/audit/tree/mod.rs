@@ -10,6 +10,7 @@ pub mod cache;
 pub mod heads;
 pub mod nodes;
 pub mod proofs;
+mod sqlite;
 
 pub use cache::UpperNodes;
 pub use heads::{issue, latest, schedule};

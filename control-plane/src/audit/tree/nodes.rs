@@ -42,18 +42,38 @@ pub fn key(id: NodeId) -> Result<i64> {
         .ok_or_else(|| Error::Internal(format!("tree node {id:?} is out of range")))
 }
 
+/// The tenant's recorded tree: its size and root.
+pub const STATE_SQL: &str = "SELECT size, root FROM audit_tree_heads WHERE tenant = $1";
+
+/// The stored hashes of `count` subtrees, by key: the tenant is `$1`, the keys `$2` on.
+pub fn fetch_sql(count: usize) -> String {
+    let placeholders: Vec<String> = (0..count).map(|i| format!("${}", i + 2)).collect();
+    format!(
+        "SELECT node, hash FROM audit_tree_nodes WHERE tenant = $1 AND node IN ({})",
+        placeholders.join(", ")
+    )
+}
+
 /// The tenant's recorded tree (empty when it has none yet).
 pub async fn state(conn: &mut AnyConnection, tenant: &str) -> Result<TreeState> {
-    let row = sqlx::query("SELECT size, root FROM audit_tree_heads WHERE tenant = $1")
+    let row = sqlx::query(STATE_SQL)
         .bind(tenant)
         .fetch_optional(&mut *conn)
         .await?;
     match row {
         None => Ok(TreeState::empty()),
-        Some(row) => Ok(TreeState {
-            size: size(row.try_get("size")?)?,
-            root: hash(row.try_get("root")?)?,
+        Some(row) => recorded(row.try_get("size")?, row.try_get("root")?),
+    }
+}
+
+/// The tree as a head row records it; no row (`None`s) is the empty tree.
+pub fn recorded(size: Option<i64>, root: Option<Vec<u8>>) -> Result<TreeState> {
+    match (size, root) {
+        (Some(stored), Some(root)) => Ok(TreeState {
+            size: self::size(stored)?,
+            root: hash(root)?,
         }),
+        _ => Ok(TreeState::empty()),
     }
 }
 
@@ -162,11 +182,7 @@ pub async fn fetch(
         .map(|id| key(*id))
         .collect::<Result<Vec<i64>>>()?;
     let by_key: HashMap<i64, NodeId> = keys.iter().copied().zip(ids.iter().copied()).collect();
-    let placeholders: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 2)).collect();
-    let sql = format!(
-        "SELECT node, hash FROM audit_tree_nodes WHERE tenant = $1 AND node IN ({})",
-        placeholders.join(", ")
-    );
+    let sql = fetch_sql(keys.len());
     let mut query = sqlx::query(&sql).bind(tenant);
     for k in &keys {
         query = query.bind(*k);

@@ -4,24 +4,14 @@
 //! per-row index seek, no system call per page.
 
 use std::path::Path;
-use std::time::Duration;
-
-use rusqlite::OpenFlags;
 
 use super::checker::{Checker, Range};
-use crate::error::{Error, Result};
+use crate::db::{open_reader, sqlite_unavailable as unavailable};
+use crate::error::Result;
 
 /// Checks `tenant`'s events stored at positions `first..=last`, their Merkle leaves split at `cut`. Blocking.
 pub fn check_range(path: &Path, tenant: &str, first: i64, last: i64, cut: u64) -> Result<Range> {
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(unavailable)?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(unavailable)?;
-    conn.execute_batch("PRAGMA mmap_size = 17179869184")
-        .map_err(unavailable)?;
+    let conn = open_reader(path).map_err(unavailable)?;
     let mut statement = conn
         .prepare(
             "SELECT pos, seq, prev_hash, hash, body FROM audit_events NOT INDEXED \
@@ -44,9 +34,4 @@ pub fn check_range(path: &Path, tenant: &str, first: i64, last: i64, cut: u64) -
         );
     }
     Ok(checker.finish())
-}
-
-fn unavailable(err: rusqlite::Error) -> Error {
-    tracing::error!(error = %err, "verify could not read the SQLite chain");
-    Error::Unavailable("database unavailable".into())
 }
