@@ -44,7 +44,8 @@ def run() -> str:
         f"{proofs['leaves']:,} events (SQLite, {proofs['database_bytes'] / 2**30:.1f} GiB of stored subtrees, "
         f"bulk-loaded in {proofs['fill_seconds']:.0f} s). Generation is the control plane's proof code "
         "(event lookup; the ~log2(n) subtrees of the path, those of 256 events and more from the in-memory "
-        "cache of upper levels, the rest in one query; folding); verification is the core's RFC 9162 check "
+        "cache of upper levels, the rest in one query; both reads in one blocking task on a read-only SQLite "
+        "connection; folding); verification is the core's RFC 9162 check "
         "against the signed tree head. Measured on events no proof had touched, after as many others warmed "
         "the control plane up.",
         "",

@@ -132,12 +132,14 @@ def test_upstream_5xx_answers_32603_and_4xx_passes_through(issuer: Issuer, tmp_p
     assert missing.status == 404 and missing.body == b"upstream says no"
 
 
-def test_upstream_never_sees_the_capability_token_or_prompt(issuer: Issuer, tmp_path: Path) -> None:
-    def upstream(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        answer = {"jsonrpc": "2.0", "id": json.loads(body)["id"], "result": {"content": []}}
-        return 200, {"content-type": "application/json"}, json.dumps(answer).encode()
+def empty_result(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """An upstream answering every JSON-RPC call with an empty tool result."""
+    answer = {"jsonrpc": "2.0", "id": json.loads(body)["id"], "result": {"content": []}}
+    return 200, {"content-type": "application/json"}, json.dumps(answer).encode()
 
-    with serve(upstream) as server:
+
+def test_upstream_never_sees_the_capability_token_or_prompt(issuer: Issuer, tmp_path: Path) -> None:
+    with serve(empty_result) as server:
         config = EnvoyConfig(upstream_port=server.port, http_filters=[filter_for(issuer)])
         token = issuer.token("a", TENANT, tools=["echo"])
         with start_envoy(config, tmp_path) as envoy, RawMcp(envoy.mcp_url, token=token, prompt="say hi") as raw:
@@ -151,11 +153,7 @@ def test_upstream_never_sees_the_capability_token_or_prompt(issuer: Issuer, tmp_
 
 def test_audit_lines_are_kept_when_envoy_logs_only_warnings(issuer: Issuer, tmp_path: Path) -> None:
     """Without a control plane the audit trail is Envoy's log; `--log-level warning` must not drop it."""
-    def upstream(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        answer = {"jsonrpc": "2.0", "id": json.loads(body)["id"], "result": {"content": []}}
-        return 200, {"content-type": "application/json"}, json.dumps(answer).encode()
-
-    with serve(upstream) as server:
+    with serve(empty_result) as server:
         config = EnvoyConfig(upstream_port=server.port, http_filters=[filter_for(issuer)])
         token = issuer.token("quiet-agent", TENANT, tools=["echo", "get-env"])
         with start_envoy(config, tmp_path, log_level="warning") as envoy:
