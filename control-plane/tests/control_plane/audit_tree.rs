@@ -17,6 +17,7 @@ use crate::support::{ACME, SUPER, TestApp};
 
 on_both_backends!(
     proofs_verify_against_signed_heads_with_only_the_public_key,
+    proofs_over_cached_upper_subtrees_match_those_read_from_storage,
     a_tampered_event_or_tree_node_fails_its_proof,
     verify_catches_a_log_rewritten_under_a_signed_head,
     proof_endpoints_refuse_bad_parameters,
@@ -136,6 +137,49 @@ async fn proofs_verify_against_signed_heads_with_only_the_public_key(app: TestAp
     assert_eq!(report["tree_root"], hex::encode(new.head.root_hash));
     assert_eq!(report["signed_tree_head_matches"], true);
     assert_eq!(report["signed_tree_head"]["tree_size"], 37);
+}
+
+async fn proofs_over_cached_upper_subtrees_match_those_read_from_storage(app: TestApp) {
+    // 700 events: subtrees of 256 and 512 events exist, so proofs use the in-memory cache.
+    append(&app, "acme", 1..=300).await;
+    let old = sign(&app, "acme").await;
+    append(&app, "acme", 301..=700).await;
+    append(&app, "globex", 1..=300).await;
+    let head = sign(&app, "acme").await;
+    let events = [1, 255, 256, 257, 513, 700];
+    let mut cold = Vec::new();
+    for n in events {
+        cold.push(inclusion(&app, "acme", &format!("acme-{n:05}"), 700).await);
+    }
+    // The upper subtrees of those paths are cached now: the same proofs again, and new ones.
+    for (n, first) in events.into_iter().zip(&cold) {
+        let warm = inclusion(&app, "acme", &format!("acme-{n:05}"), 700).await;
+        assert_eq!(&warm, first, "event {n}");
+        check_inclusion(&warm, &head).unwrap_or_else(|e| panic!("event {n}: {e}"));
+    }
+    for n in [2, 300, 640] {
+        let proof = inclusion(&app, "acme", &format!("acme-{n:05}"), 700).await;
+        check_inclusion(&proof, &head).unwrap_or_else(|e| panic!("event {n}: {e}"));
+        let proof = inclusion(&app, "acme", &format!("acme-{:05}", n.min(300)), 300).await;
+        check_inclusion(&proof, &old).unwrap_or_else(|e| panic!("event {n} at 300: {e}"));
+    }
+    let (status, body) = app
+        .get(
+            ACME,
+            "/v1/admin/audit/proofs/consistency?first=300&second=700",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let proof: ConsistencyProof = serde_json::from_value(body).unwrap();
+    proof
+        .verify(&old.head.root_hash, &head.head.root_hash)
+        .unwrap();
+    // Another tenant's tree never answers from acme's cached subtrees.
+    let globex = sign(&app, "globex").await;
+    for n in [5, 257, 300] {
+        let proof = inclusion(&app, "globex", &format!("globex-{n:05}"), 300).await;
+        check_inclusion(&proof, &globex).unwrap_or_else(|e| panic!("globex {n}: {e}"));
+    }
 }
 
 async fn a_tampered_event_or_tree_node_fails_its_proof(app: TestApp) {

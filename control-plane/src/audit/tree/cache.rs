@@ -109,18 +109,27 @@ impl UpperNodes {
     }
 
     fn remember(&self, tenant: &str, fetched: &HashMap<NodeId, Hash>) {
-        let upper = fetched.iter().filter(|(id, _)| id.level >= LEVEL);
+        let mut upper = fetched
+            .iter()
+            .filter(|(id, _)| id.level >= LEVEL)
+            .peekable();
+        if upper.peek().is_none() {
+            return;
+        }
         let Ok(mut cached) = self.inner.write() else {
             return;
         };
-        let cached = &mut *cached;
+        let Cached { by_tenant, len } = &mut *cached;
+        let tree = match by_tenant.get_mut(tenant) {
+            Some(tree) => tree,
+            None => by_tenant.entry(tenant.to_owned()).or_default(),
+        };
         for (id, hash) in upper {
-            if cached.len >= self.capacity {
+            if *len >= self.capacity {
                 return;
             }
-            let tree = cached.by_tenant.entry(tenant.to_owned()).or_default();
             if tree.insert(*id, *hash).is_none() {
-                cached.len += 1;
+                *len += 1;
             }
         }
     }
