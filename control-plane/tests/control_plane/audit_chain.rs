@@ -131,27 +131,7 @@ async fn appends_are_idempotent_by_event_id(app: TestApp) {
 }
 
 async fn concurrent_replicas_keep_one_chain_per_tenant(app: TestApp) {
-    // A second control plane on the same database, as another replica would be.
-    let replica = Db::connect(app.state.db.url()).await.unwrap();
-    let mut tasks = Vec::new();
-    for worker in 0..4 {
-        let db = if worker % 2 == 0 {
-            app.state.db.clone()
-        } else {
-            replica.clone()
-        };
-        tasks.push(tokio::spawn(async move {
-            for i in 0..15 {
-                let n = worker * 100 + i;
-                audit::append(&db, &[event("acme", n), event("globex", n)])
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    app.append_from_two_replicas(15, event).await;
     for tenant in ["acme", "globex"] {
         let report = verify(&app, tenant).await;
         assert_eq!(report["verified"], true, "{report}");

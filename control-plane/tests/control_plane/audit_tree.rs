@@ -375,29 +375,7 @@ async fn scheduled_heads_follow_growing_trees(app: TestApp) {
 }
 
 async fn concurrent_replicas_extend_one_tree_per_tenant(app: TestApp) {
-    // A second control plane on the same database, as another replica would be.
-    let replica = intentgate_control_plane::db::Db::connect(app.state.db.url())
-        .await
-        .unwrap();
-    let mut tasks = Vec::new();
-    for worker in 0..4usize {
-        let db = if worker % 2 == 0 {
-            app.state.db.clone()
-        } else {
-            replica.clone()
-        };
-        tasks.push(tokio::spawn(async move {
-            for i in 0..12 {
-                let n = worker * 100 + i;
-                audit::append(&db, &[event("acme", n), event("globex", n)])
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    app.append_from_two_replicas(12, event).await;
     for tenant in ["acme", "globex"] {
         // The stored tree (what the head signs) is the tree of the stored events.
         let head = sign(&app, tenant).await;

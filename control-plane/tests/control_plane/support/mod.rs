@@ -69,6 +69,41 @@ impl TestApp {
         }
     }
 
+    /// Appends an acme and a globex event per step from four concurrent tasks, half of them through a
+    /// second connection to the same database, as another replica would; task `t` appends events
+    /// `t * 100 .. t * 100 + steps`.
+    pub async fn append_from_two_replicas(
+        &self,
+        steps: usize,
+        event: fn(&str, usize) -> intentgate_core::audit::AuditEvent,
+    ) {
+        let replica = intentgate_control_plane::db::Db::connect(self.state.db.url())
+            .await
+            .expect("second connection");
+        let mut tasks = Vec::new();
+        for task in 0..4usize {
+            let db = if task % 2 == 0 {
+                self.state.db.clone()
+            } else {
+                replica.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                for i in 0..steps {
+                    let n = task * 100 + i;
+                    intentgate_control_plane::audit::append(
+                        &db,
+                        &[event("acme", n), event("globex", n)],
+                    )
+                    .await
+                    .expect("append");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("append task");
+        }
+    }
+
     /// Sends a request and returns the status and the body (JSON, else a string, else null).
     pub async fn call(
         &self,
