@@ -131,13 +131,3 @@ def wasm_filter(plugin: dict[str, Any], *, wasm: Path = WASM, vm_id: str = "inte
             },
         },
     }
-
-
-def audit_events(envoy: Any) -> list[dict[str, Any]]:
-    """Every audit event the filter wrote to Envoy's log so far."""
-    events = []
-    for line in envoy.log_text().splitlines():
-        marker = line.find("intentgate-audit ")
-        if marker >= 0:
-            events.append(json.loads(line[marker + len("intentgate-audit ") :]))
-    return events

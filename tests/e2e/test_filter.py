@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from .envoy import Envoy, EnvoyConfig, start_envoy
-from .gateway import DEMO_POLICY, Issuer, audit_events, plugin_config, tenant_config, wasm_filter
+from .gateway import DEMO_POLICY, Issuer, plugin_config, tenant_config, wasm_filter
 from .mcp_client import MCPError, open_mcp_session, text_of
 from .peers import EverythingServer
 from .rpc import RawMcp, padded_tool_call, tool_call
@@ -281,13 +281,7 @@ def test_every_decision_is_one_audit_event(gateway: Gateway) -> None:
         session = raw.initialize()
         raw.post(tool_call("echo", {"message": marker}), session_id=session)
         raw.post(tool_call("get-env", {"marker": marker}), session_id=session)
-    deadline = time.monotonic() + 5
-    mine: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        mine = [e for e in audit_events(gateway.envoy) if marker in json.dumps(e.get("arg_values"))]
-        if len(mine) == 2:
-            break
-        time.sleep(0.1)
+    mine = gateway.envoy.wait_for_log_objects(lambda e: marker in json.dumps(e.get("arg_values")), count=2)
     assert [e["decision"] for e in mine] == ["allow", "deny"], mine
     allowed, denied = mine
     assert allowed["event"] == "intentgate.tool_call" and allowed["schema_version"] == "v4"

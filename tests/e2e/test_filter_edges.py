@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .envoy import Envoy, EnvoyConfig, start_envoy, static_cluster
-from .gateway import DEMO_POLICY, Issuer, audit_events, plugin_config, tenant_config, wasm_filter
+from .gateway import DEMO_POLICY, Issuer, plugin_config, tenant_config, wasm_filter
 from .http_peers import Extractor, serve
 from .peers import EverythingServer
 from .rpc import RawMcp, tool_call
@@ -160,11 +159,7 @@ def test_audit_lines_are_kept_when_envoy_logs_only_warnings(issuer: Issuer, tmp_
             with RawMcp(envoy.mcp_url, token=token) as raw:
                 allowed = raw.post(tool_call("echo", {"message": "x"}))
                 denied = raw.post(tool_call("get-env", {}))
-            deadline = time.monotonic() + 5
-            mine: list[dict[str, object]] = []
-            while time.monotonic() < deadline and len(mine) < 2:
-                mine = [e for e in audit_events(envoy) if e.get("agent_id") == "quiet-agent"]
-                time.sleep(0.1)
+            mine = envoy.wait_for_log_objects(lambda e: e.get("agent_id") == "quiet-agent", count=2)
             lines = [line for line in envoy.log_text().splitlines() if "intentgate-audit " in line]
     assert "result" in allowed.message() and denied.message()["error"]["code"] == -32012
     assert [(e["tool"], e["decision"]) for e in mine] == [("echo", "allow"), ("get-env", "deny")], mine
