@@ -133,12 +133,6 @@ impl Db {
         &self.url
     }
 
-    /// The file behind a SQLite URL (verify reads it directly).
-    pub fn sqlite_path(&self) -> Result<PathBuf> {
-        let options = SqliteConnectOptions::from_str(&self.url)?;
-        Ok(options.get_filename().to_path_buf())
-    }
-
     /// A transaction that will write. On SQLite it starts `BEGIN IMMEDIATE`: a deferred transaction
     /// that reads before it writes cannot wait for the write lock (SQLite refuses the upgrade at once
     /// when another connection wrote meanwhile, "database is locked"); an immediate one waits up to
@@ -174,6 +168,11 @@ pub struct SqliteReaders {
 }
 
 impl SqliteReaders {
+    /// The database file (verify opens its own readers on it, one per range).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Runs `read` on a blocking thread with a reader (reused, or opened when none is idle).
     pub async fn read<T, F>(self: &Arc<Self>, read: F) -> Result<T>
     where

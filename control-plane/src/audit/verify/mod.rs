@@ -25,7 +25,7 @@ use intentgate_core::audit::merkle::SignedTreeHead;
 use intentgate_core::token::PublicKeys;
 
 use super::tree;
-use crate::db::{Backend, Db};
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 
@@ -177,9 +177,9 @@ fn head_matches(sth: &SignedTreeHead, keys: &Keys, root_at_size: Option<[u8; 32]
 
 /// Runs on a blocking thread: checking is CPU-bound.
 fn check_range(db: &Db, tenant: &str, first: i64, last: i64, cut: u64) -> Result<Range> {
-    match db.backend() {
-        Backend::Sqlite => sqlite::check_range(&db.sqlite_path()?, tenant, first, last, cut),
-        Backend::Postgres => tokio::runtime::Handle::current().block_on(postgres::check_range(
+    match db.sqlite_readers() {
+        Some(readers) => sqlite::check_range(readers.path(), tenant, first, last, cut),
+        None => tokio::runtime::Handle::current().block_on(postgres::check_range(
             db.url(),
             tenant,
             first,
