@@ -151,13 +151,7 @@ pub async fn decide(
 ) -> Result<()> {
     let reason = request.reason.unwrap_or_default();
     validate::optional_text("reason", &reason, 1024).map_err(Error::BadRequest)?;
-    let decided_by = match request.decided_by {
-        Some(who) => {
-            validate::required_text("decided_by", &who, 256).map_err(Error::BadRequest)?;
-            who
-        }
-        None => admin.actor(),
-    };
+    let decided_by = admin.labelled("decided_by", request.decided_by)?;
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS}, status FROM approvals WHERE id = $1"
     ))
@@ -183,7 +177,7 @@ pub async fn decide(
         decision,
         &approval.tenant,
         "decide",
-        &decided_by,
+        &decided_by.audited,
         reason.clone(),
     )?;
     event = event.with_tool(&approval.tool, approval.arguments.as_object());
@@ -204,7 +198,7 @@ pub async fn decide(
     )
     .bind(id)
     .bind(status)
-    .bind(&decided_by)
+    .bind(&decided_by.label)
     .bind(time::now_ms())
     .bind(&reason)
     .execute(&mut *tx)

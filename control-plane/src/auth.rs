@@ -101,13 +101,46 @@ impl Admin {
         }
     }
 
-    /// How audit events name the actor when the request does not.
+    /// The authenticated principal, as audit events name it.
     pub fn actor(&self) -> String {
         match self {
             Admin::Super => "superadmin".into(),
             Admin::Tenant(tenant) => format!("tenant-admin:{tenant}"),
         }
     }
+
+    /// Who made a change, given the label a request may carry in `field` (`created_by`,
+    /// `promoted_by`, …) for the person behind a shared admin token.
+    pub fn labelled(&self, field: &str, label: Option<String>) -> Result<Actor> {
+        let principal = self.actor();
+        let Some(label) = label else {
+            return Ok(Actor {
+                audited: principal.clone(),
+                label: principal,
+            });
+        };
+        validate::required_text(field, &label, MAX_LABEL_CHARS).map_err(Error::BadRequest)?;
+        let audited = if label == principal {
+            principal
+        } else {
+            format!("{principal} as {label}")
+        };
+        Ok(Actor { label, audited })
+    }
+}
+
+/// The longest label a request may give for the person behind an admin token.
+pub const MAX_LABEL_CHARS: usize = 256;
+
+/// A change's author. The stored row shows the caller's label, as the API reference has it; the
+/// audit chain leads with the authenticated principal, so no caller can appear there as another
+/// (a tenant admin labelling itself `superadmin` is recorded as `tenant-admin:acme as superadmin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The request's label, or the principal when it gave none.
+    pub label: String,
+    /// The audit event's `decided_by`.
+    pub audited: String,
 }
 
 #[cfg(test)]
@@ -153,5 +186,30 @@ mod tests {
         assert!(Admin::Super.tenant(None).is_err());
         assert!(Admin::Super.tenant(Some("bad tenant")).is_err());
         assert_eq!(Admin::Super.scope(None).unwrap(), None);
+    }
+
+    #[test]
+    fn audited_actor_always_leads_with_the_authenticated_principal() {
+        let acme = Admin::Tenant("acme".into());
+        let forged = acme
+            .labelled("promoted_by", Some("superadmin".into()))
+            .unwrap();
+        assert_eq!(forged.label, "superadmin");
+        assert_eq!(forged.audited, "tenant-admin:acme as superadmin");
+        let joe = Admin::Super
+            .labelled("decided_by", Some("joe@acme.example".into()))
+            .unwrap();
+        assert_eq!(joe.audited, "superadmin as joe@acme.example");
+        let plain = acme.labelled("created_by", None).unwrap();
+        assert_eq!(
+            (plain.label.as_str(), plain.audited.as_str()),
+            ("tenant-admin:acme", "tenant-admin:acme")
+        );
+        let same = acme
+            .labelled("created_by", Some("tenant-admin:acme".into()))
+            .unwrap();
+        assert_eq!(same.audited, "tenant-admin:acme");
+        let blank = acme.labelled("decided_by", Some(" ".into())).unwrap_err();
+        assert!(blank.to_string().contains("decided_by"), "{blank}");
     }
 }

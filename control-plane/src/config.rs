@@ -163,7 +163,7 @@ fn parse_tenant_tokens(
             .split_once(':')
             .ok_or_else(|| fail("expected tenant:token"))?;
         let (tenant, token) = (tenant.trim(), token.trim());
-        validate::tenant(tenant).map_err(|e| fail(&e))?;
+        validate::assignable_tenant(tenant).map_err(|e| fail(&e))?;
         if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
             return Err(fail(&format!(
                 "the token must be at least {MIN_ADMIN_TOKEN_CHARS} characters"
@@ -243,6 +243,8 @@ mod tests {
             ":acme-token-0123456789",
             "bad tenant:acme-token-0123456789",
             "a:acme-token-0123456789,b:acme-token-0123456789",
+            // `_system` is the control plane's own chain, not a tenant one may administer.
+            "_system:acme-token-0123456789",
         ] {
             let err = load(&[("INTENTGATE_TENANT_ADMIN_TOKENS", bad)]).unwrap_err();
             assert!(matches!(err, ConfigError::TenantTokens(..)), "{bad}: {err}");

@@ -26,6 +26,18 @@ pub fn tenant(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A tenant that tokens and tenant admins may be issued for: names starting with `_` belong to the
+/// control plane itself (`_system` holds key rotations), so no caller can write into those chains.
+pub fn assignable_tenant(name: &str) -> Result<(), String> {
+    tenant(name)?;
+    if name.starts_with('_') {
+        return Err(format!(
+            "tenant {name:?} is reserved: names starting with '_' belong to the control plane"
+        ));
+    }
+    Ok(())
+}
+
 /// An identifier (draft, approval, token or event id): no control characters (Postgres cannot
 /// even compare a NUL), at most 128 characters.
 pub fn id(field: &str, value: &str) -> Result<(), String> {

@@ -149,7 +149,7 @@ def test_escalate_then_approve_forwards_the_held_call_once(system: System) -> No
     events = [e for e in system.cp.audit(TENANT, subject="agent-approve") if e["tool"] == "get-sum"]
     escalate = next(e for e in events if e["decision"] == "escalate")
     assert escalate["pending_id"] == approval["id"] and escalate["rule"] == "large_sum"
-    assert any(e["decision"] == "approve" and e["decided_by"] == "joe@example.com" for e in system.cp.audit(TENANT))
+    assert any(e["decision"] == "approve" and e["decided_by"] == "superadmin as joe@example.com" for e in system.cp.audit(TENANT))
 
 
 def test_escalate_then_reject_denies(system: System) -> None:

@@ -137,13 +137,7 @@ pub async fn create(db: &Db, admin: &Admin, new: NewCampaign) -> Result<Campaign
     if let Some(description) = &new.description {
         validate::optional_text("description", description, MAX_TEXT).map_err(Error::BadRequest)?;
     }
-    let created_by = match new.created_by {
-        Some(who) => {
-            validate::required_text("created_by", &who, 256).map_err(Error::BadRequest)?;
-            who
-        }
-        None => admin.actor(),
-    };
+    let created_by = admin.labelled("created_by", new.created_by)?;
     let due_at = new
         .due_at
         .as_deref()
@@ -169,7 +163,7 @@ pub async fn create(db: &Db, admin: &Admin, new: NewCampaign) -> Result<Campaign
     let event = audit::record::admin(
         &tenant,
         "attestation_campaign_create",
-        &created_by,
+        &created_by.audited,
         format!(
             "created attestation campaign {id} ({}) over {} agents",
             new.name,
@@ -185,7 +179,7 @@ pub async fn create(db: &Db, admin: &Admin, new: NewCampaign) -> Result<Campaign
     .bind(&tenant)
     .bind(&new.name)
     .bind(new.description.unwrap_or_default())
-    .bind(&created_by)
+    .bind(&created_by.label)
     .bind(time::now_ms())
     .bind(due_at)
     .execute(&mut *tx)
@@ -291,13 +285,7 @@ pub async fn get(db: &Db, admin: &Admin, id: &str) -> Result<Campaign> {
 /// Records an owner's answer for one agent of a campaign, once.
 pub async fn respond(db: &Db, admin: &Admin, id: &str, response: Response) -> Result<Campaign> {
     validate::required_text("evidence", &response.evidence, MAX_TEXT).map_err(Error::BadRequest)?;
-    let attested_by = match response.attested_by {
-        Some(who) => {
-            validate::required_text("attested_by", &who, 256).map_err(Error::BadRequest)?;
-            who
-        }
-        None => admin.actor(),
-    };
+    let attested_by = admin.labelled("attested_by", response.attested_by)?;
     let campaign = get(db, admin, id).await?;
     let item = campaign
         .items
@@ -328,7 +316,7 @@ pub async fn respond(db: &Db, admin: &Admin, id: &str, response: Response) -> Re
     let event = audit::record::admin(
         &campaign.tenant,
         "attestation_response",
-        &attested_by,
+        &attested_by.audited,
         format!(
             "campaign {id}: {decision} agent {:?}: {}",
             item.agent, response.evidence
@@ -343,7 +331,7 @@ pub async fn respond(db: &Db, admin: &Admin, id: &str, response: Response) -> Re
     .bind(&item.agent)
     .bind(decision)
     .bind(&response.evidence)
-    .bind(&attested_by)
+    .bind(&attested_by.label)
     .bind(time::now_ms())
     .execute(&mut *tx)
     .await?

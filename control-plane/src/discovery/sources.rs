@@ -244,13 +244,7 @@ pub async fn create(
         new.credentials.as_ref(),
         new.interval_seconds,
     )?;
-    let created_by = match new.created_by {
-        Some(who) => {
-            validate::required_text("created_by", &who, 256).map_err(Error::BadRequest)?;
-            who
-        }
-        None => admin.actor(),
-    };
+    let created_by = admin.labelled("created_by", new.created_by)?;
     let tenant = admin.tenant(new.tenant.as_deref())?;
     let id = ids::new_id()?;
     let minted = token::mint(&id)?;
@@ -264,7 +258,7 @@ pub async fn create(
     let event = audit::record::admin(
         &tenant,
         "discovery_source_create",
-        &created_by,
+        &created_by.audited,
         format!(
             "created discovery source {id} ({}, {} {})",
             new.name,
@@ -288,7 +282,7 @@ pub async fn create(
     .bind(sealed.as_deref())
     .bind(interval)
     .bind(minted.digest.to_vec())
-    .bind(&created_by)
+    .bind(&created_by.label)
     .bind(now)
     .bind((mode == Mode::Pull).then_some(now))
     .execute(&mut *tx)

@@ -112,13 +112,7 @@ pub async fn promote(
     admin: &Admin,
     request: PromoteRequest,
 ) -> Result<Active> {
-    let promoted_by = match request.promoted_by {
-        Some(who) => {
-            validate::required_text("promoted_by", &who, 256).map_err(Error::BadRequest)?;
-            who
-        }
-        None => admin.actor(),
-    };
+    let promoted_by = admin.labelled("promoted_by", request.promoted_by)?;
     validate::id("draft_id", &request.draft_id).map_err(Error::BadRequest)?;
     let draft = super::drafts::get(db, admin, &request.draft_id).await?;
     // A superadmin naming a tenant must name the draft's.
@@ -135,7 +129,7 @@ pub async fn promote(
     let event = audit::record::admin(
         &tenant,
         "promote",
-        &promoted_by,
+        &promoted_by.audited,
         format!(
             "promoted draft {} ({}) sha256 {}",
             draft.id,
@@ -155,7 +149,7 @@ pub async fn promote(
     .bind(&source)
     .bind(policy.sha256())
     .bind(bytecode)
-    .bind(&promoted_by)
+    .bind(&promoted_by.label)
     .bind(time::now_ms())
     .fetch_one(&mut *tx)
     .await?

@@ -81,13 +81,7 @@ fn check_fields(name: Option<&str>, description: Option<&str>) -> Result<()> {
 
 pub async fn create(db: &Db, admin: &Admin, new: NewDraft) -> Result<Draft> {
     check_fields(Some(&new.name), new.description.as_deref())?;
-    let created_by = match new.created_by {
-        Some(who) => {
-            validate::required_text("created_by", &who, 256).map_err(Error::BadRequest)?;
-            who
-        }
-        None => admin.actor(),
-    };
+    let created_by = admin.labelled("created_by", new.created_by)?;
     let tenant = admin.tenant(new.tenant.as_deref())?;
     let policy = super::compile(&new.rego_source)?;
     let id = ids::new_id()?;
@@ -95,7 +89,7 @@ pub async fn create(db: &Db, admin: &Admin, new: NewDraft) -> Result<Draft> {
     let event = audit::record::admin(
         &tenant,
         "draft_create",
-        &created_by,
+        &created_by.audited,
         format!(
             "created draft {id} ({}) sha256 {}",
             new.name,
@@ -111,7 +105,7 @@ pub async fn create(db: &Db, admin: &Admin, new: NewDraft) -> Result<Draft> {
     .bind(&tenant)
     .bind(&new.name)
     .bind(new.description.unwrap_or_default())
-    .bind(&created_by)
+    .bind(&created_by.label)
     .bind(now)
     .bind(&new.rego_source)
     .bind(policy.sha256())

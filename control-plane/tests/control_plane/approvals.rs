@@ -121,7 +121,11 @@ async fn deciding_is_once_audited_and_announced(app: TestApp) {
     assert_eq!(approve["decision"], "approve");
     assert_eq!(approve["method"], "admin/decide");
     assert_eq!(approve["pending_id"], first.id.as_str());
-    assert_eq!(approve["decided_by"], "joe@acme.example");
+    // The label names the person; the chain leads with the token that made the call.
+    assert_eq!(
+        approve["decided_by"],
+        "tenant-admin:acme as joe@acme.example"
+    );
     assert_eq!(approve["reason"], "ok'd by finance");
     assert_eq!(approve["tool"], "transfer_funds");
     assert_eq!(approve["rule"], "big_transfer");

@@ -119,6 +119,7 @@ async fn mint_rejects_bad_bodies_naming_the_field(app: TestApp) {
             "colour",
         ),
         (json!({"subject": "a", "tenant": "not a tenant"}), "tenant"),
+        (json!({"subject": "a", "tenant": "_system"}), "reserved"),
         (json!({"subject": "", "tenant": "acme"}), "subject"),
         (
             json!({"subject": "a", "tenant": "acme", "step_up": null}),
@@ -154,6 +155,7 @@ async fn mint_rejects_bad_bodies_naming_the_field(app: TestApp) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // Nothing was minted by any of them.
     assert!(app.events("acme").await.is_empty());
+    assert!(app.events("_system").await.is_empty());
 }
 
 async fn revoke_is_tenant_scoped_audited_and_announced(app: TestApp) {

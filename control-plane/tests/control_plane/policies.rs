@@ -18,7 +18,44 @@ on_both_backends!(
     dry_run_with_input_compares_with_the_active_policy,
     dry_run_with_sample_replays_recorded_calls,
     dry_run_rejects_bad_requests,
+    a_label_in_the_body_cannot_pass_for_another_admin_in_the_chain,
 );
+
+async fn a_label_in_the_body_cannot_pass_for_another_admin_in_the_chain(app: TestApp) {
+    let (status, draft) = app
+        .post(
+            ACME,
+            "/v1/admin/policies/drafts",
+            json!({"name": "n", "rego_source": POLICY, "created_by": "joe@acme.example"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{draft}");
+    let (status, active) = app
+        .post(
+            ACME,
+            "/v1/admin/policies/active",
+            json!({"draft_id": draft["id"], "promoted_by": "superadmin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{active}");
+    // The rows keep the labels, as the API reference shows them ...
+    assert_eq!(draft["created_by"], "joe@acme.example");
+    assert_eq!(active["promoted_by"], "superadmin");
+    // ... while the chain records who authenticated.
+    let events = app.events("acme").await;
+    let by = |method: &str| {
+        events
+            .iter()
+            .find(|e| e["method"] == method)
+            .map(|e| e["decided_by"].clone())
+            .unwrap()
+    };
+    assert_eq!(by("admin/promote"), "tenant-admin:acme as superadmin");
+    assert_eq!(
+        by("admin/draft_create"),
+        "tenant-admin:acme as joe@acme.example"
+    );
+}
 
 async fn drafts_crud_compiles_and_audits(app: TestApp) {
     let (status, draft) = app
