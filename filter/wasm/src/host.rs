@@ -57,8 +57,18 @@ pub fn plugin_configuration() -> Option<Vec<u8>> {
         .flatten()
 }
 
-pub fn request_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+/// The request's headers, or `Err` naming the first whose value is not UTF-8. Envoy passes bytes
+/// 0x80–0xFF through in values, and the SDK's string variants `unwrap()` their UTF-8 decoding: one
+/// such header would panic and poison the VM. (Names are tokens, ASCII by the codecs' rules.)
+pub fn request_headers() -> Result<Vec<(String, String)>, String> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| match String::from_utf8(value) {
+            Ok(value) => Ok((name, value)),
+            Err(_) => Err(name),
+        })
+        .collect()
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) {
@@ -69,10 +79,16 @@ pub fn remove_request_header(name: &str) {
     let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
 }
 
+/// One response header; a value that is not UTF-8 is decoded lossily (see [`request_headers`]).
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+    map_value(MapType::HttpResponseHeaders, name)
+}
+
+fn map_value(map: MapType, name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(map, name)
         .ok()
         .flatten()
+        .map(|value| String::from_utf8_lossy(&value).into_owned())
 }
 
 pub fn set_response_header(name: &str, value: Option<&str>) {
@@ -151,10 +167,7 @@ pub fn dispatch_http_call(
 }
 
 pub fn http_call_response_status() -> Option<u16> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|s| s.parse().ok())
+    map_value(MapType::HttpCallResponseHeaders, ":status").and_then(|s| s.parse().ok())
 }
 
 pub fn http_call_response_body(size: usize) -> Vec<u8> {

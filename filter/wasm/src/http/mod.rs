@@ -9,11 +9,11 @@ use std::sync::Arc;
 use intentgate_core::audit::AuditEvent;
 use intentgate_core::budget::lease::Lease;
 use intentgate_core::config::Gateway;
-use intentgate_core::decision::Denial;
+use intentgate_core::decision::{Denial, ErrorCode};
 use intentgate_core::exchange::{self, Action, Disposition, Env, ResponsePlan};
 use intentgate_core::intent::IntentSource;
 use intentgate_core::intent::external;
-use intentgate_core::jsonrpc::MAX_BODY_BYTES;
+use intentgate_core::jsonrpc::{self, MAX_BODY_BYTES};
 use intentgate_core::pipeline::{RequestContext, policy_headers};
 use intentgate_core::token::VerifiedToken;
 use intentgate_core::{headers, ids};
@@ -67,6 +67,10 @@ pub struct Http {
     authorization: Option<String>,
     tenant_header: Option<String>,
     answered_locally: bool,
+    /// Bytes of a request body held so far while its end has not come; `None` once decided.
+    request_open: Option<usize>,
+    /// The same for an upstream answer held to be rewritten.
+    response_open: Option<usize>,
     plan: ResponsePlan,
     mode: ResponseMode,
     content_type: String,
@@ -90,6 +94,8 @@ impl Http {
             authorization: None,
             tenant_header: None,
             answered_locally: false,
+            request_open: None,
+            response_open: None,
             plan: ResponsePlan::default(),
             mode: ResponseMode::PassThrough,
             content_type: String::new(),
@@ -110,8 +116,11 @@ impl Http {
     /// Reads the request headers into the context and takes the gateway-only ones off the request.
     /// Returns the method and the declared body length. Every header access is a host call that
     /// costs microseconds in Envoy's V8, so the headers are fetched once, as a list.
-    fn read_headers(&mut self) -> Option<(String, usize)> {
-        let received = host::request_headers();
+    fn read_headers(&mut self) -> Result<(String, usize), Flow> {
+        let received = match host::request_headers() {
+            Ok(received) => received,
+            Err(name) => return Err(self.refuse_undecodable_header(&name)),
+        };
         let find = |name: &str| {
             received
                 .iter()
@@ -144,7 +153,17 @@ impl Http {
         self.authorization = authorization;
         self.tenant_header = tenant;
         self.authenticate();
-        Some((method, declared))
+        Ok((method, declared))
+    }
+
+    /// A header value that is not UTF-8 is refused before anything reads it: decoding it lossily
+    /// would let the policy see other bytes than the tool server.
+    fn refuse_undecodable_header(&mut self, name: &str) -> Flow {
+        let denial = Denial::envelope(
+            ErrorCode::InvalidRequest,
+            format!("request header {name} is not valid UTF-8"),
+        );
+        self.respond(400, &jsonrpc::error_body(None, &denial))
     }
 
     /// The capability check of the request as a whole, against the gateway this request uses.
@@ -443,12 +462,20 @@ impl HttpContext for Http {
         self.timed(|http| http.request_body(body_size, end_of_stream))
     }
 
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Flow {
+        self.timed(Self::request_trailers)
+    }
+
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
         self.timed(|http| http.response_headers(end_of_stream))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
         self.timed(|http| http.response_body(body_size, end_of_stream))
+    }
+
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Flow {
+        self.timed(Self::response_trailers)
     }
 
     fn on_log(&mut self) {
@@ -471,8 +498,9 @@ impl Http {
     }
 
     fn request_headers(&mut self, end_of_stream: bool) -> Flow {
-        let Some((method, declared)) = self.read_headers() else {
-            return self.fail_closed();
+        let (method, declared) = match self.read_headers() {
+            Ok(read) => read,
+            Err(refused) => return refused,
         };
         match method.as_str() {
             "POST" if end_of_stream => self.decide_body(b"", &IntentSource::NotDeclared),
@@ -484,6 +512,7 @@ impl Http {
                         &IntentSource::NotDeclared,
                     );
                 }
+                self.request_open = Some(0);
                 if self.shared.config.hold_headers {
                     // Hold the headers until the whole body is in and decided.
                     return Flow::Pause;
@@ -502,16 +531,14 @@ impl Http {
             ),
             other => {
                 let reason = format!("HTTP method {other} is not served; use POST, GET or DELETE");
-                let denial = intentgate_core::decision::Denial::envelope(
-                    intentgate_core::decision::ErrorCode::InvalidRequest,
-                    reason,
-                );
-                self.respond(405, &intentgate_core::jsonrpc::error_body(None, &denial))
+                let denial = Denial::envelope(ErrorCode::InvalidRequest, reason);
+                self.respond(405, &jsonrpc::error_body(None, &denial))
             }
         }
     }
 
     fn request_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        self.request_open = None;
         if self.answered_locally {
             return Flow::Pause;
         }
@@ -523,6 +550,7 @@ impl Http {
             );
         }
         if !end_of_stream {
+            self.request_open = Some(body_size);
             return Flow::Pause;
         }
         let Some(body) = host::body(BufferType::HttpRequestBody, body_size) else {
@@ -554,6 +582,23 @@ impl Http {
         })
     }
 
+    /// Trailers end a stream whose last data frame did not (HTTP/2): the held body is decided here,
+    /// exactly as at its end. Continuing, the SDK's default, would release it unchecked.
+    fn request_trailers(&mut self) -> Flow {
+        match self.request_open {
+            Some(size) => self.request_body(size, true),
+            None if self.answered_locally => Flow::Pause,
+            None => Flow::Continue,
+        }
+    }
+
+    fn response_trailers(&mut self) -> Flow {
+        match self.response_open {
+            Some(size) => self.response_body(size, true),
+            None => Flow::Continue,
+        }
+    }
+
     fn response_headers(&mut self, end_of_stream: bool) -> Flow {
         if self.answered_locally {
             return Flow::Continue;
@@ -570,24 +615,38 @@ impl Http {
         } else {
             return Flow::Continue;
         }
-        if let ResponseMode::UpstreamFailure(status) = self.mode {
-            if end_of_stream {
-                // No body will follow to replace: answer with a fresh local reply instead.
-                let body = self.plan.upstream_failure(status).unwrap_or_default();
-                return self.respond(200, &body);
-            }
+        if end_of_stream {
+            // No body will follow to rewrite (a failure, or the 202 that answers forwarded
+            // notifications): what the client is owed is answered as a fresh local reply.
+            let body = match (self.mode, &self.auth) {
+                (ResponseMode::UpstreamFailure(status), _) => self.plan.upstream_failure(status),
+                (_, Ok(token)) => self
+                    .plan
+                    .rewrite(&self.content_type, b"", token)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                (_, Err(_)) => None,
+            };
+            return match body {
+                Some(body) if !body.is_empty() => self.respond(200, &body),
+                _ => Flow::Continue,
+            };
+        }
+        if let ResponseMode::UpstreamFailure(_) = self.mode {
             host::set_response_header(":status", Some("200"));
             host::set_response_header("content-type", Some(JSON));
         }
+        self.response_open = Some(0);
         host::remove_response_header("content-length");
         Flow::Continue
     }
 
     fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        self.response_open = None;
         if self.mode == ResponseMode::PassThrough || self.answered_locally {
             return Flow::Continue;
         }
         if !end_of_stream {
+            self.response_open = Some(body_size);
             return Flow::Pause;
         }
         let replacement = match self.mode {
