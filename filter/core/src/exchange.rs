@@ -249,7 +249,7 @@ pub fn decide(env: &mut Env<'_>, body: &[u8], intent: &IntentSource) -> Disposit
                 if let Some(id) = id {
                     out.response.forwarded_ids.push(id.get().to_owned());
                     if is_tools_list(entry) {
-                        out.response.tools_list_ids.insert(id.get().to_owned());
+                        out.response.tools_list_ids.insert(id.get());
                     }
                 }
             }

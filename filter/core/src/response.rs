@@ -7,8 +7,39 @@ use std::collections::HashSet;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// The ids (raw JSON text) of the `tools/list` requests whose results must be filtered.
-pub type IdSet = HashSet<String>;
+/// The ids of the `tools/list` requests whose results must be filtered, kept by value rather than
+/// by spelling: a client may write `"\u0031"`, `1.0` or `1e0` where the server echoes `"1"` or `1`,
+/// and matching the raw text would let that result through unfiltered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdSet(HashSet<String>);
+
+impl IdSet {
+    /// Adds an id given as its raw JSON text.
+    pub fn insert(&mut self, raw: &str) {
+        let key = serde_json::from_str::<Value>(raw).map_or_else(|_| raw.to_owned(), |id| key(&id));
+        self.0.insert(key);
+    }
+
+    pub fn contains(&self, id: &Value) -> bool {
+        self.0.contains(&key(id))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// An id's value, tagged by type so that `"1"` and `1` stay apart; numbers compare as numbers. Two
+/// huge integers that share an f64 only make the filter apply to more answers, never to fewer.
+fn key(id: &Value) -> String {
+    match id {
+        Value::String(s) => format!("s:{s}"),
+        Value::Number(n) => n
+            .as_f64()
+            .map_or_else(|| format!("n:{n}"), |f| format!("n:{f}")),
+        other => other.to_string(),
+    }
+}
 
 /// Removes from every `tools/list` result with an id in `ids` the tools `allowed` rejects.
 /// `None` when the body is not JSON: the caller refuses to pass through what it cannot filter.
@@ -28,11 +59,7 @@ pub fn filter_tools_json(
 }
 
 fn filter_message(message: &mut Value, ids: &IdSet, allowed: &dyn Fn(&str) -> bool) {
-    let id = match message.get("id") {
-        Some(id) => id.to_string(),
-        None => return,
-    };
-    if !ids.contains(&id) {
+    if !message.get("id").is_some_and(|id| ids.contains(id)) {
         return;
     }
     if let Some(tools) = message
@@ -51,7 +78,11 @@ fn filter_message(message: &mut Value, ids: &IdSet, allowed: &dyn Fn(&str) -> bo
 /// The same filtering over a server-sent-event stream: each event's `data` is one JSON-RPC message.
 /// Events that are not JSON pass unchanged (they carry no tool list).
 pub fn filter_tools_sse(body: &[u8], ids: &IdSet, allowed: &dyn Fn(&str) -> bool) -> Vec<u8> {
-    let text = String::from_utf8_lossy(body);
+    // SSE ends lines with CRLF, CR or LF (sse-starlette, under the Python MCP SDK, writes CRLF);
+    // events are split on blank lines, so every ending is made LF first.
+    let text = String::from_utf8_lossy(body)
+        .replace("\r\n", "\n")
+        .replace('\r', "\n");
     let mut out = String::with_capacity(text.len());
     for event in split_events(&text) {
         out.push_str(&rewrite_event(event, |data| {
@@ -156,7 +187,9 @@ mod tests {
     }
 
     fn ids(list: &[&str]) -> IdSet {
-        list.iter().map(|s| s.to_string()).collect()
+        let mut set = IdSet::default();
+        list.iter().for_each(|raw| set.insert(raw));
+        set
     }
 
     const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read_invoice"},{"name":"transfer_funds"},{"name":"read_vendor"}],"nextCursor":"c"}}"#;
@@ -188,6 +221,49 @@ mod tests {
         assert!(out.contains("read_vendor"));
         assert!(!out.contains("transfer_funds"));
         assert!(out.ends_with("\n\n"));
+    }
+
+    #[test]
+    fn a_tools_list_result_is_filtered_whatever_spelling_its_id_had() {
+        for request_id in ["1", "1.0", "1e0", " 1"] {
+            let out = filter_tools_json(LIST.as_bytes(), &ids(&[request_id]), &only_reads).unwrap();
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(
+                v["result"]["tools"].as_array().unwrap().len(),
+                2,
+                "{request_id}"
+            );
+        }
+        let echoed = LIST.replace(r#""id":1"#, r#""id":"1""#);
+        for request_id in [r#""\u0031""#, r#""1""#] {
+            let out =
+                filter_tools_json(echoed.as_bytes(), &ids(&[request_id]), &only_reads).unwrap();
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(
+                v["result"]["tools"].as_array().unwrap().len(),
+                2,
+                "{request_id}"
+            );
+        }
+        // A string id is not the number with the same digits.
+        let out = filter_tools_json(echoed.as_bytes(), &ids(&["1"]), &only_reads).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn sse_events_ended_by_crlf_are_filtered_one_by_one() {
+        let progress = r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#;
+        let body = format!(
+            "event: message\r\ndata: {progress}\r\n\r\nevent: message\r\ndata: {LIST}\r\n\r\n"
+        );
+        let out = String::from_utf8(filter_tools_sse(body.as_bytes(), &ids(&["1"]), &only_reads))
+            .unwrap();
+        assert!(out.contains(progress), "{out}");
+        assert!(
+            out.contains("read_vendor") && !out.contains("transfer_funds"),
+            "{out}"
+        );
     }
 
     #[test]
