@@ -118,6 +118,12 @@ impl AuditEvent {
     }
 
     pub fn with_denial(mut self, denial: &Denial) -> Self {
+        self.apply_denial(denial);
+        self
+    }
+
+    /// Records why the call was refused: the check, reason, deciding rule and error code.
+    pub fn apply_denial(&mut self, denial: &Denial) {
         self.check = if denial.check == Check::Envelope {
             "envelope".into()
         } else {
@@ -127,7 +133,6 @@ impl AuditEvent {
         self.rule = denial.rule.clone().unwrap_or_default();
         self.requires_step_up = denial.requires_step_up;
         self.error_code = denial.code.code();
-        self
     }
 
     /// Canonical JSON of the whole event: what the hash chain covers. Serializing an event cannot

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Action, Disposition, Env};
 use crate::audit::canonical_json;
-use crate::decision::{Denial, ErrorCode, Escalation, Verdict, pending_data};
+use crate::decision::{AuditDecision, Denial, ErrorCode, Escalation, Verdict, pending_data};
 use crate::intent::IntentSource;
 use crate::jsonrpc::{self, Entry, Message, ToolCall};
 use crate::pipeline;
@@ -116,6 +116,13 @@ impl Disposition {
     /// Answers every escalated call with `denial` (no approval could be created, or a call escalated
     /// again after its approval), and settles the action for the rest.
     pub fn deny_escalations(&mut self, body: &[u8], denial: &Denial) {
+        // The audit must say what the caller got: a denial, not an escalation that never happened.
+        for escalated in &self.escalations {
+            if let Some(event) = self.events.get_mut(escalated.event) {
+                event.decision = AuditDecision::Deny;
+                event.apply_denial(denial);
+            }
+        }
         let answers = self
             .escalations
             .iter()

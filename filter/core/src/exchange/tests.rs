@@ -472,6 +472,32 @@ fn parked_calls_are_answered_32019_with_their_approval_id() {
 }
 
 #[test]
+fn escalations_answered_with_a_denial_are_audited_as_denials() {
+    let body = json!([tools_call(1, "read_x"), tools_call(2, "write_x")]).to_string();
+    let mut d = decide_with(&escalating_gateway(), &body, true, None);
+    let escalated = d.escalations[0].event;
+    assert_eq!(d.events[escalated].decision.as_str(), "escalate");
+    // No approval could be created (the control plane is unreachable, say).
+    let denial = Denial::policy("approval service unavailable", Some("writes".into()));
+    d.deny_escalations(body.as_bytes(), &denial);
+    let event = &d.events[escalated];
+    assert_eq!(event.decision.as_str(), "deny");
+    assert_eq!(
+        (
+            event.check.as_str(),
+            event.error_code,
+            event.reason.as_str()
+        ),
+        ("policy", -32012, "approval service unavailable")
+    );
+    assert_eq!(
+        d.events[0].decision.as_str(),
+        "allow",
+        "the other call is untouched"
+    );
+}
+
+#[test]
 fn an_approved_rerun_sets_aside_only_that_rule() {
     let body = tools_call(3, "write_x").to_string();
     let approved = Some("writes".to_string());
