@@ -225,7 +225,9 @@ fn attenuation_narrows_and_keeps_the_root_id() {
     // Both budgets are counted: the child's calls also spend the parent's.
     assert_eq!(t.budgets.len(), 2);
     assert_eq!(t.budgets[0].counter, "01JROOT0000000000000000000");
-    assert_eq!(t.budgets[1].counter, "01JCHILD");
+    // The child's counter is scoped to its root: a holder picks a block's jti, and must not be
+    // able to pick another token's counter with it.
+    assert_eq!(t.budgets[1].counter, "01JROOT0000000000000000000/01JCHILD");
     // Revoking the root revokes the derived token; revoking the child alone too.
     assert!(
         t.check_live(
@@ -504,4 +506,17 @@ fn identity_claims_with_control_characters_are_malformed() {
         ));
     }
     assert!(verify(&minted(), &keys).is_ok());
+}
+
+#[test]
+fn an_attenuation_block_cannot_name_another_tokens_budget_counter() {
+    // The holder signs its own blocks, so it may give one the jti of somebody else's token.
+    let victim = "01JVICTIM00000000000000000";
+    let child = attenuate(&minted(), &narrowing(victim), &[9u8; 32]).unwrap();
+    let t = verify(&child, &keys_for(&issuer())).unwrap();
+    assert!(
+        t.budgets.iter().all(|b| b.counter != victim),
+        "{:?}",
+        t.budgets
+    );
 }

@@ -224,7 +224,13 @@ fn apply(token: &mut VerifiedToken, caveat: Caveat, authority: bool) -> Result<(
             token.tool_lists.push(list.clone());
         }
         Caveat::MaxCalls(n) => token.budgets.push(CallBudget {
-            counter: token.jti.clone(),
+            // An attenuation block's jti is its holder's choice: its counter lives under the
+            // root's, so no holder can name (and so cap or drain) another token's counter.
+            counter: if authority {
+                token.jti.clone()
+            } else {
+                format!("{}/{}", token.root_jti, token.jti)
+            },
             max_calls: *n,
         }),
         Caveat::Expires(at) if !authority => token.expires_at = token.expires_at.min(*at),
