@@ -98,7 +98,9 @@ impl IntentCache {
             }
             self.order.push_back(key);
         }
-        self.entries.insert(key, (intent, now_ms + self.ttl_ms));
+        // Saturating: a TTL configured near i64::MAX means "never expires", not wrap into the past.
+        self.entries
+            .insert(key, (intent, now_ms.saturating_add(self.ttl_ms)));
     }
 }
 
@@ -165,5 +167,19 @@ mod tests {
         cache.insert(c, intent, 0);
         assert!(cache.get(&a, 1).is_none(), "oldest evicted");
         assert!(cache.get(&c, 1).is_some());
+    }
+
+    #[test]
+    fn a_ttl_at_the_limit_of_i64_keeps_entries_instead_of_overflowing() {
+        let intent = Intent {
+            summary: "s".into(),
+            allowed_tools: vec![],
+            forbidden_tools: vec![],
+            confidence: 1.0,
+        };
+        let mut cache = IntentCache::new(2, i64::MAX);
+        let key = cache_key("x", "1");
+        cache.insert(key, intent, 1_781_444_520_000);
+        assert!(cache.get(&key, 1_781_444_520_001).is_some());
     }
 }
