@@ -1,11 +1,14 @@
 """The filter at the wire's edges, where the HTTP codecs allow more than a plain JSON POST: HTTP/2 requests
-that end with trailers, header values that are not UTF-8, and an upstream that answers the forwarded part of
-a batch with a bare 202. Each must be decided like any other request, and none may take the VM down."""
+and answers that end with trailers, header values that are not UTF-8, and an upstream that answers the
+forwarded part of a batch with a bare 202. Each must be decided like any other, and none may take the VM
+down."""
 
 from __future__ import annotations
 
 import json
 import socket
+import socketserver
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,3 +146,54 @@ def test_local_errors_are_answered_when_the_upstream_answers_the_rest_with_202(i
     assert isinstance(json.loads(answer.body), list), "a batch is answered with an array"
     refused = answer.message()
     assert refused["id"] == 7 and refused["error"]["code"] == -32010, refused
+
+
+class TrailingUpstream(socketserver.ThreadingTCPServer):
+    """A cleartext HTTP/2 tool server whose every answer ends with trailers: the full tool list."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _TrailingHandler)
+        self.port = self.server_address[1]
+
+    def __enter__(self) -> TrailingUpstream:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _TrailingHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        self.request.sendall(conn.data_to_send())
+        bodies: dict[int, bytes] = {}
+        while data := self.request.recv(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    bodies[event.stream_id] = bodies.get(event.stream_id, b"") + event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    request_id = json.loads(bodies.pop(event.stream_id, b"{}")).get("id")
+                    tools = [{"name": "echo", "inputSchema": {}}, {"name": "get-env", "inputSchema": {}}]
+                    answer = json.dumps({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}}).encode()
+                    conn.send_headers(event.stream_id, [(":status", "200"), ("content-type", "application/json")])
+                    conn.send_data(event.stream_id, answer)
+                    conn.send_headers(event.stream_id, [("x-upstream-trailer", "1")], end_stream=True)
+            self.request.sendall(conn.data_to_send())
+
+
+def test_a_tools_list_answer_ended_by_trailers_is_still_filtered(issuer: Issuer, tmp_path: Path) -> None:
+    with TrailingUpstream() as upstream:
+        policy = plugin_config([issuer.public_key], {TENANT: tenant_config(DEMO_POLICY.read_text())})
+        config = EnvoyConfig(upstream_port=upstream.port, upstream_http2=True, http_filters=[wasm_filter(policy)])
+        token = issuer.token("list-agent", TENANT, tools=["echo"])
+        with start_envoy(config, tmp_path) as envoy, RawMcp(envoy.mcp_url, token=token) as raw:
+            answer = raw.call("tools/list", id=5)
+    assert answer.status == 200, answer.describe()
+    assert [t["name"] for t in answer.message()["result"]["tools"]] == ["echo"], answer.describe()
