@@ -11,21 +11,32 @@ use serde_json::value::RawValue;
 /// by spelling: a client may write `"\u0031"`, `1.0` or `1e0` where the server echoes `"1"` or `1`,
 /// and matching the raw text would let that result through unfiltered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IdSet(HashSet<String>);
+pub struct IdSet {
+    keys: HashSet<String>,
+    /// The ids as the request wrote them, for display.
+    raw: Vec<String>,
+}
 
 impl IdSet {
     /// Adds an id given as its raw JSON text.
     pub fn insert(&mut self, raw: &str) {
         let key = serde_json::from_str::<Value>(raw).map_or_else(|_| raw.to_owned(), |id| key(&id));
-        self.0.insert(key);
+        if self.keys.insert(key) {
+            self.raw.push(raw.to_owned());
+        }
     }
 
     pub fn contains(&self, id: &Value) -> bool {
-        self.0.contains(&key(id))
+        self.keys.contains(&key(id))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.keys.is_empty()
+    }
+
+    /// The ids' raw JSON texts, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.raw.iter().map(String::as_str)
     }
 }
 
