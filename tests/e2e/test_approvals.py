@@ -152,6 +152,25 @@ def test_escalate_then_approve_forwards_the_held_call_once(system: System) -> No
     assert any(e["decision"] == "approve" and e["decided_by"] == "superadmin as joe@example.com" for e in system.cp.audit(TENANT))
 
 
+LEASE_SECONDS = 10  # control-plane/src/sync/leases.rs TTL_MS
+
+
+def test_a_held_call_with_a_budget_is_forwarded_when_approved_after_its_lease_ended(system: System) -> None:
+    """The lease taken before the call escalated has ended by the time the human decides: the approved
+    call must take a new one, not fail the budget check closed."""
+    system.settings(approval_mode="sync", approval_timeout_secs=60)
+    token = system.token("agent-budgeted", max_calls=5)
+    waiting = held(system, token["token"], 600)
+    approval = system.pending_for("agent-budgeted")
+    time.sleep(LEASE_SECONDS + 3)
+    before = system.sums_reaching_upstream()
+    assert system.cp.decide(approval["id"], "approve").status_code == 204
+    answer = waiting.result(timeout=30)
+    assert "result" in answer, answer
+    assert "601" in json.dumps(answer["result"])
+    assert system.sums_reaching_upstream() == before + 1
+
+
 def test_escalate_then_reject_denies(system: System) -> None:
     system.settings(approval_mode="sync", approval_timeout_secs=60)
     token = system.token("agent-reject")

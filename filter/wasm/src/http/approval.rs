@@ -390,9 +390,26 @@ impl Http {
         self.approval_id = None;
         self.gateway = self.shared.gateway();
         self.authenticate();
-        let approved = (!rule.is_empty()).then_some(rule);
-        let disposition =
-            self.with_env(Some(&approved), |env| exchange::decide(env, &body, &intent));
+        // Through the lease step again: the lease taken before a held call escalated has usually
+        // ended by the time a human decides, and without one the budget check fails closed.
+        self.advance(super::Waiting {
+            body,
+            intent: Some(intent),
+            leases: HashMap::new(),
+            asked: false,
+            granted: Vec::new(),
+            approved: Some((!rule.is_empty()).then_some(rule)),
+        })
+    }
+
+    /// Decides an approved call, its approved escalation set aside.
+    pub(super) fn decide_approved(
+        &mut self,
+        body: &[u8],
+        intent: &IntentSource,
+        approved: Option<String>,
+    ) -> Flow {
+        let disposition = self.with_env(Some(&approved), |env| exchange::decide(env, body, intent));
         match disposition {
             // Another rule escalating now is denied: one approval lets one escalation through.
             Some(mut d) if d.action == exchange::Action::Escalate => {
@@ -405,10 +422,10 @@ impl Http {
                         .into(),
                     rule,
                 );
-                d.deny_escalations(&body, &denial);
-                self.carry_out(d, &body, &intent)
+                d.deny_escalations(body, &denial);
+                self.carry_out(d, body, intent)
             }
-            Some(d) => self.carry_out(d, &body, &intent),
+            Some(d) => self.carry_out(d, body, intent),
             None => self.fail_closed(),
         }
     }

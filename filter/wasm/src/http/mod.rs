@@ -48,6 +48,8 @@ struct Waiting {
     asked: bool,
     /// Leases granted for this body, added to the pool when it is decided.
     granted: Vec<(String, Lease)>,
+    /// Set when this is a call a human approved: the escalating rule the approval sets aside.
+    approved: Option<Option<String>>,
 }
 
 pub struct Http {
@@ -374,7 +376,10 @@ impl Http {
                 pool.grant(&counter, lease);
             }
         }
-        self.decide_body(&waiting.body, &intent)
+        match waiting.approved.take() {
+            Some(rule) => self.decide_approved(&waiting.body, &intent, rule),
+            None => self.decide_body(&waiting.body, &intent),
+        }
     }
 
     /// Resumes the request if deciding a waiting body let it through.
@@ -579,6 +584,7 @@ impl Http {
             leases: HashMap::new(),
             asked: false,
             granted: Vec::new(),
+            approved: None,
         })
     }
 
