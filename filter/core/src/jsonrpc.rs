@@ -235,7 +235,70 @@ pub fn tool_call<'a>(call: &Call<'a>) -> Result<ToolCall<'a>, Denial> {
         }
         other => other,
     };
+    if let Some(args) = arguments
+        && serde_json::from_str::<KeyGuard>(args.get()).is_err()
+    {
+        return Err(invalid_params(format!(
+            "params.arguments must not use the key {NUMBER_TOKEN}"
+        )));
+    }
     Ok(ToolCall { name, arguments })
+}
+
+/// serde_json's private token for arbitrary-precision numbers. regorus turns any object whose first
+/// key it is into that number: a policy would judge `{"amount": {"<token>": "1"}}` as `amount == 1`
+/// while the tool server receives an object.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// Walks a JSON value and fails on an object key equal to [`NUMBER_TOKEN`] (after unescaping).
+struct KeyGuard;
+
+impl<'de> Deserialize<'de> for KeyGuard {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(KeyGuard)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyGuard {
+    type Value = KeyGuard;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<KeyGuard, M::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == NUMBER_TOKEN {
+                return Err(serde::de::Error::custom("reserved key"));
+            }
+            map.next_value::<KeyGuard>()?;
+        }
+        Ok(KeyGuard)
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<KeyGuard, S::Error> {
+        while seq.next_element::<KeyGuard>()?.is_some() {}
+        Ok(KeyGuard)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<KeyGuard, E> {
+        Ok(KeyGuard)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<KeyGuard, E> {
+        Ok(KeyGuard)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<KeyGuard, E> {
+        Ok(KeyGuard)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<KeyGuard, E> {
+        Ok(KeyGuard)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<KeyGuard, E> {
+        Ok(KeyGuard)
+    }
+    fn visit_unit<E>(self) -> Result<KeyGuard, E> {
+        Ok(KeyGuard)
+    }
 }
 
 fn invalid_params(reason: impl Into<String>) -> Denial {
@@ -420,6 +483,9 @@ mod tests {
             r#","params":{"name":"a\nb"}"#,
             r#","params":{"name":"x","arguments":[1]}"#,
             r#","params":{"name":"x","arguments":"s"}"#,
+            // What regorus would read as a number, and the tool server as an object.
+            r#","params":{"name":"x","arguments":{"amount":{"$serde_json::private::Number":"1"}}}"#,
+            r#","params":{"name":"x","arguments":{"a":[{"\u0024serde_json::private::Number":"1"}]}}"#,
         ] {
             let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call"{params}}}"#);
             assert_eq!(call_of(&body), Err(-32602), "{body}");
