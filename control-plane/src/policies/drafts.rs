@@ -149,13 +149,26 @@ pub async fn get(db: &Db, admin: &Admin, id: &str) -> Result<Draft> {
 
 pub async fn update(db: &Db, admin: &Admin, id: &str, change: DraftUpdate) -> Result<Draft> {
     let current = get(db, admin, id).await?;
+    update_from(db, admin, current, change).await
+}
+
+/// Applies `change` over `current`, the draft as it was read. The write only lands while the draft
+/// is still that (compare-and-set on its fields): a concurrent update is 409 rather than silently
+/// overwritten with fields read before it, and a concurrent delete is 404, with nothing audited.
+pub async fn update_from(
+    db: &Db,
+    admin: &Admin,
+    current: Draft,
+    change: DraftUpdate,
+) -> Result<Draft> {
+    let id = current.id.clone();
     check_fields(change.name.as_deref(), change.description.as_deref())?;
     let source = match change.rego_source {
         Some(source) => source,
         None => current.rego_source.clone().unwrap_or_default(),
     };
     let policy = super::compile(&source)?;
-    let name = change.name.unwrap_or(current.name);
+    let name = change.name.unwrap_or_else(|| current.name.clone());
     let event = audit::record::admin(
         &current.tenant,
         "draft_update",
@@ -163,21 +176,37 @@ pub async fn update(db: &Db, admin: &Admin, id: &str, change: DraftUpdate) -> Re
         format!("updated draft {id} ({name}) sha256 {}", policy.sha256()),
     )?;
     let mut tx = db.begin().await?;
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE policy_drafts SET name = $2, description = $3, rego_source = $4, \
-         rego_sha256 = $5, updated_at = $6 WHERE id = $1",
+         rego_sha256 = $5, updated_at = $6 \
+         WHERE id = $1 AND name = $7 AND description = $8 AND rego_sha256 = $9",
     )
-    .bind(id)
+    .bind(&id)
     .bind(&name)
-    .bind(change.description.unwrap_or(current.description))
+    .bind(
+        change
+            .description
+            .unwrap_or_else(|| current.description.clone()),
+    )
     .bind(&source)
     .bind(policy.sha256())
     .bind(time::now_ms())
+    .bind(&current.name)
+    .bind(&current.description)
+    .bind(&current.rego_sha256)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        // Dropping the transaction rolls back: nothing written, nothing audited.
+        get(db, admin, &id).await?;
+        return Err(Error::Conflict(format!(
+            "draft {id} changed while this update was made; read it again and retry"
+        )));
+    }
     audit::store::append_in(&mut tx, &[event]).await?;
     tx.commit().await?;
-    get(db, admin, id).await
+    get(db, admin, &id).await
 }
 
 /// Deleting a draft never changes the active policy: promotion took a snapshot.

@@ -19,7 +19,53 @@ on_both_backends!(
     dry_run_with_sample_replays_recorded_calls,
     dry_run_rejects_bad_requests,
     a_label_in_the_body_cannot_pass_for_another_admin_in_the_chain,
+    an_update_over_a_stale_read_changes_and_audits_nothing,
 );
+
+async fn an_update_over_a_stale_read_changes_and_audits_nothing(app: TestApp) {
+    use intentgate_control_plane::auth::Admin;
+    use intentgate_control_plane::error::Error;
+    use intentgate_control_plane::policies::drafts::{self, DraftUpdate};
+
+    let id = app.draft("acme", "first", POLICY).await;
+    let admin = Admin::Tenant("acme".into());
+    // Read, then another admin renames the draft before this update writes.
+    let stale = drafts::get(&app.state.db, &admin, &id).await.unwrap();
+    let (status, _) = app
+        .put(
+            ACME,
+            &format!("/v1/admin/policies/drafts/{id}"),
+            json!({"name": "renamed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let change = || DraftUpdate {
+        name: None,
+        description: None,
+        rego_source: Some(DENY_ALL.into()),
+    };
+    let lost = drafts::update_from(&app.state.db, &admin, stale.clone(), change()).await;
+    assert!(matches!(lost, Err(Error::Conflict(_))), "{lost:?}");
+    let (_, now) = app
+        .get(ACME, &format!("/v1/admin/policies/drafts/{id}"))
+        .await;
+    assert_eq!(
+        (now["name"].as_str(), now["rego_source"].as_str()),
+        (Some("renamed"), Some(POLICY))
+    );
+    // Deleted meanwhile: 404, and still nothing audited for it.
+    app.delete(ACME, &format!("/v1/admin/policies/drafts/{id}"))
+        .await;
+    let gone = drafts::update_from(&app.state.db, &admin, stale, change()).await;
+    assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
+    let updates = app
+        .events("acme")
+        .await
+        .into_iter()
+        .filter(|e| e["method"] == "admin/draft_update")
+        .count();
+    assert_eq!(updates, 1, "only the rename was recorded");
+}
 
 async fn a_label_in_the_body_cannot_pass_for_another_admin_in_the_chain(app: TestApp) {
     let (status, draft) = app
