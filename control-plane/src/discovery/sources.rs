@@ -327,7 +327,7 @@ async fn find(db: &Db, id: &str) -> Result<Option<Source>> {
 pub async fn get(db: &Db, admin: &Admin, id: &str) -> Result<Source> {
     match find(db, id).await? {
         Some(source) if admin.may_access(&source.tenant) => Ok(source),
-        _ => Err(Error::not_found(format!("no discovery source {id}"))),
+        _ => Err(gone(id)),
     }
 }
 
@@ -397,7 +397,7 @@ pub async fn update(
         }
     });
     let mut tx = db.begin().await?;
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE discovery_sources SET name = $2, vendor = $3, mode = $4, enabled = $5, \
          endpoint = $6, credentials = $7, interval_seconds = $8, updated_at = $9, \
          next_poll_at = $10 WHERE id = $1",
@@ -413,10 +413,18 @@ pub async fn update(
     .bind(now)
     .bind(next_poll)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Err(gone(id)); // Deleted meanwhile: rolled back, nothing audited.
+    }
     audit::store::append_in(&mut tx, &[event]).await?;
     tx.commit().await?;
     get(db, admin, id).await
+}
+
+fn gone(id: &str) -> Error {
+    Error::not_found(format!("no discovery source {id}"))
 }
 
 /// Deleting a source revokes its token; what it discovered stays in the inventory.
@@ -433,7 +441,7 @@ pub async fn delete(db: &Db, admin: &Admin, id: &str) -> Result<()> {
         "DELETE FROM discovery_sources WHERE id = $1",
         id,
         event,
-        || Error::not_found(format!("no discovery source {id}")),
+        || gone(id),
     )
     .await
 }
@@ -452,12 +460,18 @@ pub async fn rotate_token(db: &Db, admin: &Admin, id: &str) -> Result<String> {
         ),
     )?;
     let mut tx = db.begin().await?;
-    sqlx::query("UPDATE discovery_sources SET token_sha256 = $2, updated_at = $3 WHERE id = $1")
-        .bind(id)
-        .bind(minted.digest.to_vec())
-        .bind(time::now_ms())
-        .execute(&mut *tx)
-        .await?;
+    let updated = sqlx::query(
+        "UPDATE discovery_sources SET token_sha256 = $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(minted.digest.to_vec())
+    .bind(time::now_ms())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Err(gone(id));
+    }
     audit::store::append_in(&mut tx, &[event]).await?;
     tx.commit().await?;
     Ok(minted.token)
