@@ -98,11 +98,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| Error::bad_request(format!("invalid path: {}", e.body_text())))?;
+        let Segment(id) = Segment::from_request_parts(parts, state).await?;
         validate::id("id", &id).map_err(Error::BadRequest)?;
         Ok(Id(id))
+    }
+}
+
+/// A route's one path parameter, percent-decoded. One that is not UTF-8 is a JSON 400 like any
+/// other bad input, not axum's plain-text rejection; the handler validates what it names.
+pub struct Segment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let Path(segment) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::bad_request(format!("invalid path: {}", e.body_text())))?;
+        Ok(Segment(segment))
     }
 }
 

@@ -1,17 +1,19 @@
 //! Signing keys and the filters that follow the gateway state: `GET /v1/admin/keys`,
 //! `POST /v1/admin/keys/rotate`, `DELETE /v1/admin/keys/{kid}`, `GET /v1/admin/filters`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
+use super::extract::Segment;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::signing::{self, KeyInfo};
 use crate::state::AppState;
 use crate::sync::filters::{self, FilterStatus};
+use crate::validate;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,8 +38,9 @@ async fn rotate(State(state): State<AppState>, admin: Admin) -> Result<Json<KeyI
 async fn retire(
     State(state): State<AppState>,
     admin: Admin,
-    Path(kid): Path<String>,
+    Segment(kid): Segment,
 ) -> Result<StatusCode> {
+    validate::required_text("kid", &kid, 64).map_err(Error::BadRequest)?;
     state
         .signing
         .retire(&state.db, &state.changes, &admin, &kid)

@@ -1,7 +1,7 @@
 //! `GET /api/reports/{type}` (`INTENTGATE_REPORTS_API_TOKEN`): `?format=csv` for a flat file,
 //! JSON by default; `?tenant=` to scope; `?since=`/`?until=` set the activity window.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::extract::Params;
+use super::extract::{Params, Segment};
 use crate::error::{Error, Result};
 use crate::reports::{self, Kind, Window};
 use crate::state::AppState;
@@ -30,7 +30,7 @@ struct ReportParams {
 async fn report(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(kind): Path<String>,
+    Segment(kind): Segment,
     Params(params): Params<ReportParams>,
 ) -> Result<Response> {
     service_token::require(

@@ -1,10 +1,10 @@
 //! `GET` and `PUT /v1/admin/tenants/{tenant}/settings`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::extract::Body;
+use super::extract::{Body, Segment};
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -30,7 +30,7 @@ fn tenant_of(admin: &Admin, tenant: &str) -> Result<String> {
 async fn read(
     State(state): State<AppState>,
     admin: Admin,
-    Path(tenant): Path<String>,
+    Segment(tenant): Segment,
 ) -> Result<Json<Settings>> {
     let tenant = tenant_of(&admin, &tenant)?;
     tenant_settings::get(&state.db, &tenant).await.map(Json)
@@ -39,7 +39,7 @@ async fn read(
 async fn replace(
     State(state): State<AppState>,
     admin: Admin,
-    Path(tenant): Path<String>,
+    Segment(tenant): Segment,
     Body(update): Body<Update>,
 ) -> Result<Json<Settings>> {
     let tenant = tenant_of(&admin, &tenant)?;

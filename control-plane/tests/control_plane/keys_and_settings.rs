@@ -66,6 +66,17 @@ async fn rotation_makes_a_new_key_sign_and_keeps_the_old_one_trusted_until_retir
             .0,
         StatusCode::NOT_FOUND
     );
+    // Malformed path segments are JSON 400s naming the problem, never a database error.
+    for uri in ["/v1/admin/keys/%00", "/v1/admin/keys/%FF"] {
+        let (status, body) = app.call("DELETE", uri, Some(SUPER), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(body["error"].is_string(), "{uri}: {body}");
+    }
+    let (status, body) = app
+        .call("GET", "/v1/admin/tenants/%FF/settings", Some(SUPER), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].is_string(), "{body}");
     let events = app.events("_system").await;
     let actions: Vec<_> = events
         .iter()
