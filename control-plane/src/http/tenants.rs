@@ -26,11 +26,22 @@ async fn list(State(state): State<AppState>, admin: Admin) -> Result<Json<Vec<Te
 /// Every supported destination, configured or not, with its delivery counters and lag (gateway-wide:
 /// destinations receive every tenant's events), then the filters' audit ingest with what their
 /// buffers dropped. Secrets are never part of this shape.
+/// A destination's `last_error` can quote what it answered (a receiver may echo events of any
+/// tenant), so a per-tenant admin sees only that delivery is failing.
 async fn integrations(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
 ) -> Result<Json<Vec<Integration>>> {
     let mut out = state.delivery.report(&state.db).await?;
+    if matches!(admin, Admin::Tenant(_)) {
+        for integration in &mut out {
+            if integration.last_error.is_some() {
+                integration.last_error = Some(REDACTED_ERROR.into());
+            }
+        }
+    }
     out.push(filters::audit_ingest(&state.db).await?);
     Ok(Json(out))
 }
+
+const REDACTED_ERROR: &str = "delivery is failing; the superadmin token shows the error";

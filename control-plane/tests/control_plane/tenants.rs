@@ -11,6 +11,7 @@ on_both_backends!(
     tenants_summarise_state,
     integrations_never_show_secrets,
     integrations_count_the_audit_events_filters_dropped,
+    a_destinations_error_text_is_for_the_superadmin_only,
     health_checks_the_database_and_metrics_count_requests,
 );
 
@@ -72,6 +73,33 @@ async fn integrations_never_show_secrets(app: TestApp) {
         let keys: Vec<_> = item.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys.len(), 8, "the reference's fields and lag: {keys:?}");
     }
+}
+
+async fn a_destinations_error_text_is_for_the_superadmin_only(app: TestApp) {
+    use intentgate_control_plane::delivery::store;
+    store::ensure(&app.state.db, "webhook").await.unwrap();
+    store::failed(
+        &app.state.db,
+        "webhook",
+        "HTTP 400: rejected event of tenant globex",
+    )
+    .await
+    .unwrap();
+    let error_of = |list: &serde_json::Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == "webhook")
+            .unwrap()["last_error"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (_, full) = app.get(SUPER, "/v1/admin/integrations").await;
+    assert!(error_of(&full).contains("tenant globex"), "{full}");
+    let (_, redacted) = app.get(ACME, "/v1/admin/integrations").await;
+    assert!(!error_of(&redacted).contains("globex"), "{redacted}");
+    assert!(error_of(&redacted).contains("failing"), "{redacted}");
 }
 
 async fn integrations_count_the_audit_events_filters_dropped(app: TestApp) {
