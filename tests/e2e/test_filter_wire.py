@@ -130,19 +130,23 @@ def test_a_header_value_that_is_not_utf8_is_refused_and_the_vm_keeps_serving(wir
     assert status == 200 and "result" in allowed, allowed
 
 
-def test_local_errors_are_answered_when_the_upstream_answers_the_rest_with_202(issuer: Issuer, tmp_path: Path) -> None:
-    def accepted(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        return 202, {}, b""
+@pytest.mark.parametrize(("upstream_status", "client_status"), [(202, 200), (400, 400)])
+def test_local_errors_are_answered_when_the_upstream_answers_the_rest_without_a_body(
+    issuer: Issuer, tmp_path: Path, upstream_status: int, client_status: int
+) -> None:
+    def bodyless(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        return upstream_status, {}, b""
 
     batch = [{"jsonrpc": "2.0", "method": "notifications/initialized"}, tool_call("get-env", {}, id=7)]
-    with serve(accepted) as upstream:
+    with serve(bodyless) as upstream:
         policy = plugin_config([issuer.public_key], {TENANT: tenant_config(DEMO_POLICY.read_text())})
         config = EnvoyConfig(upstream_port=upstream.port, http_filters=[wasm_filter(policy)])
         token = issuer.token("batch-agent", TENANT, tools=["echo"])
         with start_envoy(config, tmp_path) as envoy, RawMcp(envoy.mcp_url, token=token) as raw:
             answer = raw.post(batch)
     assert len(upstream.requests) == 1, "the notification was forwarded"
-    assert answer.status == 200, answer.describe()
+    # A 202 becomes the 200 that carries answers; an upstream error keeps its status.
+    assert answer.status == client_status, answer.describe()
     assert isinstance(json.loads(answer.body), list), "a batch is answered with an array"
     refused = answer.message()
     assert refused["id"] == 7 and refused["error"]["code"] == -32010, refused

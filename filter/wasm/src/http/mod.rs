@@ -623,17 +623,26 @@ impl Http {
         }
         if end_of_stream {
             // No body will follow to rewrite (a failure, or the 202 that answers forwarded
-            // notifications): what the client is owed is answered as a fresh local reply.
-            let body = match (self.mode, &self.auth) {
-                (ResponseMode::UpstreamFailure(status), _) => self.plan.upstream_failure(status),
-                (_, Ok(token)) => self
-                    .plan
-                    .rewrite(&self.content_type, b"", token)
-                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
-                (_, Err(_)) => None,
+            // notifications): what the client is owed is answered as a fresh local reply, under
+            // the upstream's status when that was an error, as a rewritten body would be.
+            let (status, body) = match (self.mode, &self.auth) {
+                (ResponseMode::UpstreamFailure(status), _) => {
+                    (200, self.plan.upstream_failure(status))
+                }
+                (_, Ok(token)) => (
+                    if (200..300).contains(&self.upstream_status) {
+                        200
+                    } else {
+                        u32::from(self.upstream_status)
+                    },
+                    self.plan
+                        .rewrite(&self.content_type, b"", token)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                ),
+                (_, Err(_)) => (200, None),
             };
             return match body {
-                Some(body) if !body.is_empty() => self.respond(200, &body),
+                Some(body) if !body.is_empty() => self.respond(status, &body),
                 _ => Flow::Continue,
             };
         }
