@@ -107,6 +107,9 @@ pub struct Source {
     pub(crate) sealed_credentials: Option<String>,
     #[serde(skip)]
     pub(crate) token_sha256: Vec<u8>,
+    /// `updated_at` as stored: an update lands only while it is unchanged.
+    #[serde(skip)]
+    pub(crate) updated_ms: i64,
 }
 
 /// A new source, with its token shown this once.
@@ -143,6 +146,7 @@ impl Source {
             created_by: row.try_get("created_by")?,
             created_at: time::rfc3339(row.try_get("created_at")?),
             updated_at: time::rfc3339(row.try_get("updated_at")?),
+            updated_ms: row.try_get("updated_at")?,
             last_ingest_at: when("last_ingest_at")?,
             last_poll_at: when("last_poll_at")?,
             next_poll_at: when("next_poll_at")?,
@@ -339,6 +343,19 @@ pub async fn update(
     change: SourceUpdate,
 ) -> Result<Source> {
     let current = get(db, admin, id).await?;
+    update_from(db, master_seed, admin, current, change).await
+}
+
+/// Applies `change` over `current`, the source as it was read; the write lands only while the
+/// source is unchanged since (its `updated_at`), as for drafts: 409 if it changed, 404 if deleted.
+pub async fn update_from(
+    db: &Db,
+    master_seed: &[u8; 32],
+    admin: &Admin,
+    current: Source,
+    change: SourceUpdate,
+) -> Result<Source> {
+    let id = current.id.as_str();
     let name = change.name.unwrap_or(current.name.clone());
     validate::required_text("name", &name, MAX_NAME).map_err(Error::BadRequest)?;
     let mode = change.mode.unwrap_or(current.mode);
@@ -400,7 +417,7 @@ pub async fn update(
     let updated = sqlx::query(
         "UPDATE discovery_sources SET name = $2, vendor = $3, mode = $4, enabled = $5, \
          endpoint = $6, credentials = $7, interval_seconds = $8, updated_at = $9, \
-         next_poll_at = $10 WHERE id = $1",
+         next_poll_at = $10 WHERE id = $1 AND updated_at = $11",
     )
     .bind(id)
     .bind(&name)
@@ -410,17 +427,28 @@ pub async fn update(
     .bind(endpoint.as_deref())
     .bind(sealed.as_deref())
     .bind(interval)
-    .bind(now)
+    .bind(next_version(&current, now))
     .bind(next_poll)
+    .bind(current.updated_ms)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if updated == 0 {
-        return Err(gone(id)); // Deleted meanwhile: rolled back, nothing audited.
+        // Rolled back, nothing audited: deleted meanwhile (404), or changed (409).
+        get(db, admin, id).await?;
+        return Err(Error::Conflict(format!(
+            "discovery source {id} changed while this update was made; read it again and retry"
+        )));
     }
     audit::store::append_in(&mut tx, &[event]).await?;
     tx.commit().await?;
     get(db, admin, id).await
+}
+
+/// The `updated_at` a change writes: now, but always past the one it read, so that two changes in
+/// one millisecond still tell apart for [`update_from`]'s compare-and-set.
+fn next_version(current: &Source, now: i64) -> i64 {
+    now.max(current.updated_ms.saturating_add(1))
 }
 
 fn gone(id: &str) -> Error {
@@ -465,7 +493,7 @@ pub async fn rotate_token(db: &Db, admin: &Admin, id: &str) -> Result<String> {
     )
     .bind(id)
     .bind(minted.digest.to_vec())
-    .bind(time::now_ms())
+    .bind(next_version(&current, time::now_ms()))
     .execute(&mut *tx)
     .await?
     .rows_affected();

@@ -131,7 +131,41 @@ on_both_backends!(
     sources_hide_credentials_and_stay_in_their_tenant,
     sync_polls_due_pull_sources_from_a_local_export,
     owners_links_and_tenant_scoping_of_the_inventory,
+    a_source_update_over_a_stale_read_changes_and_audits_nothing,
 );
+
+async fn a_source_update_over_a_stale_read_changes_and_audits_nothing(app: TestApp) {
+    use intentgate_control_plane::auth::Admin;
+    use intentgate_control_plane::discovery::sources::{self, SourceUpdate};
+    use intentgate_control_plane::error::Error;
+
+    let (id, _) = source(&app, "acme", "generic", json!({})).await;
+    let admin = Admin::Tenant("acme".into());
+    let stale = sources::get(&app.state.db, &admin, &id).await.unwrap();
+    // Another admin renames it (at once: versions differ even within one millisecond).
+    let uri = format!("/v1/admin/discovery/sources/{id}");
+    let (status, _) = app.put(ACME, &uri, json!({"name": "renamed"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let change = || -> SourceUpdate { serde_json::from_value(json!({"enabled": false})).unwrap() };
+    let seed = app.state.keys.seed();
+    let lost = sources::update_from(&app.state.db, seed, &admin, stale.clone(), change()).await;
+    assert!(matches!(lost, Err(Error::Conflict(_))), "{lost:?}");
+    let (_, now) = app.get(ACME, &uri).await;
+    assert_eq!(
+        (now["name"].as_str(), now["enabled"].as_bool()),
+        (Some("renamed"), Some(true))
+    );
+    app.delete(ACME, &uri).await;
+    let gone = sources::update_from(&app.state.db, seed, &admin, stale, change()).await;
+    assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
+    let updates = app
+        .events("acme")
+        .await
+        .into_iter()
+        .filter(|e| e["method"] == "admin/discovery_source_update")
+        .count();
+    assert_eq!(updates, 1, "only the rename was recorded");
+}
 
 /// Creates a source as the superadmin and returns (id, token).
 pub async fn source(app: &TestApp, tenant: &str, vendor: &str, extra: Value) -> (String, String) {
