@@ -11,6 +11,7 @@ pub mod import;
 pub mod inventory;
 pub mod parse;
 pub mod pull;
+pub mod reach;
 pub mod record;
 pub mod settings;
 pub mod sources;

@@ -11,7 +11,7 @@ use sqlx::Row;
 use super::catalog::Catalog;
 use super::import::{self, Imported};
 use super::parse::{self, Vendor};
-use super::sources;
+use super::{reach, sources};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::time;
@@ -46,21 +46,60 @@ pub struct SyncReport {
     pub results: Vec<Polled>,
 }
 
-/// The HTTP client for exports: no redirects (a redirect could carry the credentials to another
-/// host), bounded connect and total time.
-pub fn client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(FETCH_TIMEOUT)
-        .user_agent(concat!("intentgate-discovery/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::Internal(format!("http client: {e}")))
+/// The HTTP clients for exports: no redirects (a redirect could carry the credentials to another
+/// host), bounded connect and total time. `public` connects to public addresses only: it serves the
+/// sources whose endpoint a per-tenant admin set (see [`reach`]).
+pub struct Clients {
+    any: reqwest::Client,
+    public: reqwest::Client,
+}
+
+pub fn clients() -> Result<Clients> {
+    let builder = || {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(FETCH_TIMEOUT)
+            .user_agent(concat!("intentgate-discovery/", env!("CARGO_PKG_VERSION")))
+    };
+    let built = |b: reqwest::ClientBuilder| {
+        b.build()
+            .map_err(|e| Error::Internal(format!("http client: {e}")))
+    };
+    Ok(Clients {
+        any: built(builder())?,
+        public: built(builder().dns_resolver(reach::public_only()))?,
+    })
+}
+
+impl Clients {
+    /// The client for a source, or why its endpoint may not be fetched. Literal addresses never
+    /// reach the resolver, so they are checked here.
+    fn for_source(
+        &self,
+        endpoint: &str,
+        private_reach: bool,
+    ) -> std::result::Result<&reqwest::Client, String> {
+        if private_reach {
+            return Ok(&self.any);
+        }
+        let host = reqwest::Url::parse(endpoint)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if reach::names_private_host(&host) {
+            return Err(
+                "the endpoint is not a public address; an internal one takes the superadmin token"
+                    .to_owned(),
+            );
+        }
+        Ok(&self.public)
+    }
 }
 
 pub async fn sync(
     db: &Db,
-    client: &reqwest::Client,
+    clients: &Clients,
     catalog: &Catalog,
     master_seed: &[u8; 32],
 ) -> Result<SyncReport> {
@@ -95,7 +134,7 @@ pub async fn sync(
         }
     }
     let results: Vec<Result<Polled>> = futures::stream::iter(claimed)
-        .map(|id| poll(db, client, catalog, master_seed, id))
+        .map(|id| poll(db, clients, catalog, master_seed, id))
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
@@ -110,13 +149,14 @@ pub async fn sync(
 
 async fn poll(
     db: &Db,
-    client: &reqwest::Client,
+    clients: &Clients,
     catalog: &Catalog,
     master_seed: &[u8; 32],
     id: String,
 ) -> Result<Polled> {
     let row = sqlx::query(
-        "SELECT tenant, vendor, endpoint, credentials FROM discovery_sources WHERE id = $1",
+        "SELECT tenant, vendor, endpoint, credentials, private_reach FROM discovery_sources \
+         WHERE id = $1",
     )
     .bind(&id)
     .fetch_one(db.pool())
@@ -127,18 +167,22 @@ async fn poll(
         .ok_or_else(|| Error::Internal(format!("stored vendor {vendor_name:?}")))?;
     let endpoint: Option<String> = row.try_get("endpoint")?;
     let sealed: Option<String> = row.try_get("credentials")?;
+    let private_reach = row.try_get::<i64, _>("private_reach")? != 0;
     let fetched = match endpoint {
-        Some(endpoint) => {
-            fetch(
-                client,
-                master_seed,
-                &id,
-                vendor,
-                &endpoint,
-                sealed.as_deref(),
-            )
-            .await
-        }
+        Some(endpoint) => match clients.for_source(&endpoint, private_reach) {
+            Ok(client) => {
+                fetch(
+                    client,
+                    master_seed,
+                    &id,
+                    vendor,
+                    &endpoint,
+                    sealed.as_deref(),
+                )
+                .await
+            }
+            Err(refused) => Err(refused),
+        },
         None => Err("the source has no endpoint".to_owned()),
     };
     let outcome = match fetched {

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::credentials::{self, Credentials};
 use super::parse::Vendor;
-use super::token;
+use super::{reach, token};
 use crate::auth::Admin;
 use crate::cursor::{Cursors, Page};
 use crate::db::Db;
@@ -22,7 +22,7 @@ pub const MIN_INTERVAL: i64 = 60;
 pub const MAX_INTERVAL: i64 = 7 * 86_400;
 const COLUMNS: &str = "pos, id, tenant, name, vendor, mode, enabled, endpoint, credentials, \
      interval_seconds, token_sha256, created_by, created_at, updated_at, next_poll_at, \
-     last_poll_at, last_error, last_ingest_at, records_received, records_discovered";
+     last_poll_at, last_error, last_ingest_at, records_received, records_discovered, private_reach";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -110,6 +110,9 @@ pub struct Source {
     /// `updated_at` as stored: an update lands only while it is unchanged.
     #[serde(skip)]
     pub(crate) updated_ms: i64,
+    /// Whether the superadmin set the endpoint, so it may be internal (see [`reach`]).
+    #[serde(skip)]
+    pub(crate) private_reach: bool,
 }
 
 /// A new source, with its token shown this once.
@@ -147,6 +150,7 @@ impl Source {
             created_at: time::rfc3339(row.try_get("created_at")?),
             updated_at: time::rfc3339(row.try_get("updated_at")?),
             updated_ms: row.try_get("updated_at")?,
+            private_reach: row.try_get::<i64, _>("private_reach")? != 0,
             last_ingest_at: when("last_ingest_at")?,
             last_poll_at: when("last_poll_at")?,
             next_poll_at: when("next_poll_at")?,
@@ -205,6 +209,22 @@ fn check_interval(seconds: i64) -> Result<()> {
 }
 
 /// The pull settings a mode needs: pull requires an endpoint; push takes none of them.
+/// A per-tenant admin's pull endpoint must not name a host that is not public on its face; a name
+/// is checked again whenever it is resolved (see [`reach`]).
+fn check_reach(admin: &Admin, endpoint: Option<&str>) -> Result<()> {
+    let host = endpoint
+        .and_then(|e| reqwest::Url::parse(e).ok())
+        .and_then(|u| u.host_str().map(str::to_owned));
+    match (admin, host) {
+        (Admin::Tenant(_), Some(host)) if reach::names_private_host(&host) => {
+            Err(Error::bad_request(
+                "endpoint must be a public address (an internal one takes the superadmin token)",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check_mode(
     mode: Mode,
     endpoint: Option<&str>,
@@ -248,6 +268,7 @@ pub async fn create(
         new.credentials.as_ref(),
         new.interval_seconds,
     )?;
+    check_reach(admin, new.endpoint.as_deref())?;
     let created_by = admin.labelled("created_by", new.created_by)?;
     let tenant = admin.tenant(new.tenant.as_deref())?;
     let id = ids::new_id()?;
@@ -274,7 +295,8 @@ pub async fn create(
     sqlx::query(
         "INSERT INTO discovery_sources (id, tenant, name, vendor, mode, enabled, endpoint, \
          credentials, interval_seconds, token_sha256, created_by, created_at, updated_at, \
-         next_poll_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)",
+         next_poll_at, private_reach) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
     )
     .bind(&id)
     .bind(&tenant)
@@ -289,6 +311,7 @@ pub async fn create(
     .bind(&created_by.label)
     .bind(now)
     .bind((mode == Mode::Pull).then_some(now))
+    .bind(i64::from(matches!(admin, Admin::Super)))
     .execute(&mut *tx)
     .await?;
     audit::store::append_in(&mut tx, &[event]).await?;
@@ -389,6 +412,16 @@ pub async fn update_from(
             (endpoint, sealed, Some(interval))
         }
     };
+    // The endpoint's trust is its setter's: a per-tenant admin may keep an internal endpoint the
+    // superadmin set, but not set one.
+    let private_reach = match admin {
+        Admin::Super => true,
+        Admin::Tenant(_) if endpoint == current.endpoint => current.private_reach,
+        Admin::Tenant(_) => {
+            check_reach(admin, endpoint.as_deref())?;
+            false
+        }
+    };
     let enabled = change.enabled.unwrap_or(current.enabled);
     let event = audit::record::admin(
         &current.tenant,
@@ -417,7 +450,7 @@ pub async fn update_from(
     let updated = sqlx::query(
         "UPDATE discovery_sources SET name = $2, vendor = $3, mode = $4, enabled = $5, \
          endpoint = $6, credentials = $7, interval_seconds = $8, updated_at = $9, \
-         next_poll_at = $10 WHERE id = $1 AND updated_at = $11",
+         next_poll_at = $10, private_reach = $12 WHERE id = $1 AND updated_at = $11",
     )
     .bind(id)
     .bind(&name)
@@ -430,6 +463,7 @@ pub async fn update_from(
     .bind(next_version(&current, now))
     .bind(next_poll)
     .bind(current.updated_ms)
+    .bind(i64::from(private_reach))
     .execute(&mut *tx)
     .await?
     .rows_affected();

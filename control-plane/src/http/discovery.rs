@@ -224,10 +224,10 @@ async fn sync(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<
         "INTENTGATE_DISCOVERY_SYNC_TOKEN",
         &headers,
     )?;
-    let client = pull::client()?;
+    let clients = pull::clients()?;
     let report = pull::sync(
         &state.db,
-        &client,
+        &clients,
         &state.discovery.catalog,
         state.keys.seed(),
     )

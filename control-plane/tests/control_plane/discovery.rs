@@ -132,7 +132,57 @@ on_both_backends!(
     sync_polls_due_pull_sources_from_a_local_export,
     owners_links_and_tenant_scoping_of_the_inventory,
     a_source_update_over_a_stale_read_changes_and_audits_nothing,
+    a_tenant_admins_pull_endpoint_reaches_public_addresses_only,
 );
+
+async fn a_tenant_admins_pull_endpoint_reaches_public_addresses_only(app: TestApp) {
+    let endpoint = netskope_export().await; // on 127.0.0.1
+    let pull = |endpoint: &str| {
+        json!({"name": "n", "vendor": "netskope", "mode": "pull", "endpoint": endpoint,
+               "credentials": {"type": "token", "token": "ns-secret"}})
+    };
+    // A per-tenant admin may not make the control plane fetch internal services.
+    for inward in [
+        endpoint.as_str(),
+        "https://10.0.0.5/export",
+        "https://localhost/export",
+        "https://[::1]/export",
+        "https://169.254.169.254/latest/meta-data",
+    ] {
+        let (status, body) = app
+            .post(GLOBEX, "/v1/admin/discovery/sources", pull(inward))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{inward}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("public"), "{body}");
+    }
+    // The superadmin may (an internal collector); a tenant admin may then rename the source, but
+    // not point it elsewhere inside.
+    let (id, _) = source(&app, "globex", "netskope", pull(&endpoint)).await;
+    let uri = format!("/v1/admin/discovery/sources/{id}");
+    assert_eq!(
+        app.put(GLOBEX, &uri, json!({"name": "renamed"})).await.0,
+        StatusCode::OK
+    );
+    let (status, _) = app
+        .put(
+            GLOBEX,
+            &uri,
+            json!({"endpoint": "https://192.168.1.9/export"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, report) = app.post(SYNC, "/api/discovery/sync", json!({})).await;
+    assert_eq!(report["results"][0]["ok"], true, "{report}");
+    // A source nobody vouched for (one stored before this rule) is refused when it is polled.
+    sqlx::query("UPDATE discovery_sources SET private_reach = 0, next_poll_at = 0 WHERE id = $1")
+        .bind(&id)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    let (_, report) = app.post(SYNC, "/api/discovery/sync", json!({})).await;
+    let error = report["results"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("public"), "{report}");
+}
 
 async fn a_source_update_over_a_stale_read_changes_and_audits_nothing(app: TestApp) {
     use intentgate_control_plane::auth::Admin;
