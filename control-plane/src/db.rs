@@ -157,6 +157,9 @@ impl Db {
 
 /// Idle direct readers kept for reuse; more run at once when asked, and are closed after.
 const IDLE_READERS: usize = 4;
+/// Statements a pooled reader keeps prepared: a proof's node query has a variant per count of
+/// subtrees.
+const PREPARED_STATEMENTS: usize = 64;
 
 /// Read-only rusqlite connections to the SQLite file, for reads whose latency matters (Merkle
 /// proofs): the whole read runs in one blocking task, where sqlx's SQLite driver hands each query
@@ -184,7 +187,11 @@ impl SqliteReaders {
             let idle = readers.idle.lock().ok().and_then(|mut idle| idle.pop());
             let conn = match idle {
                 Some(conn) => conn,
-                None => open_reader(&readers.path).map_err(sqlite_unavailable)?,
+                None => {
+                    let conn = open_reader(&readers.path).map_err(sqlite_unavailable)?;
+                    conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
+                    conn
+                }
             };
             let out = read(&conn);
             if let Ok(mut idle) = readers.idle.lock()
