@@ -173,27 +173,54 @@ pub async fn fetch(
     tenant: &str,
     ids: &[NodeId],
 ) -> Result<HashMap<NodeId, Hash>> {
-    let mut out = HashMap::with_capacity(ids.len());
     if ids.is_empty() {
-        return Ok(out);
+        return Ok(HashMap::new());
     }
-    let keys = ids
-        .iter()
-        .map(|id| key(*id))
-        .collect::<Result<Vec<i64>>>()?;
-    let by_key: HashMap<i64, NodeId> = keys.iter().copied().zip(ids.iter().copied()).collect();
-    let sql = fetch_sql(keys.len());
+    let lookup = Lookup::new(ids)?;
+    let sql = fetch_sql(lookup.keys.len());
     let mut query = sqlx::query(&sql).bind(tenant);
-    for k in &keys {
+    for k in &lookup.keys {
         query = query.bind(*k);
     }
-    for row in query.fetch_all(&mut *conn).await? {
-        let node: i64 = row.try_get("node")?;
-        if let Some(id) = by_key.get(&node) {
-            out.insert(*id, hash(row.try_get("hash")?)?);
-        }
+    let rows = query.fetch_all(&mut *conn).await?;
+    lookup.hashes(
+        rows.iter()
+            .map(|row| Ok((row.try_get("node")?, row.try_get("hash")?))),
+    )
+}
+
+/// Subtrees asked for by their stored keys, and the way back from a key to its subtree: shared by
+/// the sqlx reader above and the direct SQLite one.
+pub struct Lookup {
+    /// The keys to bind after the tenant, in [`fetch_sql`]'s order.
+    pub keys: Vec<i64>,
+    by_key: HashMap<i64, NodeId>,
+}
+
+impl Lookup {
+    pub fn new(ids: &[NodeId]) -> Result<Self> {
+        let keys = ids
+            .iter()
+            .map(|id| key(*id))
+            .collect::<Result<Vec<i64>>>()?;
+        let by_key = keys.iter().copied().zip(ids.iter().copied()).collect();
+        Ok(Lookup { keys, by_key })
     }
-    Ok(out)
+
+    /// The stored `(key, hash)` rows as subtree hashes; absent subtrees are simply not in the map.
+    pub fn hashes(
+        &self,
+        rows: impl IntoIterator<Item = Result<(i64, Vec<u8>)>>,
+    ) -> Result<HashMap<NodeId, Hash>> {
+        let mut out = HashMap::with_capacity(self.keys.len());
+        for row in rows {
+            let (node, stored) = row?;
+            if let Some(id) = self.by_key.get(&node) {
+                out.insert(*id, hash(stored)?);
+            }
+        }
+        Ok(out)
+    }
 }
 
 async fn insert(conn: &mut AnyConnection, tenant: &str, nodes: &[(i64, Hash)]) -> Result<()> {

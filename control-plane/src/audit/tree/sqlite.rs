@@ -11,11 +11,7 @@ use super::proofs::{LEAF_SQL, Leaf};
 use crate::db::sqlite_unavailable;
 use crate::error::Result;
 
-/// Statements kept prepared per reader: the node query has a variant per count of subtrees.
-const STATEMENTS: usize = 64;
-
 pub fn leaf(conn: &Connection, tenant: &str, event_id: &str) -> Result<Option<Leaf>> {
-    conn.set_prepared_statement_cache_capacity(STATEMENTS);
     let row = conn
         .prepare_cached(LEAF_SQL)
         .and_then(|mut statement| {
@@ -52,24 +48,18 @@ pub fn state(conn: &Connection, tenant: &str) -> Result<TreeState> {
                 .optional()
         })
         .map_err(sqlite_unavailable)?;
-    match row {
-        Some((size, root)) => nodes::recorded(Some(size), Some(root)),
-        None => Ok(TreeState::empty()),
-    }
+    let (size, root) = row.unzip();
+    nodes::recorded(size, root)
 }
 
 /// The stored hashes of `ids` (absent ones are simply not in the map).
 pub fn nodes(conn: &Connection, tenant: &str, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
-    let keys: Vec<i64> = ids
-        .iter()
-        .map(|id| nodes::key(*id))
-        .collect::<Result<_>>()?;
-    let by_key: HashMap<i64, NodeId> = keys.iter().copied().zip(ids.iter().copied()).collect();
-    let mut params: Vec<&dyn ToSql> = Vec::with_capacity(keys.len() + 1);
+    let lookup = nodes::Lookup::new(ids)?;
+    let mut params: Vec<&dyn ToSql> = Vec::with_capacity(lookup.keys.len() + 1);
     params.push(&tenant);
-    params.extend(keys.iter().map(|k| k as &dyn ToSql));
+    params.extend(lookup.keys.iter().map(|k| k as &dyn ToSql));
     let rows = conn
-        .prepare_cached(&nodes::fetch_sql(keys.len()))
+        .prepare_cached(&nodes::fetch_sql(lookup.keys.len()))
         .and_then(|mut statement| {
             statement
                 .query_map(params.as_slice(), |row| {
@@ -78,11 +68,5 @@ pub fn nodes(conn: &Connection, tenant: &str, ids: &[NodeId]) -> Result<HashMap<
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(sqlite_unavailable)?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for (key, hash) in rows {
-        if let Some(id) = by_key.get(&key) {
-            out.insert(*id, nodes::hash(hash)?);
-        }
-    }
-    Ok(out)
+    lookup.hashes(rows.into_iter().map(Ok))
 }
