@@ -83,11 +83,7 @@ impl Clients {
         if private_reach {
             return Ok(&self.any);
         }
-        let host = reqwest::Url::parse(endpoint)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
-        if reach::names_private_host(&host) {
+        if reach::names_private_endpoint(endpoint) {
             return Err(
                 "the endpoint is not a public address; an internal one takes the superadmin token"
                     .to_owned(),

@@ -46,8 +46,17 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
 }
 
-/// Whether an endpoint's host is, on its face, not public: `localhost` or a non-public literal.
-/// Names are left to [`PublicOnly`] at connection time.
+/// Whether an endpoint URL names, on its face, a host that is not public (see [`names_private_host`]);
+/// a URL that does not parse names none (its validation is the caller's).
+pub fn names_private_endpoint(endpoint: &str) -> bool {
+    reqwest::Url::parse(endpoint)
+        .ok()
+        .and_then(|url| url.host_str().map(names_private_host))
+        .unwrap_or(false)
+}
+
+/// Whether a host is, on its face, not public: `localhost` or a non-public literal. Names are left
+/// to [`PublicOnly`] at connection time.
 pub fn names_private_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| !is_public(ip))
@@ -121,6 +130,8 @@ mod tests {
         for host in ["tenant.goskope.com", "8.8.8.8"] {
             assert!(!names_private_host(host), "{host}");
         }
+        assert!(names_private_endpoint("https://[::1]:8443/export"));
+        assert!(!names_private_endpoint("https://tenant.goskope.com/export"));
     }
 
     #[tokio::test]

@@ -212,11 +212,8 @@ fn check_interval(seconds: i64) -> Result<()> {
 /// A per-tenant admin's pull endpoint must not name a host that is not public on its face; a name
 /// is checked again whenever it is resolved (see [`reach`]).
 fn check_reach(admin: &Admin, endpoint: Option<&str>) -> Result<()> {
-    let host = endpoint
-        .and_then(|e| reqwest::Url::parse(e).ok())
-        .and_then(|u| u.host_str().map(str::to_owned));
-    match (admin, host) {
-        (Admin::Tenant(_), Some(host)) if reach::names_private_host(&host) => {
+    match (admin, endpoint) {
+        (Admin::Tenant(_), Some(endpoint)) if reach::names_private_endpoint(endpoint) => {
             Err(Error::bad_request(
                 "endpoint must be a public address (an internal one takes the superadmin token)",
             ))
