@@ -42,10 +42,6 @@ class Wire:
     upstream: RecordingServer
     token: str
 
-    @property
-    def port(self) -> int:
-        return int(self.envoy.mcp_url.split(":")[2].split("/")[0])
-
 
 @pytest.fixture
 def wire(issuer: Issuer, tmp_path: Path) -> Iterator[Wire]:
@@ -90,14 +86,14 @@ def h2_post(port: int, headers: list[tuple[str, str]], body: bytes, trailers: li
 def test_http2_request_trailers_do_not_skip_the_checks(wire: Wire) -> None:
     body = json.dumps(tool_call("echo", {"message": "x"}, id=1)).encode()
     trailers = [("x-trailer", "1")]
-    status, unauthenticated = h2_post(wire.port, [], body, trailers)
+    status, unauthenticated = h2_post(wire.envoy.port, [], body, trailers)
     assert unauthenticated["error"]["code"] == -32010, (status, unauthenticated)
     bearer = [("authorization", f"Bearer {wire.token}")]
     denied_body = json.dumps(tool_call("get-env", {}, id=2)).encode()
-    status, denied = h2_post(wire.port, bearer, denied_body, trailers)
+    status, denied = h2_post(wire.envoy.port, bearer, denied_body, trailers)
     assert denied["error"]["code"] == -32010, (status, denied)
     assert wire.upstream.requests == [], "a refused call ended by trailers reached the tool server"
-    status, allowed = h2_post(wire.port, bearer, body, trailers)
+    status, allowed = h2_post(wire.envoy.port, bearer, body, trailers)
     assert status == 200 and allowed["result"]["content"][0]["text"] == "ok", allowed
     assert len(wire.upstream.requests) == 1
 
@@ -121,12 +117,12 @@ def raw_post(port: int, header_lines: bytes, body: bytes) -> tuple[int, dict]:
 def test_a_header_value_that_is_not_utf8_is_refused_and_the_vm_keeps_serving(wire: Wire) -> None:
     body = json.dumps(tool_call("echo", {"message": "x"}, id=3)).encode()
     bearer = b"Authorization: Bearer " + wire.token.encode() + b"\r\n"
-    status, refused = raw_post(wire.port, bearer + b"X-Note: caf\xe9\r\n", body)
+    status, refused = raw_post(wire.envoy.port, bearer + b"X-Note: caf\xe9\r\n", body)
     assert status == 400 and refused["error"]["code"] == -32600, refused
     assert "x-note" in refused["error"]["data"]["reason"] and "UTF-8" in refused["error"]["data"]["reason"], refused
     assert wire.upstream.requests == []
     # The same (only) worker still decides: a panic would have poisoned its VM.
-    status, allowed = raw_post(wire.port, bearer, body)
+    status, allowed = raw_post(wire.envoy.port, bearer, body)
     assert status == 200 and "result" in allowed, allowed
 
 
