@@ -10,10 +10,10 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::auth::Admin;
-use crate::changes::{Change, Changes};
-use crate::cursor::{Cursors, Page};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::changes::{Change, Changes};
+use crate::store::page::{Cursors, Page};
 use crate::{audit, ids, time, validate};
 
 /// The cursor list name of pending approvals.

@@ -10,8 +10,8 @@ use sha2::Sha256;
 use sqlx::Row;
 
 use crate::config::MasterSeed;
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 
 const SETTING: &str = "master_key";
 const CURSOR_INFO: &[u8] = b"intentgate/cursor-key/v1";

@@ -7,10 +7,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod auth;
-pub mod changes;
 pub mod config;
-pub mod cursor;
-pub mod db;
 pub mod delivery;
 pub mod discovery;
 pub mod error;
@@ -23,6 +20,7 @@ pub mod reports;
 pub mod service_token;
 pub mod signing;
 pub mod state;
+pub mod store;
 pub mod sync;
 pub mod tenant_settings;
 pub mod tenants;
@@ -37,7 +35,7 @@ use anyhow::Context as _;
 
 use crate::auth::AdminTokens;
 use crate::config::Config;
-use crate::db::Db;
+use crate::store::Db;
 
 /// Connects to the database (applying migrations) and resolves the master key.
 pub async fn build(config: &Config) -> anyhow::Result<AppState> {

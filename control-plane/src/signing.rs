@@ -11,10 +11,10 @@ use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
 use crate::auth::Admin;
-use crate::changes::{Change, Changes};
-use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
+use crate::store::Db;
+use crate::store::changes::{Change, Changes};
 use crate::{audit, ids, time};
 
 /// Gateway-wide admin events (key rotation) are audited in this chain.

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use crate::auth::AdminTokens;
-use crate::changes::Changes;
-use crate::cursor::Cursors;
-use crate::db::Db;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::signing::SigningKeys;
+use crate::store::Db;
+use crate::store::changes::Changes;
+use crate::store::page::Cursors;
 
 #[derive(Clone, Debug)]
 pub struct AppState {

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::auth::Admin;
-use crate::changes::{Change, Changes};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::changes::{Change, Changes};
 use crate::{audit, time, validate};
 
 /// A filter holds a call for at most this long waiting for a human.

@@ -4,8 +4,8 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::auth::{Admin, AdminTokens};
-use crate::db::Db;
 use crate::error::Result;
+use crate::store::Db;
 use crate::time;
 
 /// `recent_event_count` counts audit events of the last 24 hours.

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::auth::Admin;
-use crate::changes::{Change, Changes};
-use crate::cursor::{Cursors, Page};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::changes::{Change, Changes};
+use crate::store::page::{Cursors, Page};
 use crate::{audit, ids, time, validate};
 
 pub const DEFAULT_TTL_SECONDS: u64 = 3600;

@@ -5,9 +5,9 @@ use intentgate_core::decision::AuditDecision;
 use serde_json::value::RawValue;
 use sqlx::Row;
 
-use crate::cursor::{Cursors, Page};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::page::{Cursors, Page};
 use crate::{time, validate};
 
 pub const LIST: &str = "audit";

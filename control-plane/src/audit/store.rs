@@ -10,8 +10,8 @@ use intentgate_core::audit::{AuditEvent, GENESIS, link};
 use sqlx::{AnyConnection, Row};
 
 use super::tree;
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 use crate::{time, validate};
 
 pub const MAX_EVENT_ID_CHARS: usize = 128;

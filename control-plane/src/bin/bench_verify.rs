@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use intentgate_control_plane::audit::{self, verify};
-use intentgate_control_plane::db::Db;
+use intentgate_control_plane::store::Db;
 use intentgate_core::audit::{AuditEvent, EventKind};
 use intentgate_core::decision::AuditDecision;
 use serde_json::json;

@@ -29,8 +29,8 @@ use config::Selection;
 use sink::Sink;
 use worker::Worker;
 
-use crate::db::Db;
 use crate::error::Result;
+use crate::store::Db;
 
 /// Every destination IntentGate can deliver to, in the order the integrations list shows them.
 pub const DESTINATIONS: [&str; 5] = ["splunk", "datadog", "sentinel", "webhook", "syslog"];

@@ -8,9 +8,9 @@ use sqlx::any::AnyRow;
 
 use super::inventory;
 use crate::auth::Admin;
-use crate::cursor::{Cursors, Page};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::page::{Cursors, Page};
 use crate::{audit, ids, time, validate};
 
 pub const LIST: &str = "attestation_campaigns";

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::auth::Admin;
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 use crate::{audit, time, validate};
 
 /// Agents not seen for this long are `dormant`.

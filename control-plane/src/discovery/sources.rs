@@ -9,9 +9,9 @@ use super::credentials::{self, Credentials};
 use super::parse::Vendor;
 use super::{reach, token};
 use crate::auth::Admin;
-use crate::cursor::{Cursors, Page};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::page::{Cursors, Page};
 use crate::{audit, ids, time, validate};
 
 pub const LIST: &str = "discovery_sources";

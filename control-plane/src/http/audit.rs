@@ -18,9 +18,9 @@ use crate::audit::export::{self, Format};
 use crate::audit::query::{self, FilterParams, Filters};
 use crate::audit::verify::{self, Report};
 use crate::auth::Admin;
-use crate::cursor::Page;
 use crate::error::Result;
 use crate::state::AppState;
+use crate::store::page::Page;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use super::extract::{Body, Id, Params};
 use super::{ListParams, TenantParam};
 use crate::auth::Admin;
-use crate::cursor::Page;
 use crate::discovery::import::{self, Imported};
 use crate::discovery::inventory::{self, Agent, AgentUpdate};
 use crate::discovery::pull::{self, SyncReport};
@@ -21,6 +20,7 @@ use crate::discovery::sources::{self, Created, NewSource, Source, SourceUpdate};
 use crate::error::{Error, Result};
 use crate::service_token;
 use crate::state::AppState;
+use crate::store::page::Page;
 
 /// Largest push accepted by the ingest endpoint.
 pub const MAX_INGEST_BYTES: usize = 16 * 1024 * 1024;

@@ -20,9 +20,9 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::auth::Admin;
-use crate::cursor::Page;
 use crate::error::{Error, Result};
 use crate::state::AppState;
+use crate::store::page::Page;
 
 /// The whole HTTP surface, ready to serve.
 pub fn app(state: AppState) -> Router {

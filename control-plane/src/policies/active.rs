@@ -11,9 +11,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::auth::Admin;
-use crate::changes::{Change, Changes};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::changes::{Change, Changes};
 use crate::{audit, time, validate};
 
 const COLUMNS: &str = "tenant, draft_id, name, promoted_by, promoted_at, rego_sha256";

@@ -5,8 +5,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::auth::Admin;
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 use crate::{audit, ids, time, validate};
 
 const MAX_NAME: usize = 200;

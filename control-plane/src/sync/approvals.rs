@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use crate::approvals::{self, NewApproval};
-use crate::changes::{Change, Changes};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::changes::{Change, Changes};
 use crate::{audit, time};
 
 /// Longest single wait a filter may ask for; it asks again if the tenant's timeout is longer.

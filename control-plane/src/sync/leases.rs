@@ -9,8 +9,8 @@
 use intentgate_proto::v1;
 use sqlx::Row;
 
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 use crate::{ids, time};
 
 /// How long a filter may use a lease.

@@ -15,9 +15,9 @@ use intentgate_proto::v1::filter_sync_server::FilterSyncServer;
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
-use crate::changes::Changes;
-use crate::db::Db;
 use crate::signing::SigningKeys;
+use crate::store::Db;
+use crate::store::changes::Changes;
 
 pub use hub::Hub;
 

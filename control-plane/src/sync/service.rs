@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::hub::Hub;
 use super::{approvals, filters, leases, state};
 use crate::audit;
-use crate::db::Db;
 use crate::error::Error;
+use crate::store::Db;
 
 /// Most events accepted in one audit batch.
 pub const MAX_AUDIT_BATCH: usize = 1000;
@@ -24,7 +24,7 @@ const OUTBOUND_QUEUE: usize = 8;
 pub struct Service {
     pub db: Db,
     pub hub: Hub,
-    pub changes: crate::changes::Changes,
+    pub changes: crate::store::changes::Changes,
 }
 
 fn status(err: Error) -> Status {

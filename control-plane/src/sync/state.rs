@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use intentgate_proto::v1::{self, sync_update};
 use sqlx::{AnyConnection, Row};
 
-use crate::db::Db;
 use crate::error::Result;
 use crate::policies::active;
+use crate::store::Db;
 use crate::{signing, time};
 
 /// Revocations of tokens expired longer than this are no longer sent: they cannot verify anyway.

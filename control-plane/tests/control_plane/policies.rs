@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use intentgate_control_plane::audit;
-use intentgate_control_plane::changes::Change;
+use intentgate_control_plane::store::changes::Change;
 use intentgate_core::audit::{AuditEvent, EventKind};
 use intentgate_core::decision::AuditDecision;
 use intentgate_core::policy::{Policy, sha256_hex};

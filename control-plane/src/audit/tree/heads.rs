@@ -12,9 +12,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::nodes::{self, hash, signed, size};
-use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
+use crate::store::Db;
 use crate::time;
 
 /// Signs the tenant's tree as it is now and records the head.

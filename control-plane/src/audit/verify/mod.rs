@@ -25,9 +25,9 @@ use intentgate_core::audit::merkle::SignedTreeHead;
 use intentgate_core::token::PublicKeys;
 
 use super::tree;
-use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
+use crate::store::Db;
 
 /// Chains shorter than this are checked by one worker: a connection per range costs more.
 const MIN_EVENTS_PER_WORKER: i64 = 50_000;

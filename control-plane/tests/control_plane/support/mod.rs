@@ -77,7 +77,7 @@ impl TestApp {
         steps: usize,
         event: fn(&str, usize) -> intentgate_core::audit::AuditEvent,
     ) {
-        let replica = intentgate_control_plane::db::Db::connect(self.state.db.url())
+        let replica = intentgate_control_plane::store::Db::connect(self.state.db.url())
             .await
             .expect("second connection");
         let mut tasks = Vec::new();

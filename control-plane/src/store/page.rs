@@ -12,8 +12,8 @@ use sqlx::Any;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 
 const MAC_BYTES: usize = 16;
 pub const DEFAULT_LIMIT: i64 = 100;

@@ -6,8 +6,8 @@
 use sqlx::{AnyConnection, Row};
 use tokio::sync::broadcast;
 
-use crate::db::Backend;
 use crate::error::Result;
+use crate::store::Backend;
 use crate::time;
 
 /// Subscribers that fall this far behind miss announcements and must read the change log.
