@@ -17,7 +17,6 @@ pub mod keys;
 pub mod metrics;
 pub mod policies;
 pub mod reports;
-pub mod service_token;
 pub mod signing;
 pub mod state;
 pub mod store;
@@ -53,10 +52,13 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
         kid = signing.active().kid(),
         "control plane ready"
     );
-    Ok(
-        AppState::new(db, keys, signing, AdminTokens::from_config(config))
-            .with_discovery(config.discovery.clone()),
+    Ok(AppState::new(
+        db,
+        keys,
+        signing,
+        AdminTokens::new(config.admin_token.as_ref(), &config.tenant_admin_tokens),
     )
+    .with_discovery(config.discovery.clone()))
 }
 
 /// Serves the admin API on `config.http_addr` and filter sync on `config.grpc_addr` until SIGTERM

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::config;
 use super::event::Event;
 use super::sink::{Limits, SendError, Sink, describe, post};
-use crate::config::Secret;
+use crate::auth::Secret;
 
 const MAX_BYTES: usize = 4_000_000;
 

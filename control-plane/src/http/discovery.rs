@@ -10,15 +10,15 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Body, Id, Params};
+use super::extract::{Body, Id, Params, bearer};
 use super::{ListParams, TenantParam};
+use crate::auth;
 use crate::auth::Admin;
 use crate::discovery::import::{self, Imported};
 use crate::discovery::inventory::{self, Agent, AgentUpdate};
 use crate::discovery::pull::{self, SyncReport};
 use crate::discovery::sources::{self, Created, NewSource, Source, SourceUpdate};
 use crate::error::{Error, Result};
-use crate::service_token;
 use crate::state::AppState;
 use crate::store::page::Page;
 
@@ -179,7 +179,7 @@ async fn ingest(
     headers: HeaderMap,
     body: RequestBody,
 ) -> Result<Json<Imported>> {
-    let source = sources::authenticate(&state.db, service_token::bearer(&headers)).await?;
+    let source = sources::authenticate(&state.db, bearer(&headers)).await?;
     let bytes = axum::body::to_bytes(body, MAX_INGEST_BYTES)
         .await
         .map_err(|_| {
@@ -219,10 +219,10 @@ async fn ingest(
 }
 
 async fn sync(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SyncReport>> {
-    service_token::require(
+    auth::require(
         state.discovery.sync_token.as_ref(),
         "INTENTGATE_DISCOVERY_SYNC_TOKEN",
-        &headers,
+        bearer(&headers),
     )?;
     let clients = pull::clients()?;
     let report = pull::sync(

@@ -3,11 +3,12 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::auth::Admin;
+use crate::auth::{self, Admin};
 use crate::error::Error;
 use crate::state::AppState;
 use crate::validate;
@@ -19,17 +20,20 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let presented = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(intentgate_core::token::bearer)
-            .ok_or(Error::Unauthorized)?;
+        let presented = bearer(&parts.headers).ok_or(Error::Unauthorized)?;
         state
             .tokens
             .authenticate(presented)
             .ok_or(Error::Unauthorized)
     }
+}
+
+/// The bearer token of a request, if it sent one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer)
 }
 
 /// A JSON body, at most 1 MiB, deserialized with the failing field's path in the error.
