@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use crate::auth::{MIN_TOKEN_CHARS, Secret};
+use crate::keys::MasterSeed;
 use crate::validate;
 
 /// Used when `INTENTGATE_DATABASE_URL` is unset: a SQLite file in the working directory.
@@ -36,16 +37,6 @@ pub enum ConfigError {
     /// An audit delivery or tree head variable; the message names it.
     #[error("{0}")]
     Audit(String),
-}
-
-/// The master signing seed. Debug never prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MasterSeed(pub [u8; 32]);
-
-impl std::fmt::Debug for MasterSeed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterSeed(..)")
-    }
 }
 
 #[derive(Debug, Clone)]

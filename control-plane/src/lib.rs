@@ -17,7 +17,6 @@ pub mod keys;
 pub mod metrics;
 pub mod policies;
 pub mod reports;
-pub mod signing;
 pub mod state;
 pub mod store;
 pub mod sync;
@@ -44,7 +43,7 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let keys = keys::resolve(&db, config.master_seed.as_ref())
         .await
         .context("cannot load the master key")?;
-    let signing = signing::SigningKeys::load(&db, &keys)
+    let signing = keys::SigningKeys::load(&db, &keys)
         .await
         .context("cannot load the signing keys")?;
     tracing::info!(
@@ -127,7 +126,7 @@ fn audit_tasks(
     if !config.tree_head_interval.is_zero() {
         tasks.push(audit::tree::schedule(
             state.db.clone(),
-            std::sync::Arc::clone(&state.keys),
+            intentgate_core::token::IssuerKey::from_seed(state.keys.seed()),
             config.tree_head_interval,
             stop.clone(),
         ));

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use crate::auth::AdminTokens;
 use crate::keys::Keys;
+use crate::keys::SigningKeys;
 use crate::metrics::Metrics;
-use crate::signing::SigningKeys;
 use crate::store::Db;
 use crate::store::changes::Changes;
 use crate::store::page::Cursors;

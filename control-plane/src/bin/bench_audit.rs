@@ -182,7 +182,7 @@ async fn proofs(args: &Args) -> anyhow::Result<serde_json::Value> {
     fill_tree(&path, args.leaves, &positions)?;
     let fill_seconds = started.elapsed().as_secs_f64();
     let keys = intentgate_control_plane::keys::Keys::from_seed(&[7u8; 32])?;
-    let head = tree::issue(&db, &keys, TENANT).await?;
+    let head = tree::issue(&db, keys.issuer(), TENANT).await?;
     let cache = tree::UpperNodes::default();
     let (mut generate, mut check) = (Vec::new(), Vec::new());
     // Half the events warm the control plane (page cache, upper subtrees in memory); the other

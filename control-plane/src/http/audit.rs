@@ -82,7 +82,7 @@ async fn verify_chain(
     Params(params): Params<TenantParam>,
 ) -> Result<Json<Report>> {
     let tenant = admin.tenant(params.tenant.as_deref())?;
-    let report = verify::verify(&state.db, &state.keys, &tenant).await?;
+    let report = verify::verify(&state.db, state.keys.issuer(), &tenant).await?;
     tracing::info!(
         %tenant,
         verified = report.verified,

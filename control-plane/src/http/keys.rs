@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::extract::Segment;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
-use crate::signing::{self, KeyInfo};
+use crate::keys::signing::{self, KeyInfo};
 use crate::state::AppState;
 use crate::sync::filters::{self, FilterStatus};
 use crate::validate;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
-use crate::signing::SigningKeys;
+use crate::keys::SigningKeys;
 use crate::store::changes::{CHANNEL, Changes};
 use crate::store::{Backend, Db};
 

@@ -15,7 +15,7 @@ use intentgate_proto::v1::filter_sync_server::FilterSyncServer;
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
-use crate::signing::SigningKeys;
+use crate::keys::SigningKeys;
 use crate::store::Db;
 use crate::store::changes::Changes;
 

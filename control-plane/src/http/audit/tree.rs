@@ -40,7 +40,7 @@ async fn sign_now(
     Params(params): Params<TenantParam>,
 ) -> Result<(StatusCode, Json<SignedTreeHead>)> {
     let tenant = admin.tenant(params.tenant.as_deref())?;
-    let sth = tree::issue(&state.db, &state.keys, &tenant).await?;
+    let sth = tree::issue(&state.db, state.keys.issuer(), &tenant).await?;
     Ok((StatusCode::CREATED, Json(sth)))
 }
 

@@ -10,9 +10,9 @@ use intentgate_core::token::IssuerKey;
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
+use super::master::Keys;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
-use crate::keys::Keys;
 use crate::store::Db;
 use crate::store::changes::{Change, Changes};
 use crate::{audit, ids, time};
