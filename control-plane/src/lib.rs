@@ -20,7 +20,6 @@ pub mod reports;
 pub mod state;
 pub mod store;
 pub mod sync;
-pub mod tenant_settings;
 pub mod tenants;
 pub mod time;
 pub mod tokens;

@@ -8,7 +8,7 @@ use super::extract::{Body, Segment};
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::tenant_settings::{self, Settings, Update};
+use crate::tenants::settings::{self, Settings, Update};
 use crate::validate;
 
 pub fn router() -> Router<AppState> {
@@ -33,7 +33,7 @@ async fn read(
     Segment(tenant): Segment,
 ) -> Result<Json<Settings>> {
     let tenant = tenant_of(&admin, &tenant)?;
-    tenant_settings::get(&state.db, &tenant).await.map(Json)
+    settings::get(&state.db, &tenant).await.map(Json)
 }
 
 async fn replace(
@@ -43,7 +43,7 @@ async fn replace(
     Body(update): Body<Update>,
 ) -> Result<Json<Settings>> {
     let tenant = tenant_of(&admin, &tenant)?;
-    tenant_settings::put(&state.db, &state.changes, &admin, &tenant, update)
+    settings::put(&state.db, &state.changes, &admin, &tenant, update)
         .await
         .map(Json)
 }
