@@ -4,7 +4,6 @@
 pub mod approvals;
 pub mod filters;
 pub mod hub;
-pub mod leases;
 pub mod service;
 pub mod state;
 

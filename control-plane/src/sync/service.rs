@@ -11,10 +11,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::hub::Hub;
-use super::{approvals, filters, leases, state};
+use super::{approvals, filters, state};
 use crate::audit;
 use crate::error::Error;
 use crate::store::Db;
+use crate::tokens::budget;
 
 /// Most events accepted in one audit batch.
 pub const MAX_AUDIT_BATCH: usize = 1000;
@@ -151,10 +152,23 @@ impl FilterSync for Service {
         &self,
         request: Request<v1::LeaseRequest>,
     ) -> Result<Response<v1::LeaseResponse>, Status> {
-        leases::lease(&self.db, request.get_ref())
-            .await
-            .map(Response::new)
-            .map_err(status)
+        let r = request.into_inner();
+        let request = budget::LeaseRequest {
+            counter: r.counter,
+            tenant: r.tenant,
+            limit: r.limit,
+            want: r.want,
+            filter_id: r.filter_id,
+            returning_lease_id: r.returning_lease_id,
+            returning_unused: r.returning_unused,
+        };
+        let lease = budget::lease(&self.db, &request).await.map_err(status)?;
+        Ok(Response::new(v1::LeaseResponse {
+            lease_id: lease.lease_id,
+            granted: lease.granted,
+            used: lease.used,
+            ttl_ms: lease.ttl_ms,
+        }))
     }
 }
 
