@@ -1,7 +1,6 @@
 //! Filter sync (issue 5): the gRPC service filters subscribe to for gateway state, send audit
 //! events to, and lease budgets from; the version hub that tells every stream when to send a delta.
 
-pub mod approvals;
 pub mod filters;
 pub mod hub;
 pub mod service;

@@ -11,7 +11,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::hub::Hub;
-use super::{approvals, filters, state};
+use super::{filters, state};
+use crate::approvals::runtime as approvals;
 use crate::audit;
 use crate::error::Error;
 use crate::store::Db;
@@ -122,30 +123,68 @@ impl FilterSync for Service {
         &self,
         request: Request<v1::ApprovalRequest>,
     ) -> Result<Response<v1::ApprovalCreated>, Status> {
-        approvals::create(&self.db, request.get_ref())
+        let r = request.into_inner();
+        let escalated = approvals::Escalated {
+            event_json: r.event_json,
+            arguments_json: r.arguments_json,
+            arguments_sha256: r.arguments_sha256,
+        };
+        let id = approvals::park(&self.db, &escalated)
             .await
-            .map(Response::new)
-            .map_err(status)
+            .map_err(status)?;
+        Ok(Response::new(v1::ApprovalCreated { id }))
     }
 
     async fn await_approval(
         &self,
         request: Request<v1::AwaitApprovalRequest>,
     ) -> Result<Response<v1::ApprovalStatus>, Status> {
-        approvals::wait(&self.db, &self.changes, request.get_ref())
+        let r = request.get_ref();
+        let status = approvals::wait(&self.db, &self.changes, &r.id, &r.tenant, r.wait_ms)
             .await
-            .map(Response::new)
-            .map_err(status)
+            .map_err(status)?;
+        let state = match status.state {
+            approvals::State::Pending => v1::approval_status::State::Pending,
+            approvals::State::Approved => v1::approval_status::State::Approved,
+            approvals::State::Rejected => v1::approval_status::State::Rejected,
+        };
+        Ok(Response::new(v1::ApprovalStatus {
+            state: state as i32,
+            decided_by: status.decided_by,
+            reason: status.reason,
+        }))
     }
 
     async fn use_approval(
         &self,
         request: Request<v1::UseApprovalRequest>,
     ) -> Result<Response<v1::ApprovalUse>, Status> {
-        approvals::use_once(&self.db, request.get_ref())
+        let r = request.into_inner();
+        let request = approvals::UseRequest {
+            id: r.id,
+            tenant: r.tenant,
+            agent_id: r.agent_id,
+            tool: r.tool,
+            arguments_sha256: r.arguments_sha256,
+        };
+        let used = approvals::use_once(&self.db, &request)
             .await
-            .map(Response::new)
-            .map_err(status)
+            .map_err(status)?;
+        Ok(Response::new(match used {
+            approvals::Use::Granted {
+                escalating_rule,
+                decided_by,
+            } => v1::ApprovalUse {
+                granted: true,
+                escalating_rule,
+                refusal: String::new(),
+                decided_by,
+            },
+            approvals::Use::Refused(refusal) => v1::ApprovalUse {
+                refusal,
+                ..Default::default()
+            },
+        }))
     }
 
     async fn lease_budget(

@@ -1,24 +1,27 @@
-//! Approvals: calls a policy escalated, parked for a human (SPEC §4). The runtime side (issue 6)
-//! creates them through [`create`]; operators list the pending ones and decide each once.
+//! Approvals: calls a policy escalated, parked for a human (SPEC §4). Filters park them, wait for the
+//! decision and use each approval once ([`runtime`]); operators list the pending ones and decide
+//! each once ([`decide`]).
 
-use intentgate_core::audit::{EventKind, canonical_json};
-use intentgate_core::decision::AuditDecision;
+pub mod decide;
+pub mod runtime;
+
+pub use decide::{DecideRequest, Verdict, decide};
+
+use intentgate_core::audit::canonical_json;
 use intentgate_core::exchange::arguments_digest_of;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::store::Db;
-use crate::store::changes::{Change, Changes};
 use crate::store::page::{Cursors, Page};
-use crate::{audit, ids, time, validate};
+use crate::{ids, time, validate};
 
 /// The cursor list name of pending approvals.
 pub const LIST: &str = "approvals";
-const COLUMNS: &str = "pos, id, tenant, agent_id, capability_token_id, root_capability_token_id, \
+pub(crate) const COLUMNS: &str = "pos, id, tenant, agent_id, capability_token_id, root_capability_token_id, \
                        tool, arguments, escalating_rule, created_at";
 
 /// A call to park, as the runtime knows it.
@@ -49,7 +52,7 @@ pub struct Approval {
 }
 
 impl Approval {
-    fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
         let arguments: String = row.try_get("arguments")?;
         Ok(Approval {
             id: row.try_get("id")?,
@@ -78,9 +81,15 @@ pub async fn create(db: &Db, new: NewApproval) -> Result<Approval> {
     Approval::from_row(&row)
 }
 
+/// The digest an approval is bound to: of the arguments' canonical JSON, as the filter computes it.
+pub fn arguments_digest(arguments: &Map<String, Value>) -> String {
+    arguments_digest_of(&Value::Object(arguments.clone()))
+}
+
 /// [`create`] inside the caller's transaction; returns the new approval's id.
 pub async fn create_in(conn: &mut AnyConnection, new: NewApproval) -> Result<String> {
     validate::tenant(&new.tenant).map_err(Error::BadRequest)?;
+    let digest = arguments_digest(&new.arguments);
     let arguments = Value::Object(new.arguments);
     let canonical = canonical_json(&arguments);
     let id = ids::new_id()?;
@@ -96,7 +105,7 @@ pub async fn create_in(conn: &mut AnyConnection, new: NewApproval) -> Result<Str
     .bind(&new.root_capability_token_id)
     .bind(&new.tool)
     .bind(&canonical)
-    .bind(arguments_digest_of(&arguments))
+    .bind(digest)
     .bind(&new.escalating_rule)
     .bind(&new.reason)
     .bind(time::now_ms())
@@ -122,100 +131,4 @@ pub async fn pending(
         Ok((row.try_get("pos")?, Approval::from_row(row)?))
     })
     .await
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Approve,
-    Reject,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DecideRequest {
-    pub decision: Verdict,
-    #[serde(default, deserialize_with = "crate::validate::non_null")]
-    pub reason: Option<String>,
-    #[serde(default, deserialize_with = "crate::validate::non_null")]
-    pub decided_by: Option<String>,
-}
-
-/// Decides a pending approval once: a second decision is a conflict; another tenant's is absent.
-pub async fn decide(
-    db: &Db,
-    changes: &Changes,
-    admin: &Admin,
-    id: &str,
-    request: DecideRequest,
-) -> Result<()> {
-    let reason = request.reason.unwrap_or_default();
-    validate::optional_text("reason", &reason, 1024).map_err(Error::BadRequest)?;
-    let decided_by = admin.labelled("decided_by", request.decided_by)?;
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS}, status FROM approvals WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(db.pool())
-    .await?;
-    let not_found = || Error::not_found(format!("no approval {id}"));
-    let row = row.ok_or_else(not_found)?;
-    let approval = Approval::from_row(&row)?;
-    if !admin.may_access(&approval.tenant) {
-        return Err(not_found());
-    }
-    let already = || Error::Conflict(format!("approval {id} was already decided"));
-    if row.try_get::<String, _>("status")? != "pending" {
-        return Err(already());
-    }
-    let (status, decision) = match request.decision {
-        Verdict::Approve => ("approved", AuditDecision::Approve),
-        Verdict::Reject => ("rejected", AuditDecision::Reject),
-    };
-    let mut event = audit::record::event(
-        EventKind::Approval,
-        decision,
-        &approval.tenant,
-        "decide",
-        &decided_by.audited,
-        reason.clone(),
-    )?;
-    event = event.with_tool(&approval.tool, approval.arguments.as_object());
-    event.agent_id.clone_from(&approval.agent_id);
-    event
-        .capability_token_id
-        .clone_from(&approval.capability_token_id);
-    event
-        .root_capability_token_id
-        .clone_from(&approval.root_capability_token_id);
-    event.pending_id = id.to_owned();
-    event.rule.clone_from(&approval.escalating_rule);
-
-    let mut tx = db.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE approvals SET status = $2, decided_by = $3, decided_at = $4, decision_reason = $5 \
-         WHERE id = $1 AND status = 'pending'",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(&decided_by.label)
-    .bind(time::now_ms())
-    .bind(&reason)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        return Err(already()); // Decided concurrently.
-    }
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    changes.publish(
-        0,
-        Change::ApprovalDecided {
-            tenant: approval.tenant,
-            id: id.to_owned(),
-            approved: request.decision == Verdict::Approve,
-        },
-    );
-    Ok(())
 }
