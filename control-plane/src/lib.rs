@@ -11,6 +11,8 @@ pub mod config;
 pub mod delivery;
 pub mod discovery;
 pub mod error;
+pub mod filters;
+pub mod grpc;
 pub mod http;
 pub mod ids;
 pub mod keys;
@@ -19,7 +21,6 @@ pub mod policies;
 pub mod reports;
 pub mod state;
 pub mod store;
-pub mod sync;
 pub mod tenants;
 pub mod time;
 pub mod tokens;
@@ -85,12 +86,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let http = axum::serve(listener, app(state.clone())).with_graceful_shutdown(until_stopped());
-    let grpc = sync::serve(
+    let grpc = grpc::serve(
         config.grpc_addr,
         state.db.clone(),
         &state.changes,
         std::sync::Arc::clone(&state.signing),
-        config.filter_token.as_ref().map(|t| t.0.clone()),
+        config
+            .filter_token
+            .as_ref()
+            .map(|t| auth::HashedToken::new(&t.0)),
         until_stopped(),
     );
     tokio::try_join!(

@@ -10,9 +10,9 @@ use serde::Serialize;
 use super::extract::Segment;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
+use crate::filters::registry::{self, FilterStatus};
 use crate::keys::signing::{self, KeyInfo};
 use crate::state::AppState;
-use crate::sync::filters::{self, FilterStatus};
 use crate::validate;
 
 pub fn router() -> Router<AppState> {
@@ -62,9 +62,9 @@ async fn filters_status(State(state): State<AppState>, admin: Admin) -> Result<J
         ));
     }
     let mut conn = state.db.pool().acquire().await?;
-    let state_version = crate::sync::state::version(&mut conn).await?;
+    let state_version = crate::filters::state::version(&mut conn).await?;
     Ok(Json(Filters {
         state_version,
-        filters: filters::list(&state.db).await?,
+        filters: registry::list(&state.db).await?,
     }))
 }

@@ -103,7 +103,7 @@ async fn a_destinations_error_text_is_for_the_superadmin_only(app: TestApp) {
 }
 
 async fn integrations_count_the_audit_events_filters_dropped(app: TestApp) {
-    use intentgate_control_plane::sync::filters;
+    use intentgate_control_plane::filters::registry as filters;
     filters::audit_batch(&app.state.db, "envoy-a/vm-1", 10, 0)
         .await
         .unwrap();
