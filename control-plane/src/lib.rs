@@ -16,18 +16,16 @@ pub mod grpc;
 pub mod http;
 pub mod ids;
 pub mod keys;
-pub mod metrics;
 pub mod policies;
 pub mod reports;
-pub mod state;
 pub mod store;
 pub mod tenants;
 pub mod time;
 pub mod tokens;
 pub mod validate;
 
+pub use http::AppState;
 pub use http::app;
-pub use state::AppState;
 
 use anyhow::Context as _;
 

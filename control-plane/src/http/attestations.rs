@@ -11,7 +11,7 @@ use super::extract::{Body, Id, Params};
 use crate::auth::Admin;
 use crate::discovery::attestation::{self, Campaign, LIST, NewCampaign, Response};
 use crate::error::Result;
-use crate::state::AppState;
+use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -19,7 +19,7 @@ use crate::audit::query::{self, FilterParams, Filters};
 use crate::audit::verify::{self, Report};
 use crate::auth::Admin;
 use crate::error::Result;
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::store::page::Page;
 
 pub fn router() -> Router<AppState> {

@@ -19,7 +19,7 @@ use crate::discovery::inventory::{self, Agent, AgentUpdate};
 use crate::discovery::pull::{self, SyncReport};
 use crate::discovery::sources::{self, Created, NewSource, Source, SourceUpdate};
 use crate::error::{Error, Result};
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::store::page::Page;
 
 /// Largest push accepted by the ingest endpoint.

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{self, Admin};
 use crate::error::Error;
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::validate;
 
 /// Request bodies larger than this are refused.

@@ -11,8 +11,8 @@ use super::extract::Segment;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::filters::registry::{self, FilterStatus};
+use crate::http::AppState;
 use crate::keys::signing::{self, KeyInfo};
-use crate::state::AppState;
 use crate::validate;
 
 pub fn router() -> Router<AppState> {

@@ -3,16 +3,18 @@
 mod approvals;
 mod attestations;
 mod audit;
-mod capabilities;
 mod discovery;
 pub mod error;
 pub mod extract;
 mod health;
 mod keys;
+pub mod metrics;
 mod policies;
 mod reports;
 mod settings;
+pub mod state;
 mod tenants;
+mod tokens;
 
 use axum::Router;
 use serde::Deserialize;
@@ -21,13 +23,13 @@ use tracing::Level;
 
 use crate::auth::Admin;
 use crate::error::{Error, Result};
-use crate::state::AppState;
 use crate::store::page::Page;
+pub use state::AppState;
 
 /// The whole HTTP surface, ready to serve.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .merge(capabilities::router())
+        .merge(tokens::router())
         .merge(policies::router())
         .merge(audit::router())
         .merge(approvals::router())
@@ -47,7 +49,7 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
-            crate::metrics::track,
+            metrics::track,
         ))
         // Admin traffic is low-volume and worth a log line per request.
         .layer(

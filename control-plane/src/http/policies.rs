@@ -9,10 +9,10 @@ use super::TenantParam;
 use super::extract::{Body, Id, Params};
 use crate::auth::Admin;
 use crate::error::Result;
+use crate::http::AppState;
 use crate::policies::active::{self, Active, PromoteRequest};
 use crate::policies::drafts::{self, Draft, DraftUpdate, NewDraft};
 use crate::policies::dry_run::{self, DryRun, DryRunRequest};
-use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

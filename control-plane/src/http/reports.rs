@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::extract::{Params, Segment, bearer};
 use crate::error::{Error, Result};
+use crate::http::AppState;
 use crate::reports::{self, Kind, Window};
-use crate::state::AppState;
 use crate::{auth, validate};
 
 pub fn router() -> Router<AppState> {

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use super::extract::{Body, Segment};
 use crate::auth::Admin;
 use crate::error::{Error, Result};
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::tenants::settings::{self, Settings, Update};
 use crate::validate;
 

@@ -8,7 +8,7 @@ use crate::auth::Admin;
 use crate::delivery::Integration;
 use crate::error::Result;
 use crate::filters::registry;
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::tenants::{self, Tenant};
 
 pub fn router() -> Router<AppState> {

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use crate::audit::tree::{self, proofs};
 use crate::auth::Admin;
 use crate::error::{Error, Result};
+use crate::http::AppState;
 use crate::http::TenantParam;
 use crate::http::extract::Params;
-use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use super::metrics::Metrics;
 use crate::auth::AdminTokens;
 use crate::keys::Keys;
 use crate::keys::SigningKeys;
-use crate::metrics::Metrics;
 use crate::store::Db;
 use crate::store::changes::Changes;
 use crate::store::page::Cursors;

@@ -10,7 +10,7 @@ use super::ListParams;
 use super::extract::{Body, Params};
 use crate::auth::Admin;
 use crate::error::Result;
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::tokens::{self, MintRequest, Minted, REVOCATIONS, RevokeRequest};
 
 pub fn router() -> Router<AppState> {
