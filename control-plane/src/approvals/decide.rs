@@ -7,10 +7,10 @@ use serde::Deserialize;
 use sqlx::Row;
 
 use super::{Approval, COLUMNS};
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
-use crate::store::Db;
-use crate::store::changes::{Change, Changes};
+use crate::store::changes::Change;
 use crate::{audit, time, validate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -32,8 +32,7 @@ pub struct DecideRequest {
 
 /// Decides a pending approval once: a second decision is a conflict; another tenant's is absent.
 pub async fn decide(
-    db: &Db,
-    changes: &Changes,
+    recorder: &Recorder,
     admin: &Admin,
     id: &str,
     request: DecideRequest,
@@ -45,7 +44,7 @@ pub async fn decide(
         "SELECT {COLUMNS}, status FROM approvals WHERE id = $1"
     ))
     .bind(id)
-    .fetch_optional(db.pool())
+    .fetch_optional(recorder.db().pool())
     .await?;
     let not_found = || Error::not_found(format!("no approval {id}"));
     let row = row.ok_or_else(not_found)?;
@@ -80,7 +79,7 @@ pub async fn decide(
     event.pending_id = id.to_owned();
     event.rule.clone_from(&approval.escalating_rule);
 
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     let updated = sqlx::query(
         "UPDATE approvals SET status = $2, decided_by = $3, decided_at = $4, decision_reason = $5 \
          WHERE id = $1 AND status = 'pending'",
@@ -96,15 +95,14 @@ pub async fn decide(
     if updated == 0 {
         return Err(already()); // Decided concurrently.
     }
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    changes.publish(
-        0,
+    tx.commit_announcing(
+        event,
         Change::ApprovalDecided {
             tenant: approval.tenant,
             id: id.to_owned(),
             approved: request.decision == Verdict::Approve,
         },
-    );
+    )
+    .await?;
     Ok(())
 }

@@ -11,10 +11,11 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use super::NewApproval;
+use crate::audit::Recorder;
 use crate::error::{Error, Result};
 use crate::store::Db;
 use crate::store::changes::{Change, Changes};
-use crate::{audit, time};
+use crate::time;
 
 /// Longest single wait a filter may ask for; it asks again if the tenant's timeout is longer.
 pub const MAX_WAIT_MS: u32 = 60_000;
@@ -67,8 +68,8 @@ pub enum Use {
     Refused(String),
 }
 
-/// Parks an escalated call and returns its approval's id.
-pub async fn park(db: &Db, request: &Escalated) -> Result<String> {
+/// Parks an escalated call, with its `escalate` event, and returns its approval's id.
+pub async fn park(recorder: &Recorder, request: &Escalated) -> Result<String> {
     let mut event: AuditEvent = serde_json::from_str(&request.event_json)
         .map_err(|e| Error::bad_request(format!("event_json: {e}")))?;
     if event.decision != AuditDecision::Escalate {
@@ -91,12 +92,10 @@ pub async fn park(db: &Db, request: &Escalated) -> Result<String> {
         escalating_rule: event.rule.clone(),
         reason: event.reason.clone(),
     };
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     let id = super::create_in(&mut tx, new).await?;
     event.pending_id.clone_from(&id);
-    audit::store::check(&event)?;
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
+    tx.commit(event).await?;
     Ok(id)
 }
 

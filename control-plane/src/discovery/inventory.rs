@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::store::Db;
@@ -349,7 +350,13 @@ pub struct AgentUpdate {
     pub gateway_agent_id: Option<String>,
 }
 
-pub async fn update(db: &Db, admin: &Admin, name: &str, change: AgentUpdate) -> Result<Agent> {
+pub async fn update(
+    recorder: &Recorder,
+    admin: &Admin,
+    name: &str,
+    change: AgentUpdate,
+) -> Result<Agent> {
+    let db = recorder.db();
     let tenant = admin.tenant(change.tenant.as_deref())?;
     if let Some(owner) = &change.owner {
         validate::optional_text("owner", owner, MAX_OWNER).map_err(Error::BadRequest)?;
@@ -363,9 +370,13 @@ pub async fn update(db: &Db, admin: &Admin, name: &str, change: AgentUpdate) -> 
             "gateway_agent_id links a discovered agent; this agent is only known to the gateway",
         ));
     }
+    if change.owner.is_none() && change.gateway_agent_id.is_none() {
+        // Nothing to change, so nothing to audit.
+        return Ok(current);
+    }
     let actor = admin.actor();
     let mut what = Vec::new();
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     if let Some(owner) = &change.owner {
         let owner = owner.trim();
         if owner.is_empty() {
@@ -404,15 +415,12 @@ pub async fn update(db: &Db, admin: &Admin, name: &str, change: AgentUpdate) -> 
         .await?;
         what.push(format!("gateway agent {link:?}"));
     }
-    if !what.is_empty() {
-        let event = audit::record::admin(
-            &tenant,
-            "discovery_agent_update",
-            &actor,
-            format!("agent {name:?}: {}", what.join(", ")),
-        )?;
-        audit::store::append_in(&mut tx, &[event]).await?;
-    }
-    tx.commit().await?;
+    let event = audit::record::admin(
+        &tenant,
+        "discovery_agent_update",
+        &actor,
+        format!("agent {name:?}: {}", what.join(", ")),
+    )?;
+    tx.commit(event).await?;
     get(db, &tenant, name).await
 }

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::stream;
 use crate::approvals::runtime as approvals;
+use crate::audit::Recorder;
 use crate::filters::{Hub, ingest};
 use crate::store::Db;
 use crate::store::changes::Changes;
@@ -80,9 +81,12 @@ impl FilterSync for Service {
             arguments_json: r.arguments_json,
             arguments_sha256: r.arguments_sha256,
         };
-        let id = approvals::park(&self.db, &escalated)
-            .await
-            .map_err(Status::from)?;
+        let id = approvals::park(
+            &Recorder::new(self.db.clone(), self.changes.clone()),
+            &escalated,
+        )
+        .await
+        .map_err(Status::from)?;
         Ok(Response::new(v1::ApprovalCreated { id }))
     }
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::ListParams;
 use super::extract::{Body, Id, Params};
 use crate::approvals::{self, DecideRequest, LIST};
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::Result;
 use crate::http::AppState;
@@ -31,11 +32,11 @@ async fn pending(
 }
 
 async fn decide(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Id(id): Id,
     Body(request): Body<DecideRequest>,
 ) -> Result<StatusCode> {
-    approvals::decide(&state.db, &state.changes, &admin, &id, request).await?;
+    approvals::decide(&recorder, &admin, &id, request).await?;
     Ok(StatusCode::NO_CONTENT)
 }

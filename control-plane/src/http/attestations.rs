@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::ListParams;
 use super::extract::{Body, Id, Params};
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::discovery::attestation::{self, Campaign, LIST, NewCampaign, Response};
 use crate::error::Result;
@@ -32,11 +33,11 @@ async fn list(
 }
 
 async fn create(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Body(new): Body<NewCampaign>,
 ) -> Result<(StatusCode, Json<Campaign>)> {
-    let campaign = attestation::create(&state.db, &admin, new).await?;
+    let campaign = attestation::create(&recorder, &admin, new).await?;
     Ok((StatusCode::CREATED, Json(campaign)))
 }
 
@@ -49,12 +50,12 @@ async fn get_one(
 }
 
 async fn respond(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Id(id): Id,
     Body(response): Body<Response>,
 ) -> Result<Json<Campaign>> {
-    attestation::respond(&state.db, &admin, &id, response)
+    attestation::respond(&recorder, &admin, &id, response)
         .await
         .map(Json)
 }

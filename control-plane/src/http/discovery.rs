@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::extract::{Body, Id, Params, bearer};
 use super::{ListParams, TenantParam};
-use crate::auth;
-use crate::auth::Admin;
+use crate::audit::Recorder;
+use crate::auth::{self, Admin};
 use crate::discovery::import::{self, Imported};
 use crate::discovery::inventory::{self, Agent, AgentUpdate};
 use crate::discovery::pull::{self, SyncReport};
@@ -59,9 +59,10 @@ async fn list_sources(
 async fn create_source(
     State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Body(new): Body<NewSource>,
 ) -> Result<(StatusCode, Json<Created>)> {
-    let created = sources::create(&state.db, state.keys.seed(), &admin, new).await?;
+    let created = sources::create(&recorder, state.keys.seed(), &admin, new).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -76,29 +77,22 @@ async fn get_source(
 async fn update_source(
     State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Id(id): Id,
     Body(change): Body<SourceUpdate>,
 ) -> Result<Json<Source>> {
-    sources::update(&state.db, state.keys.seed(), &admin, &id, change)
+    sources::update(&recorder, state.keys.seed(), &admin, &id, change)
         .await
         .map(Json)
 }
 
-async fn delete_source(
-    State(state): State<AppState>,
-    admin: Admin,
-    Id(id): Id,
-) -> Result<StatusCode> {
-    sources::delete(&state.db, &admin, &id).await?;
+async fn delete_source(admin: Admin, recorder: Recorder, Id(id): Id) -> Result<StatusCode> {
+    sources::delete(&recorder, &admin, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rotate_token(
-    State(state): State<AppState>,
-    admin: Admin,
-    Id(id): Id,
-) -> Result<Json<Value>> {
-    let token = sources::rotate_token(&state.db, &admin, &id).await?;
+async fn rotate_token(admin: Admin, recorder: Recorder, Id(id): Id) -> Result<Json<Value>> {
+    let token = sources::rotate_token(&recorder, &admin, &id).await?;
     Ok(Json(json!({ "id": id, "token": token })))
 }
 
@@ -164,12 +158,12 @@ async fn get_agent(
 }
 
 async fn update_agent(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Id(name): Id,
     Body(change): Body<AgentUpdate>,
 ) -> Result<Json<Agent>> {
-    inventory::update(&state.db, &admin, &name, change)
+    inventory::update(&recorder, &admin, &name, change)
         .await
         .map(Json)
 }

@@ -8,6 +8,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::audit::{ElevationId, Recorder};
 use crate::auth::{self, Admin};
 use crate::error::Error;
 use crate::http::AppState;
@@ -25,6 +26,29 @@ impl FromRequestParts<AppState> for Admin {
             .tokens
             .authenticate(presented)
             .ok_or(Error::Unauthorized)
+    }
+}
+
+/// The privileged-access ticket an admin request's changes are made under.
+pub const ELEVATION_HEADER: &str = "x-intentgate-elevation-id";
+
+/// Where a mutating request's changes are made, with its `X-IntentGate-Elevation-Id` (checked before
+/// anything changes: a malformed or repeated one is a 400).
+impl FromRequestParts<AppState> for Recorder {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let mut values = parts.headers.get_all(ELEVATION_HEADER).iter();
+        let elevation = match (values.next(), values.next()) {
+            (None, _) => None,
+            (Some(value), None) => Some(ElevationId::parse(value.as_bytes())?),
+            (Some(_), Some(_)) => {
+                return Err(Error::bad_request(
+                    "the elevation id (X-IntentGate-Elevation-Id) may be given once",
+                ));
+            }
+        };
+        Ok(state.recorder().with_elevation(elevation))
     }
 }
 

@@ -5,6 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::extract::{Body, Segment};
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::http::AppState;
@@ -37,13 +38,13 @@ async fn read(
 }
 
 async fn replace(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Segment(tenant): Segment,
     Body(update): Body<Update>,
 ) -> Result<Json<Settings>> {
     let tenant = tenant_of(&admin, &tenant)?;
-    settings::put(&state.db, &state.changes, &admin, &tenant, update)
+    settings::put(&recorder, &admin, &tenant, update)
         .await
         .map(Json)
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::metrics::Metrics;
+use crate::audit::Recorder;
 use crate::auth::AdminTokens;
 use crate::keys::Keys;
 use crate::keys::SigningKeys;
@@ -42,6 +43,12 @@ impl AppState {
             delivery: Arc::default(),
             tree_nodes: crate::audit::tree::UpperNodes::default(),
         }
+    }
+
+    /// Where this request's changes are made (the handlers that change state take a [`Recorder`]
+    /// extractor, which adds the request's elevation ticket).
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(self.db.clone(), self.changes.clone())
     }
 
     pub fn with_discovery(mut self, settings: crate::discovery::Settings) -> Self {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::ListParams;
 use super::extract::{Body, Params};
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::Result;
 use crate::http::AppState;
@@ -23,19 +24,20 @@ pub fn router() -> Router<AppState> {
 async fn mint(
     State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Body(request): Body<MintRequest>,
 ) -> Result<Json<Minted>> {
-    tokens::mint_token(&state.db, &state.signing.active(), &admin, request)
+    tokens::mint_token(&recorder, &state.signing.active(), &admin, request)
         .await
         .map(Json)
 }
 
 async fn revoke(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Body(request): Body<RevokeRequest>,
 ) -> Result<StatusCode> {
-    tokens::revoke(&state.db, &state.changes, &admin, request).await?;
+    tokens::revoke(&recorder, &admin, request).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,9 +7,9 @@ use intentgate_core::memory::derive_memory_key;
 use intentgate_core::token::{Grant, IssuerKey, mint};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
-use crate::store::Db;
 use crate::{audit, ids, time, validate};
 
 pub const DEFAULT_TTL_SECONDS: u64 = 3600;
@@ -80,7 +80,7 @@ impl MintRequest {
 }
 
 pub async fn mint_token(
-    db: &Db,
+    recorder: &Recorder,
     issuer: &IssuerKey,
     admin: &Admin,
     request: MintRequest,
@@ -139,7 +139,7 @@ pub async fn mint_token(
     event.capability_token_id.clone_from(&jti);
     event.root_capability_token_id.clone_from(&jti);
 
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     sqlx::query(
         "INSERT INTO tokens (jti, tenant, subject, issuer, kid, issued_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -153,8 +153,7 @@ pub async fn mint_token(
     .bind(grant.expires_at * 1000)
     .execute(&mut *tx)
     .await?;
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
+    tx.commit(event).await?;
     tracing::info!(%tenant, %jti, subject = %grant.subject, "minted token");
     Ok(Minted {
         token,

@@ -4,10 +4,11 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::store::Db;
-use crate::store::changes::{Change, Changes};
+use crate::store::changes::Change;
 use crate::store::page::{Cursors, Page};
 use crate::{audit, time, validate};
 
@@ -23,19 +24,14 @@ pub struct RevokeRequest {
 }
 
 /// Revokes a token minted here. Revoking twice keeps the first revocation.
-pub async fn revoke(
-    db: &Db,
-    changes: &Changes,
-    admin: &Admin,
-    request: RevokeRequest,
-) -> Result<()> {
+pub async fn revoke(recorder: &Recorder, admin: &Admin, request: RevokeRequest) -> Result<()> {
     validate::id("jti", &request.jti).map_err(Error::BadRequest)?;
     let reason = request.reason.unwrap_or_default();
     validate::optional_text("reason", &reason, 1024).map_err(Error::BadRequest)?;
     let not_found = || Error::not_found("no token with that jti");
     let row = sqlx::query("SELECT tenant, subject FROM tokens WHERE jti = $1")
         .bind(&request.jti)
-        .fetch_optional(db.pool())
+        .fetch_optional(recorder.db().pool())
         .await?
         .ok_or_else(not_found)?;
     let tenant: String = row.try_get("tenant")?;
@@ -44,7 +40,7 @@ pub async fn revoke(
         return Err(not_found());
     }
     let actor = admin.actor();
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO revocations (jti, tenant, revoked_at, reason, revoked_by) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (jti) DO NOTHING",
@@ -70,14 +66,11 @@ pub async fn revoke(
     event.agent_id = subject;
     event.capability_token_id.clone_from(&request.jti);
     event.root_capability_token_id.clone_from(&request.jti);
-    audit::store::append_in(&mut tx, &[event]).await?;
     let change = Change::TokenRevoked {
         tenant,
         jti: request.jti,
     };
-    let version = Changes::record(&mut tx, db.backend(), &change).await?;
-    tx.commit().await?;
-    changes.publish(version, change);
+    tx.commit_announcing(event, change).await?;
     Ok(())
 }
 
