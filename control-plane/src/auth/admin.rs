@@ -77,6 +77,14 @@ impl Admin {
         }
     }
 
+    /// The tenant a change applies to: as [`Admin::tenant`], but never one of the control plane's own
+    /// (`_system`), which no admin writes into.
+    pub fn tenant_for_change(&self, requested: Option<&str>) -> Result<String> {
+        let tenant = self.tenant(requested)?;
+        validate::assignable_tenant(&tenant).map_err(Error::BadRequest)?;
+        Ok(tenant)
+    }
+
     /// The tenants a list covers: a per-tenant admin's own, else the requested one, else all
     /// (`None`).
     pub fn scope(&self, requested: Option<&str>) -> Result<Option<String>> {

@@ -145,7 +145,7 @@ pub async fn create(recorder: &Recorder, admin: &Admin, new: NewCampaign) -> Res
         .as_deref()
         .map(|t| time::parse_param("due_at", t))
         .transpose()?;
-    let tenant = admin.tenant(new.tenant.as_deref())?;
+    let tenant = admin.tenant_for_change(new.tenant.as_deref())?;
     let scope = new.scope.unwrap_or(Scope::All);
     let agents: Vec<_> = inventory::load(db, Some(&tenant))
         .await?

@@ -357,7 +357,7 @@ pub async fn update(
     change: AgentUpdate,
 ) -> Result<Agent> {
     let db = recorder.db();
-    let tenant = admin.tenant(change.tenant.as_deref())?;
+    let tenant = admin.tenant_for_change(change.tenant.as_deref())?;
     if let Some(owner) = &change.owner {
         validate::optional_text("owner", owner, MAX_OWNER).map_err(Error::BadRequest)?;
     }

@@ -269,7 +269,7 @@ pub async fn create(
     )?;
     check_reach(admin, new.endpoint.as_deref())?;
     let created_by = admin.labelled("created_by", new.created_by)?;
-    let tenant = admin.tenant(new.tenant.as_deref())?;
+    let tenant = admin.tenant_for_change(new.tenant.as_deref())?;
     let id = ids::new_id()?;
     let minted = token::mint(&id)?;
     let sealed = new

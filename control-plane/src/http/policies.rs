@@ -93,7 +93,7 @@ async fn clear(
     recorder: Recorder,
     Params(params): Params<TenantParam>,
 ) -> Result<StatusCode> {
-    let tenant = admin.tenant(params.tenant.as_deref())?;
+    let tenant = admin.tenant_for_change(params.tenant.as_deref())?;
     active::clear(&recorder, &admin, &tenant).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -103,7 +103,7 @@ async fn rollback(
     recorder: Recorder,
     Params(params): Params<TenantParam>,
 ) -> Result<Json<Active>> {
-    let tenant = admin.tenant(params.tenant.as_deref())?;
+    let tenant = admin.tenant_for_change(params.tenant.as_deref())?;
     active::rollback(&recorder, &admin, &tenant).await.map(Json)
 }
 

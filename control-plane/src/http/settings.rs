@@ -44,6 +44,7 @@ async fn replace(
     Body(update): Body<Update>,
 ) -> Result<Json<Settings>> {
     let tenant = tenant_of(&admin, &tenant)?;
+    validate::assignable_tenant(&tenant).map_err(Error::BadRequest)?;
     settings::put(&recorder, &admin, &tenant, update)
         .await
         .map(Json)

@@ -83,7 +83,7 @@ fn check_fields(name: Option<&str>, description: Option<&str>) -> Result<()> {
 pub async fn create(recorder: &Recorder, admin: &Admin, new: NewDraft) -> Result<Draft> {
     check_fields(Some(&new.name), new.description.as_deref())?;
     let created_by = admin.labelled("created_by", new.created_by)?;
-    let tenant = admin.tenant(new.tenant.as_deref())?;
+    let tenant = admin.tenant_for_change(new.tenant.as_deref())?;
     let policy = super::compile(&new.rego_source)?;
     let id = ids::new_id()?;
     let now = time::now_ms();
