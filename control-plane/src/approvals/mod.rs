@@ -16,7 +16,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::error::{Error, Result};
 use crate::store::Db;
-use crate::store::page::{Cursors, Page};
+use crate::store::page::{Page, Paged};
 use crate::{ids, time, validate};
 
 /// The cursor list name of pending approvals.
@@ -115,19 +115,14 @@ pub async fn create_in(conn: &mut AnyConnection, new: NewApproval) -> Result<Str
 }
 
 /// Pending approvals, newest first, of one tenant or (`None`) of all.
-pub async fn pending(
-    db: &Db,
-    cursors: &Cursors,
-    tenant: Option<&str>,
-    page: Page,
-) -> Result<(Vec<Approval>, Option<String>)> {
+pub async fn pending(db: &Db, tenant: Option<&str>, page: Page) -> Result<Paged<Approval>> {
     let scope = tenant.unwrap_or("*");
     let sql = format!(
         "SELECT {COLUMNS} FROM approvals WHERE ($1 = '*' OR tenant = $1) AND status = 'pending' \
          AND pos < $2 ORDER BY pos DESC LIMIT $3"
     );
     let query = sqlx::query(&sql).bind(scope);
-    page.run(db, cursors, LIST, scope, query, |row| {
+    page.run(db, query, |row| {
         Ok((row.try_get("pos")?, Approval::from_row(row)?))
     })
     .await

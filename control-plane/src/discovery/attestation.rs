@@ -11,7 +11,7 @@ use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::store::Db;
-use crate::store::page::{Cursors, Page};
+use crate::store::page::{Page, Paged};
 use crate::{audit, ids, time, validate};
 
 pub const LIST: &str = "attestation_campaigns";
@@ -201,12 +201,7 @@ pub async fn create(recorder: &Recorder, admin: &Admin, new: NewCampaign) -> Res
     get(db, admin, &id).await
 }
 
-pub async fn list(
-    db: &Db,
-    cursors: &Cursors,
-    scope: Option<&str>,
-    page: Page,
-) -> Result<(Vec<Campaign>, Option<String>)> {
+pub async fn list(db: &Db, scope: Option<&str>, page: Page) -> Result<Paged<Campaign>> {
     let scope = scope.unwrap_or("*");
     let sql = format!(
         "SELECT {COLUMNS} FROM attestation_campaigns c WHERE ($1 = '*' OR c.tenant = $1) \
@@ -214,7 +209,7 @@ pub async fn list(
     );
     let now = time::now_ms();
     let query = sqlx::query(&sql).bind(scope);
-    page.run(db, cursors, LIST, scope, query, |row| {
+    page.run(db, query, |row| {
         Ok((row.try_get("pos")?, Campaign::from_row(row, now)?))
     })
     .await

@@ -12,6 +12,7 @@ use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::store::Db;
+use crate::store::page::{Page, Paged};
 use crate::{audit, time, validate};
 
 /// Agents not seen for this long are `dormant`.
@@ -158,6 +159,25 @@ fn widen(range: &mut (Option<i64>, Option<i64>), first: Option<i64>, last: Optio
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
+}
+
+/// The cursor list name of the inventory.
+pub const LIST: &str = "discovery_agents";
+
+/// A page of the inventory, `governed` or not (`None`: both). The inventory is computed, not a
+/// table, so its cursor is an offset into the sorted list (authenticated like every cursor).
+pub async fn list(
+    db: &Db,
+    scope: Option<&str>,
+    governed: Option<bool>,
+    page: Page,
+) -> Result<Paged<Agent>> {
+    let agents = load(db, scope)
+        .await?
+        .into_iter()
+        .filter(|a| governed.is_none_or(|g| a.governed == g))
+        .collect();
+    page.slice(agents)
 }
 
 /// The whole inventory of a tenant (or, `None`, of every tenant), sorted by tenant and agent.

@@ -12,7 +12,7 @@ use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::store::Db;
-use crate::store::page::{Cursors, Page};
+use crate::store::page::{Page, Paged};
 use crate::{audit, ids, time, validate};
 
 pub const LIST: &str = "discovery_sources";
@@ -320,19 +320,14 @@ pub async fn create(
     })
 }
 
-pub async fn list(
-    db: &Db,
-    cursors: &Cursors,
-    scope: Option<&str>,
-    page: Page,
-) -> Result<(Vec<Source>, Option<String>)> {
+pub async fn list(db: &Db, scope: Option<&str>, page: Page) -> Result<Paged<Source>> {
     let scope = scope.unwrap_or("*");
     let sql = format!(
         "SELECT {COLUMNS} FROM discovery_sources WHERE ($1 = '*' OR tenant = $1) AND pos < $2 \
          ORDER BY pos DESC LIMIT $3"
     );
     let query = sqlx::query(&sql).bind(scope);
-    page.run(db, cursors, LIST, scope, query, |row| {
+    page.run(db, query, |row| {
         Ok((row.try_get("pos")?, Source::from_row(row)?))
     })
     .await

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
 
 use super::ListParams;
 use super::extract::{Body, Id, Params};
@@ -13,6 +12,7 @@ use crate::auth::Admin;
 use crate::discovery::attestation::{self, Campaign, LIST, NewCampaign, Response};
 use crate::error::Result;
 use crate::http::AppState;
+use crate::store::page::Paged;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -25,11 +25,11 @@ async fn list(
     State(state): State<AppState>,
     admin: Admin,
     Params(params): Params<ListParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Paged<Campaign>>> {
     let (scope, page) = params.page(&state, &admin, LIST)?;
-    let (items, next) =
-        attestation::list(&state.db, &state.cursors, scope.as_deref(), page).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    attestation::list(&state.db, scope.as_deref(), page)
+        .await
+        .map(Json)
 }
 
 async fn create(

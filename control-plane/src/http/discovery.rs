@@ -20,11 +20,10 @@ use crate::discovery::pull::{self, SyncReport};
 use crate::discovery::sources::{self, Created, NewSource, Source, SourceUpdate};
 use crate::error::{Error, Result};
 use crate::http::AppState;
-use crate::store::page::Page;
+use crate::store::page::Paged;
 
 /// Largest push accepted by the ingest endpoint.
 pub const MAX_INGEST_BYTES: usize = 16 * 1024 * 1024;
-const AGENTS: &str = "discovery_agents";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -50,10 +49,11 @@ async fn list_sources(
     State(state): State<AppState>,
     admin: Admin,
     Params(params): Params<ListParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Paged<Source>>> {
     let (scope, page) = params.page(&state, &admin, sources::LIST)?;
-    let (items, next) = sources::list(&state.db, &state.cursors, scope.as_deref(), page).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    sources::list(&state.db, scope.as_deref(), page)
+        .await
+        .map(Json)
 }
 
 async fn create_source(
@@ -98,53 +98,30 @@ async fn rotate_token(admin: Admin, recorder: Recorder, Id(id): Id) -> Result<Js
 
 #[derive(Debug, Deserialize)]
 struct AgentParams {
-    tenant: Option<String>,
+    #[serde(flatten)]
+    list: ListParams,
     governed: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
 }
 
-/// The inventory is computed, not a table, so its cursor is an offset into the sorted list
-/// (authenticated like every cursor).
 async fn list_agents(
     State(state): State<AppState>,
     admin: Admin,
     Params(params): Params<AgentParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Paged<Agent>>> {
     let governed = match params.governed.as_deref() {
         None => None,
         Some("true") => Some(true),
         Some("false") => Some(false),
         Some(_) => return Err(Error::bad_request("governed must be true or false")),
     };
-    let scope = admin.scope(params.tenant.as_deref())?;
-    let scope_key = format!("{}|{governed:?}", scope.as_deref().unwrap_or("*"));
-    let page = Page::parse(
-        &state.cursors,
-        AGENTS,
-        &scope_key,
-        params.limit.as_deref(),
-        params.cursor.as_deref(),
-    )?;
-    let agents: Vec<Agent> = inventory::load(&state.db, scope.as_deref())
-        .await?
-        .into_iter()
-        .filter(|a| governed.is_none_or(|g| a.governed == g))
-        .collect();
-    let offset = usize::try_from(page.before.unwrap_or(0).max(0)).unwrap_or(usize::MAX);
-    let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
-    let end = offset.saturating_add(limit).min(agents.len());
-    let items = agents.get(offset.min(end)..end).unwrap_or_default();
-    let next = if end < agents.len() {
-        Some(
-            state
-                .cursors
-                .encode(AGENTS, &scope_key, i64::try_from(end).unwrap_or(i64::MAX))?,
-        )
-    } else {
-        None
-    };
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    let filter = format!("{governed:?}");
+    let (scope, page) =
+        params
+            .list
+            .filtered_page(&state, &admin, inventory::LIST, Some(&filter))?;
+    inventory::list(&state.db, scope.as_deref(), governed, page)
+        .await
+        .map(Json)
 }
 
 async fn get_agent(

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod keys;
+pub mod list;
 pub mod metrics;
 mod policies;
 mod reports;
@@ -21,9 +22,8 @@ use serde::Deserialize;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::auth::Admin;
-use crate::error::{Error, Result};
-use crate::store::page::Page;
+use crate::error::Error;
+pub use list::ListParams;
 pub use state::AppState;
 
 /// The whole HTTP surface, ready to serve.
@@ -64,32 +64,4 @@ pub fn app(state: AppState) -> Router {
 #[derive(Debug, Deserialize)]
 pub struct TenantParam {
     pub tenant: Option<String>,
-}
-
-/// `?tenant=&limit=&cursor=` of the paginated lists.
-#[derive(Debug, Deserialize)]
-pub struct ListParams {
-    pub tenant: Option<String>,
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
-
-impl ListParams {
-    /// The tenant scope (`None`: all tenants) and the page requested within it.
-    pub fn page(
-        &self,
-        state: &AppState,
-        admin: &Admin,
-        list: &str,
-    ) -> Result<(Option<String>, Page)> {
-        let scope = admin.scope(self.tenant.as_deref())?;
-        let page = Page::parse(
-            &state.cursors,
-            list,
-            scope.as_deref().unwrap_or("*"),
-            self.limit.as_deref(),
-            self.cursor.as_deref(),
-        )?;
-        Ok((scope, page))
-    }
 }

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
 
 use super::ListParams;
 use super::extract::{Body, Params};
@@ -12,7 +11,8 @@ use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::Result;
 use crate::http::AppState;
-use crate::tokens::{self, MintRequest, Minted, REVOCATIONS, RevokeRequest};
+use crate::store::page::Paged;
+use crate::tokens::{self, MintRequest, Minted, REVOCATIONS, Revocation, RevokeRequest};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -45,9 +45,9 @@ async fn revocations(
     State(state): State<AppState>,
     admin: Admin,
     Params(params): Params<ListParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Paged<Revocation>>> {
     let (scope, page) = params.page(&state, &admin, REVOCATIONS)?;
-    let (items, next) =
-        tokens::revocations(&state.db, &state.cursors, scope.as_deref(), page).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    tokens::revocations(&state.db, scope.as_deref(), page)
+        .await
+        .map(Json)
 }

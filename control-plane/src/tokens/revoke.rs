@@ -9,7 +9,7 @@ use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::store::Db;
 use crate::store::changes::Change;
-use crate::store::page::{Cursors, Page};
+use crate::store::page::{Page, Paged};
 use crate::{audit, time, validate};
 
 /// The cursor list name of revocations.
@@ -83,19 +83,14 @@ pub struct Revocation {
 }
 
 /// Revocations, newest first, of one tenant or (`None`) of all.
-pub async fn revocations(
-    db: &Db,
-    cursors: &Cursors,
-    tenant: Option<&str>,
-    page: Page,
-) -> Result<(Vec<Revocation>, Option<String>)> {
+pub async fn revocations(db: &Db, tenant: Option<&str>, page: Page) -> Result<Paged<Revocation>> {
     let scope = tenant.unwrap_or("*");
     let query = sqlx::query(
         "SELECT pos, jti, tenant, revoked_at, reason FROM revocations \
          WHERE ($1 = '*' OR tenant = $1) AND pos < $2 ORDER BY pos DESC LIMIT $3",
     )
     .bind(scope);
-    page.run(db, cursors, REVOCATIONS, scope, query, |row| {
+    page.run(db, query, |row| {
         Ok((
             row.try_get("pos")?,
             Revocation {
