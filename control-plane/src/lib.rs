@@ -1,8 +1,15 @@
-//! IntentGate control plane: the admin REST API over SQLite or Postgres (SPEC §2, §4–6).
+//! IntentGate control plane: the admin REST API and filter sync over SQLite or Postgres (SPEC §2,
+//! §4–6), in layers, each using only its own or lower ones (`tests/layout.rs` checks it):
 //!
-//! [`app`] builds the router so tests drive it in process; [`serve`] runs it until SIGTERM/SIGINT.
-//! Domain modules (`tokens`, `policies`, `audit`, `approvals`, `tenants`) hold the logic and SQL;
-//! `http` only maps requests to them and errors to responses.
+//! - transports only translate: [`http`] (REST) and [`grpc`] (filter sync);
+//! - domain modules own their rules and SQL: [`tokens`], [`policies`], [`approvals`], [`audit`],
+//!   [`delivery`], [`discovery`], [`reports`], [`tenants`], [`keys`], [`filters`], [`auth`];
+//!   every change goes through [`audit::Recorder`]'s audited change;
+//! - the [`store`]: the pool, migrations, write transactions, the state-version log, list paging;
+//! - shared: [`error`], [`ids`], [`time`], [`validate`]; [`config`] reads the environment once.
+//!
+//! [`app`] builds the router so tests drive it in process; [`serve`] runs both servers until
+//! SIGTERM/SIGINT.
 
 pub mod approvals;
 pub mod audit;
@@ -114,7 +121,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Audit delivery (one task per destination) and scheduled tree heads, until `stop` (issue 7).
+/// Audit delivery (one task per destination) and scheduled tree heads, until `stop`.
 fn audit_tasks(
     config: &Config,
     state: &mut AppState,

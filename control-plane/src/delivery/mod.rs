@@ -1,4 +1,4 @@
-//! SIEM and webhook delivery of the audit log (issue 7): Splunk HEC, Datadog logs, Microsoft
+//! SIEM and webhook delivery of the audit log: Splunk HEC, Datadog logs, Microsoft
 //! Sentinel (Logs Ingestion API), a signed webhook and syslog (RFC 5424 over TCP or TLS).
 //!
 //! - [`config`] reads the destinations from the environment;

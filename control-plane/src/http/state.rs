@@ -21,9 +21,9 @@ pub struct AppState {
     pub tokens: Arc<AdminTokens>,
     pub changes: Changes,
     pub metrics: Arc<Metrics>,
-    /// Discovery sources, the AI catalog and the sync and reports tokens (issue 8).
+    /// Discovery sources, the AI catalog and the sync and reports tokens.
     pub discovery: Arc<crate::discovery::Settings>,
-    /// The SIEM and webhook destinations this process delivers to (issue 7).
+    /// The SIEM and webhook destinations this process delivers to.
     pub delivery: Arc<crate::delivery::Configured>,
     /// Upper subtrees of the audit trees, for proofs.
     pub tree_nodes: crate::audit::tree::UpperNodes,
