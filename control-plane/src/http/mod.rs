@@ -1,4 +1,5 @@
-//! The admin REST API: one module per resource, each with its `router()`.
+//! The REST transport (axum): one module per resource, each with its `router()`, translating requests
+//! to the domain modules and their errors to responses through the one mapping of [`error`].
 
 mod approvals;
 mod attestations;
