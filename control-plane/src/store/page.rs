@@ -8,12 +8,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use serde::Serialize;
 use sqlx::Any;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 
 const MAC_BYTES: usize = 16;
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -69,18 +70,31 @@ impl Cursors {
     }
 }
 
-/// A page request: `limit` 1 to 1000 (default 100) and an optional cursor.
-#[derive(Debug, Clone, Copy)]
+/// A page of one list, requested within one scope (a tenant, `*`, or a finer key): `limit` 1 to
+/// 1000 (default 100) and the position the page starts before, taken from a cursor this list and
+/// scope issued.
+#[derive(Debug, Clone)]
 pub struct Page {
-    pub limit: i64,
-    /// Rows strictly before this position (lists run newest first).
-    pub before: Option<i64>,
+    limit: i64,
+    /// Rows strictly before this position (lists run newest first); an offset for [`Page::slice`].
+    before: Option<i64>,
+    list: &'static str,
+    scope: String,
+    cursors: Cursors,
+}
+
+/// One page of a list, as every list endpoint answers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 impl Page {
     pub fn parse(
         cursors: &Cursors,
-        list: &str,
+        list: &'static str,
         scope: &str,
         limit: Option<&str>,
         cursor: Option<&str>,
@@ -99,20 +113,27 @@ impl Page {
         let before = cursor
             .map(|text| cursors.decode(list, scope, text))
             .transpose()?;
-        Ok(Page { limit, before })
+        Ok(Page {
+            limit,
+            before,
+            list,
+            scope: scope.to_owned(),
+            cursors: cursors.clone(),
+        })
+    }
+
+    pub fn limit(&self) -> i64 {
+        self.limit
     }
 
     /// Runs a list query whose last two placeholders are the position to start before and the
-    /// row limit, maps each row to `(position, item)`, and returns the page and the next cursor.
+    /// row limit, maps each row to `(position, item)`, and returns the page with the next cursor.
     pub async fn run<'q, T>(
-        &self,
+        self,
         db: &Db,
-        cursors: &Cursors,
-        list: &str,
-        scope: &str,
         query: Query<'q, Any, AnyArguments<'q>>,
         row: impl Fn(&AnyRow) -> Result<(i64, T)>,
-    ) -> Result<(Vec<T>, Option<String>)> {
+    ) -> Result<Paged<T>> {
         let rows = query
             .bind(self.before.unwrap_or(i64::MAX))
             .bind(self.limit + 1)
@@ -120,16 +141,35 @@ impl Page {
             .await?;
         let mut items = rows.iter().map(row).collect::<Result<Vec<_>>>()?;
         let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
-        let next = if items.len() > limit {
+        let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items
                 .last()
-                .map(|(position, _)| cursors.encode(list, scope, *position))
+                .map(|(position, _)| self.cursors.encode(self.list, &self.scope, *position))
                 .transpose()?
         } else {
             None
         };
-        Ok((items.into_iter().map(|(_, item)| item).collect(), next))
+        Ok(Paged {
+            items: items.into_iter().map(|(_, item)| item).collect(),
+            next_cursor,
+        })
+    }
+
+    /// The page of a list computed whole (not a table): its cursor is an offset into it.
+    pub fn slice<T>(self, all: Vec<T>) -> Result<Paged<T>> {
+        let total = all.len();
+        let offset = usize::try_from(self.before.unwrap_or(0).max(0)).unwrap_or(usize::MAX);
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let end = offset.saturating_add(limit).min(total);
+        let items: Vec<T> = all.into_iter().take(end).skip(offset).collect();
+        let next_cursor = if end < total {
+            let position = i64::try_from(end).unwrap_or(i64::MAX);
+            Some(self.cursors.encode(self.list, &self.scope, position)?)
+        } else {
+            None
+        };
+        Ok(Paged { items, next_cursor })
     }
 }
 
@@ -169,14 +209,40 @@ mod tests {
             );
         }
         assert_eq!(
-            Page::parse(&cursors, "l", "s", None, None).unwrap().limit,
+            Page::parse(&cursors, "l", "s", None, None).unwrap().limit(),
             DEFAULT_LIMIT
         );
         assert_eq!(
             Page::parse(&cursors, "l", "s", Some("1000"), None)
                 .unwrap()
-                .limit,
+                .limit(),
             1000
         );
+    }
+
+    #[test]
+    fn a_computed_list_pages_by_offset_to_its_end() {
+        let cursors = Cursors::new([7; 32]);
+        let all: Vec<u32> = (0..5).collect();
+        let first = Page::parse(&cursors, "l", "s", Some("2"), None)
+            .unwrap()
+            .slice(all.clone())
+            .unwrap();
+        assert_eq!(first.items, [0, 1]);
+        let mut seen = first.items;
+        let mut next = first.next_cursor;
+        while let Some(cursor) = next {
+            let page = Page::parse(&cursors, "l", "s", Some("2"), Some(&cursor))
+                .unwrap()
+                .slice(all.clone())
+                .unwrap();
+            seen.extend(page.items);
+            next = page.next_cursor;
+        }
+        assert_eq!(seen, all);
+        let text = cursors.encode("l", "s", 99).unwrap();
+        let past = Page::parse(&cursors, "l", "s", None, Some(&text)).unwrap();
+        assert!(past.slice(all).unwrap().items.is_empty());
+        assert!(Page::parse(&cursors, "l", "other", None, Some(&text)).is_err());
     }
 }

@@ -2,10 +2,7 @@
 //! constant time. A per-tenant admin is confined to its tenant: a `?tenant=` it sends is ignored,
 //! and another tenant's resources are reported as absent.
 
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-use crate::config::Config;
+use super::token::{HashedToken, Secret, digest};
 use crate::error::{Error, Result};
 use crate::validate;
 
@@ -16,10 +13,10 @@ pub enum Admin {
     Tenant(String),
 }
 
-/// The configured tokens, kept as SHA-256 digests so every comparison has the same length.
+/// The configured admin tokens.
 #[derive(Clone)]
 pub struct AdminTokens {
-    entries: Vec<([u8; 32], Admin)>,
+    entries: Vec<(HashedToken, Admin)>,
 }
 
 impl std::fmt::Debug for AdminTokens {
@@ -31,15 +28,15 @@ impl std::fmt::Debug for AdminTokens {
 }
 
 impl AdminTokens {
-    pub fn from_config(config: &Config) -> Self {
-        let mut entries = Vec::new();
-        if let Some(token) = &config.admin_token {
-            entries.push((digest(&token.0), Admin::Super));
+    /// The superadmin's token, if any, and each tenant admin's.
+    pub fn new(superadmin: Option<&Secret>, tenants: &[(String, Secret)]) -> Self {
+        let superadmin = superadmin.map(|token| (HashedToken::new(&token.0), Admin::Super));
+        let tenants = tenants
+            .iter()
+            .map(|(tenant, token)| (HashedToken::new(&token.0), Admin::Tenant(tenant.clone())));
+        AdminTokens {
+            entries: superadmin.into_iter().chain(tenants).collect(),
         }
-        for (tenant, token) in &config.tenant_admin_tokens {
-            entries.push((digest(&token.0), Admin::Tenant(tenant.clone())));
-        }
-        AdminTokens { entries }
     }
 
     /// The admin a presented token belongs to. Every entry is compared, match or not, so timing
@@ -48,7 +45,7 @@ impl AdminTokens {
         let presented = digest(presented);
         let mut found = None;
         for (expected, admin) in &self.entries {
-            if bool::from(expected.ct_eq(&presented)) {
+            if expected.matches_digest(&presented) {
                 found = Some(admin.clone());
             }
         }
@@ -62,10 +59,6 @@ impl AdminTokens {
             Admin::Super => None,
         })
     }
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 impl Admin {
@@ -82,6 +75,14 @@ impl Admin {
                 Ok(tenant.to_owned())
             }
         }
+    }
+
+    /// The tenant a change applies to: as [`Admin::tenant`], but never one of the control plane's own
+    /// (`_system`), which no admin writes into.
+    pub fn tenant_for_change(&self, requested: Option<&str>) -> Result<String> {
+        let tenant = self.tenant(requested)?;
+        validate::assignable_tenant(&tenant).map_err(Error::BadRequest)?;
+        Ok(tenant)
     }
 
     /// The tenants a list covers: a per-tenant admin's own, else the requested one, else all
@@ -146,20 +147,12 @@ pub struct Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
     fn tokens() -> AdminTokens {
-        let config = Config::from_lookup(|name| match name {
-            "INTENTGATE_ADMIN_TOKEN" => Some("super-token-0123456789".into()),
-            "INTENTGATE_TENANT_ADMIN_TOKENS" => Some("acme:acme-token-0123456789".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(
-            config.admin_token,
-            Some(Secret("super-token-0123456789".into()))
-        );
-        AdminTokens::from_config(&config)
+        AdminTokens::new(
+            Some(&Secret("super-token-0123456789".into())),
+            &[("acme".into(), Secret("acme-token-0123456789".into()))],
+        )
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::db::Db;
 use crate::delivery::Integration;
 use crate::error::Result;
+use crate::store::Db;
 use crate::time;
 
 /// The name of the filters' audit ingest in `GET /v1/admin/integrations`.

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
+use super::metrics::Metrics;
+use crate::audit::Recorder;
 use crate::auth::AdminTokens;
-use crate::changes::Changes;
-use crate::cursor::Cursors;
-use crate::db::Db;
 use crate::keys::Keys;
-use crate::metrics::Metrics;
-use crate::signing::SigningKeys;
+use crate::keys::SigningKeys;
+use crate::store::Db;
+use crate::store::changes::Changes;
+use crate::store::page::Cursors;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -20,9 +21,9 @@ pub struct AppState {
     pub tokens: Arc<AdminTokens>,
     pub changes: Changes,
     pub metrics: Arc<Metrics>,
-    /// Discovery sources, the AI catalog and the sync and reports tokens (issue 8).
+    /// Discovery sources, the AI catalog and the sync and reports tokens.
     pub discovery: Arc<crate::discovery::Settings>,
-    /// The SIEM and webhook destinations this process delivers to (issue 7).
+    /// The SIEM and webhook destinations this process delivers to.
     pub delivery: Arc<crate::delivery::Configured>,
     /// Upper subtrees of the audit trees, for proofs.
     pub tree_nodes: crate::audit::tree::UpperNodes,
@@ -42,6 +43,12 @@ impl AppState {
             delivery: Arc::default(),
             tree_nodes: crate::audit::tree::UpperNodes::default(),
         }
+    }
+
+    /// Where this request's changes are made (the handlers that change state take a [`Recorder`]
+    /// extractor, which adds the request's elevation ticket).
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(self.db.clone(), self.changes.clone())
     }
 
     pub fn with_discovery(mut self, settings: crate::discovery::Settings) -> Self {

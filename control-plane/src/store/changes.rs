@@ -1,13 +1,14 @@
 //! State changes that filters must learn about. Each is recorded inside the transaction that makes
 //! it — the state version is bumped and the change logged, and on Postgres other replicas are
-//! notified at commit — then announced in process after commit. The filter sync (gRPC push, Postgres
-//! `LISTEN`) follows the versions instead of each endpoint knowing about filters.
+//! notified at commit — then announced in process after commit (the audited change of `audit::change` does both). The
+//! filter sync (gRPC push, Postgres `LISTEN`) follows the versions instead of each endpoint knowing
+//! about filters.
 
 use sqlx::{AnyConnection, Row};
 use tokio::sync::broadcast;
 
-use crate::db::Backend;
 use crate::error::Result;
+use crate::store::Backend;
 use crate::time;
 
 /// Subscribers that fall this far behind miss announcements and must read the change log.

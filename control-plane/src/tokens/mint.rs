@@ -1,17 +1,14 @@
-//! Capability tokens: minting through the core's `mint` (the exact format the filter verifies),
-//! and revocation, scoped to the tenant each token was minted for.
+//! Minting capability tokens through the core's `mint` (the exact format the filter verifies), for
+//! the tenant the admin may act on.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use intentgate_core::memory::derive_memory_key;
 use intentgate_core::token::{Grant, IssuerKey, mint};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
+use crate::audit::Recorder;
 use crate::auth::Admin;
-use crate::changes::{Change, Changes};
-use crate::cursor::{Cursors, Page};
-use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::{audit, ids, time, validate};
 
@@ -20,8 +17,6 @@ pub const DEFAULT_TTL_SECONDS: u64 = 3600;
 pub const MAX_TTL_SECONDS: u64 = 30 * 24 * 3600;
 pub const MAX_TOOLS: usize = 256;
 pub const DEFAULT_ISSUER: &str = "intentgate";
-/// The cursor list name of revocations.
-pub const REVOCATIONS: &str = "revocations";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,14 +80,13 @@ impl MintRequest {
 }
 
 pub async fn mint_token(
-    db: &Db,
+    recorder: &Recorder,
     issuer: &IssuerKey,
     admin: &Admin,
     request: MintRequest,
 ) -> Result<Minted> {
     request.check()?;
-    let tenant = admin.tenant(request.tenant.as_deref())?;
-    validate::assignable_tenant(&tenant).map_err(Error::BadRequest)?;
+    let tenant = admin.tenant_for_change(request.tenant.as_deref())?;
     let now_ms = time::now_ms();
     let now = now_ms.div_euclid(1000);
     let ttl = i64::try_from(request.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS))
@@ -144,7 +138,7 @@ pub async fn mint_token(
     event.capability_token_id.clone_from(&jti);
     event.root_capability_token_id.clone_from(&jti);
 
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     sqlx::query(
         "INSERT INTO tokens (jti, tenant, subject, issuer, kid, issued_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -158,8 +152,7 @@ pub async fn mint_token(
     .bind(grant.expires_at * 1000)
     .execute(&mut *tx)
     .await?;
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
+    tx.commit(event).await?;
     tracing::info!(%tenant, %jti, subject = %grant.subject, "minted token");
     Ok(Minted {
         token,
@@ -167,106 +160,4 @@ pub async fn mint_token(
         jti,
         memory_signing_key: memory.map(|k| STANDARD.encode(k.to_bytes())),
     })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeRequest {
-    pub jti: String,
-    #[serde(default, deserialize_with = "crate::validate::non_null")]
-    pub reason: Option<String>,
-}
-
-/// Revokes a token minted here. Revoking twice keeps the first revocation.
-pub async fn revoke(
-    db: &Db,
-    changes: &Changes,
-    admin: &Admin,
-    request: RevokeRequest,
-) -> Result<()> {
-    validate::id("jti", &request.jti).map_err(Error::BadRequest)?;
-    let reason = request.reason.unwrap_or_default();
-    validate::optional_text("reason", &reason, 1024).map_err(Error::BadRequest)?;
-    let not_found = || Error::not_found("no token with that jti");
-    let row = sqlx::query("SELECT tenant, subject FROM tokens WHERE jti = $1")
-        .bind(&request.jti)
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or_else(not_found)?;
-    let tenant: String = row.try_get("tenant")?;
-    let subject: String = row.try_get("subject")?;
-    if !admin.may_access(&tenant) {
-        return Err(not_found());
-    }
-    let actor = admin.actor();
-    let mut tx = db.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO revocations (jti, tenant, revoked_at, reason, revoked_by) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(&request.jti)
-    .bind(&tenant)
-    .bind(time::now_ms())
-    .bind(&reason)
-    .bind(&actor)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !inserted {
-        return Ok(());
-    }
-    let details = if reason.is_empty() {
-        "revoked".to_owned()
-    } else {
-        format!("revoked: {reason}")
-    };
-    let mut event = audit::record::admin(&tenant, "revoke", &actor, details)?;
-    event.agent_id = subject;
-    event.capability_token_id.clone_from(&request.jti);
-    event.root_capability_token_id.clone_from(&request.jti);
-    audit::store::append_in(&mut tx, &[event]).await?;
-    let change = Change::TokenRevoked {
-        tenant,
-        jti: request.jti,
-    };
-    let version = Changes::record(&mut tx, db.backend(), &change).await?;
-    tx.commit().await?;
-    changes.publish(version, change);
-    Ok(())
-}
-
-#[derive(Debug, Serialize)]
-pub struct Revocation {
-    pub jti: String,
-    pub tenant: String,
-    pub revoked_at: String,
-    pub reason: String,
-}
-
-/// Revocations, newest first, of one tenant or (`None`) of all.
-pub async fn revocations(
-    db: &Db,
-    cursors: &Cursors,
-    tenant: Option<&str>,
-    page: Page,
-) -> Result<(Vec<Revocation>, Option<String>)> {
-    let scope = tenant.unwrap_or("*");
-    let query = sqlx::query(
-        "SELECT pos, jti, tenant, revoked_at, reason FROM revocations \
-         WHERE ($1 = '*' OR tenant = $1) AND pos < $2 ORDER BY pos DESC LIMIT $3",
-    )
-    .bind(scope);
-    page.run(db, cursors, REVOCATIONS, scope, query, |row| {
-        Ok((
-            row.try_get("pos")?,
-            Revocation {
-                jti: row.try_get("jti")?,
-                tenant: row.try_get("tenant")?,
-                revoked_at: time::rfc3339(row.try_get("revoked_at")?),
-                reason: row.try_get("reason")?,
-            },
-        ))
-    })
-    .await
 }

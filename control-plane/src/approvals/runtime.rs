@@ -1,28 +1,75 @@
-//! The runtime side of approvals (SPEC §4), as filters reach it over FilterSync: a call the policy
-//! escalated is parked with its `escalate` audit event in one transaction (so notifications can go out
-//! while the call waits), a filter waits for the human's decision, and an approval is used once, only
-//! for the tenant, agent, tool and arguments it was made for.
+//! The runtime side of approvals (SPEC §4), as filters reach it: a call the policy escalated is
+//! parked with its `escalate` audit event in one transaction (so notifications can go out while the
+//! call waits), a filter waits for the human's decision, and an approval is used once, only for the
+//! tenant, agent, tool and arguments it was made for.
 
 use std::time::Duration;
 
 use intentgate_core::audit::AuditEvent;
 use intentgate_core::decision::AuditDecision;
-use intentgate_proto::v1::{self, approval_status::State};
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use crate::approvals::{self, NewApproval};
-use crate::changes::{Change, Changes};
-use crate::db::Db;
+use super::NewApproval;
+use crate::audit::Recorder;
 use crate::error::{Error, Result};
-use crate::{audit, time};
+use crate::store::Db;
+use crate::store::changes::{Change, Changes};
+use crate::time;
 
 /// Longest single wait a filter may ask for; it asks again if the tenant's timeout is longer.
 pub const MAX_WAIT_MS: u32 = 60_000;
 /// How often a wait rereads the approval (a decision made through another replica).
 const POLL: Duration = Duration::from_millis(250);
 
-pub async fn create(db: &Db, request: &v1::ApprovalRequest) -> Result<v1::ApprovalCreated> {
+/// A call a filter's policy escalated, as the filter sends it.
+#[derive(Debug, Clone, Default)]
+pub struct Escalated {
+    /// The `escalate` audit event as JSON; its `pending_id` becomes the new approval's id.
+    pub event_json: String,
+    /// The call's arguments object as sent, and its digest.
+    pub arguments_json: String,
+    pub arguments_sha256: String,
+}
+
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub state: State,
+    pub decided_by: String,
+    pub reason: String,
+}
+
+/// A filter about to forward a call on the strength of an approval.
+#[derive(Debug, Clone, Default)]
+pub struct UseRequest {
+    pub id: String,
+    pub tenant: String,
+    pub agent_id: String,
+    pub tool: String,
+    pub arguments_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Use {
+    /// The approval sets aside `escalating_rule`'s escalation for this one call.
+    Granted {
+        escalating_rule: String,
+        decided_by: String,
+    },
+    /// Why the approval does not cover this call.
+    Refused(String),
+}
+
+/// Parks an escalated call, with its `escalate` event, and returns its approval's id.
+pub async fn park(recorder: &Recorder, request: &Escalated) -> Result<String> {
     let mut event: AuditEvent = serde_json::from_str(&request.event_json)
         .map_err(|e| Error::bad_request(format!("event_json: {e}")))?;
     if event.decision != AuditDecision::Escalate {
@@ -30,8 +77,7 @@ pub async fn create(db: &Db, request: &v1::ApprovalRequest) -> Result<v1::Approv
     }
     let arguments: Map<String, Value> = serde_json::from_str(&request.arguments_json)
         .map_err(|e| Error::bad_request(format!("arguments_json must be an object: {e}")))?;
-    let digest = intentgate_core::exchange::arguments_digest_of(&Value::Object(arguments.clone()));
-    if digest != request.arguments_sha256 {
+    if super::arguments_digest(&arguments) != request.arguments_sha256 {
         return Err(Error::bad_request(
             "arguments_sha256 does not match arguments_json",
         ));
@@ -46,27 +92,27 @@ pub async fn create(db: &Db, request: &v1::ApprovalRequest) -> Result<v1::Approv
         escalating_rule: event.rule.clone(),
         reason: event.reason.clone(),
     };
-    let mut tx = db.begin().await?;
-    let id = approvals::create_in(&mut tx, new).await?;
+    let mut tx = recorder.begin().await?;
+    let id = super::create_in(&mut tx, new).await?;
     event.pending_id.clone_from(&id);
-    audit::store::check(&event)?;
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    Ok(v1::ApprovalCreated { id })
+    tx.commit(event).await?;
+    Ok(id)
 }
 
-/// The approval's state, waiting up to `wait_ms` for a decision.
+/// The approval's state, waiting up to `wait_ms` (at most [`MAX_WAIT_MS`]) for a decision.
 pub async fn wait(
     db: &Db,
     changes: &Changes,
-    request: &v1::AwaitApprovalRequest,
-) -> Result<v1::ApprovalStatus> {
-    let deadline = tokio::time::Instant::now()
-        + Duration::from_millis(u64::from(request.wait_ms.min(MAX_WAIT_MS)));
+    id: &str,
+    tenant: &str,
+    wait_ms: u32,
+) -> Result<Status> {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms.min(MAX_WAIT_MS)));
     let mut decided = changes.subscribe();
     loop {
-        let status = status(db, &request.id, &request.tenant).await?;
-        if status.state != State::Pending as i32 {
+        let status = status(db, id, tenant).await?;
+        if status.state != State::Pending {
             return Ok(status);
         }
         let now = tokio::time::Instant::now();
@@ -76,7 +122,7 @@ pub async fn wait(
         // Woken by a decision made here; a decision made through another replica is found by the poll.
         let _ = tokio::time::timeout(POLL.min(deadline - now), async {
             while let Ok(committed) = decided.recv().await {
-                if matches!(&committed.change, Change::ApprovalDecided { id, .. } if *id == request.id) {
+                if matches!(&committed.change, Change::ApprovalDecided { id: decided, .. } if decided == id) {
                     break;
                 }
             }
@@ -85,7 +131,7 @@ pub async fn wait(
     }
 }
 
-async fn status(db: &Db, id: &str, tenant: &str) -> Result<v1::ApprovalStatus> {
+async fn status(db: &Db, id: &str, tenant: &str) -> Result<Status> {
     let row = sqlx::query(
         "SELECT status, decided_by, decision_reason FROM approvals WHERE id = $1 AND tenant = $2",
     )
@@ -99,8 +145,8 @@ async fn status(db: &Db, id: &str, tenant: &str) -> Result<v1::ApprovalStatus> {
         "rejected" => State::Rejected,
         _ => State::Pending,
     };
-    Ok(v1::ApprovalStatus {
-        state: state as i32,
+    Ok(Status {
+        state,
         decided_by: row
             .try_get::<Option<String>, _>("decided_by")?
             .unwrap_or_default(),
@@ -111,11 +157,8 @@ async fn status(db: &Db, id: &str, tenant: &str) -> Result<v1::ApprovalStatus> {
 }
 
 /// Uses an approval for one call. Refusals say why; nothing is marked used unless granted.
-pub async fn use_once(db: &Db, request: &v1::UseApprovalRequest) -> Result<v1::ApprovalUse> {
-    let refused = |why: &str| v1::ApprovalUse {
-        refusal: why.to_owned(),
-        ..Default::default()
-    };
+pub async fn use_once(db: &Db, request: &UseRequest) -> Result<Use> {
+    let refused = |why: &str| Use::Refused(why.to_owned());
     let mut tx = db.begin().await?;
     // Taking the row's write lock first serialises two uses of one approval.
     let touched =
@@ -159,10 +202,8 @@ pub async fn use_once(db: &Db, request: &v1::UseApprovalRequest) -> Result<v1::A
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(v1::ApprovalUse {
-        granted: true,
+    Ok(Use::Granted {
         escalating_rule: row.try_get("escalating_rule")?,
-        refusal: String::new(),
         decided_by: row
             .try_get::<Option<String>, _>("decided_by")?
             .unwrap_or_default(),

@@ -8,9 +8,9 @@ use std::time::Duration;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
-use crate::changes::{CHANNEL, Changes};
-use crate::db::{Backend, Db};
-use crate::signing::SigningKeys;
+use crate::keys::SigningKeys;
+use crate::store::changes::{CHANNEL, Changes};
+use crate::store::{Backend, Db};
 
 /// How often the version is read from the database regardless of notifications.
 const POLL: Duration = Duration::from_secs(1);

@@ -10,11 +10,12 @@ use intentgate_core::token::IssuerKey;
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
+use super::master::Keys;
+use crate::audit::Recorder;
 use crate::auth::Admin;
-use crate::changes::{Change, Changes};
-use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::keys::Keys;
+use crate::store::Db;
+use crate::store::changes::Change;
 use crate::{audit, ids, time};
 
 /// Gateway-wide admin events (key rotation) are audited in this chain.
@@ -77,10 +78,10 @@ impl SigningKeys {
     }
 
     /// A fresh key signs from now on; the previous active key stays trusted.
-    pub async fn rotate(&self, db: &Db, changes: &Changes, admin: &Admin) -> Result<KeyInfo> {
+    pub async fn rotate(&self, recorder: &Recorder, admin: &Admin) -> Result<KeyInfo> {
         superadmin(admin)?;
         let fresh = IssuerKey::from_seed(&ids::random32()?);
-        let mut tx = db.begin().await?;
+        let mut tx = recorder.begin().await?;
         sqlx::query("UPDATE signing_keys SET status = 'trusted' WHERE status = 'active'")
             .execute(&mut *tx)
             .await?;
@@ -102,18 +103,15 @@ impl SigningKeys {
                 fresh.kid()
             ),
         )?;
-        audit::store::append_in(&mut tx, &[event]).await?;
-        let version = Changes::record(&mut tx, db.backend(), &Change::KeysChanged).await?;
-        tx.commit().await?;
-        changes.publish(version, Change::KeysChanged);
-        self.reload(db).await?;
-        info(db, fresh.kid()).await
+        tx.commit_announcing(event, Change::KeysChanged).await?;
+        self.reload(recorder.db()).await?;
+        info(recorder.db(), fresh.kid()).await
     }
 
     /// Stops trusting a key that no longer signs: filters refuse its tokens from then on.
-    pub async fn retire(&self, db: &Db, changes: &Changes, admin: &Admin, kid: &str) -> Result<()> {
+    pub async fn retire(&self, recorder: &Recorder, admin: &Admin, kid: &str) -> Result<()> {
         superadmin(admin)?;
-        let mut tx = db.begin().await?;
+        let mut tx = recorder.begin().await?;
         let status: Option<String> = sqlx::query("SELECT status FROM signing_keys WHERE kid = $1")
             .bind(kid)
             .fetch_optional(&mut *tx)
@@ -141,10 +139,7 @@ impl SigningKeys {
             &admin.actor(),
             format!("signing key {kid} retired: its tokens are refused from now on"),
         )?;
-        audit::store::append_in(&mut tx, &[event]).await?;
-        let version = Changes::record(&mut tx, db.backend(), &Change::KeysChanged).await?;
-        tx.commit().await?;
-        changes.publish(version, Change::KeysChanged);
+        tx.commit_announcing(event, Change::KeysChanged).await?;
         Ok(())
     }
 }

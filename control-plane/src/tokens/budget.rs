@@ -6,11 +6,10 @@
 //! used (the filter may have used it all before disappearing). Grants shrink as the budget runs low,
 //! so little is stranded in one filter while another is refused.
 
-use intentgate_proto::v1;
 use sqlx::Row;
 
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 use crate::{ids, time};
 
 /// How long a filter may use a lease.
@@ -21,11 +20,36 @@ const GIVEBACK_GRACE_MS: i64 = 5_000;
 /// Most calls one request may ask for.
 const MAX_WANT: u64 = 10_000;
 
+/// A filter's request for calls of one budget counter, giving back what it did not use of an
+/// earlier lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// `calls/<jti of the block that set max_calls>`.
+    pub counter: String,
+    pub tenant: String,
+    /// The token's `max_calls`; 0 only gives back.
+    pub limit: u64,
+    pub want: u64,
+    pub filter_id: String,
+    /// The lease given back (empty: none) and its calls left unused.
+    pub returning_lease_id: String,
+    pub returning_unused: u64,
+}
+
+/// What was granted (nothing when `lease_id` is empty), and the counter's use including it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lease {
+    pub lease_id: String,
+    pub granted: u64,
+    pub used: u64,
+    pub ttl_ms: u32,
+}
+
 fn signed(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-pub async fn lease(db: &Db, request: &v1::LeaseRequest) -> Result<v1::LeaseResponse> {
+pub async fn lease(db: &Db, request: &LeaseRequest) -> Result<Lease> {
     if request.counter.is_empty() || request.counter.len() > 256 {
         return Err(Error::bad_request("counter must be 1 to 256 characters"));
     }
@@ -73,7 +97,7 @@ pub async fn lease(db: &Db, request: &v1::LeaseRequest) -> Result<v1::LeaseRespo
         .await?;
     let Some(counter) = counter else {
         tx.commit().await?;
-        return Ok(v1::LeaseResponse::default());
+        return Ok(Lease::default());
     };
     let limit = u64::try_from(counter.try_get::<i64, _>("limit_calls")?).unwrap_or(0);
     let used = u64::try_from(counter.try_get::<i64, _>("used")?).unwrap_or(0);
@@ -106,7 +130,7 @@ pub async fn lease(db: &Db, request: &v1::LeaseRequest) -> Result<v1::LeaseRespo
         String::new()
     };
     tx.commit().await?;
-    Ok(v1::LeaseResponse {
+    Ok(Lease {
         lease_id,
         granted: grant,
         used: used + grant,
@@ -116,7 +140,7 @@ pub async fn lease(db: &Db, request: &v1::LeaseRequest) -> Result<v1::LeaseRespo
 
 /// Returns a lease's unused calls, once, and only while the lease is unsettled (up to its expiry
 /// plus the grace).
-async fn give_back(tx: &mut sqlx::AnyConnection, request: &v1::LeaseRequest) -> Result<()> {
+async fn give_back(tx: &mut sqlx::AnyConnection, request: &LeaseRequest) -> Result<()> {
     let lease = sqlx::query(
         "SELECT granted FROM budget_leases WHERE id = $1 AND counter = $2 AND settled = 0 AND expires_at > $3",
     )

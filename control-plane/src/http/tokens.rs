@@ -4,14 +4,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
 
 use super::ListParams;
 use super::extract::{Body, Params};
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::Result;
-use crate::state::AppState;
-use crate::tokens::{self, MintRequest, Minted, REVOCATIONS, RevokeRequest};
+use crate::http::AppState;
+use crate::store::page::Paged;
+use crate::tokens::{self, MintRequest, Minted, REVOCATIONS, Revocation, RevokeRequest};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -23,19 +24,20 @@ pub fn router() -> Router<AppState> {
 async fn mint(
     State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Body(request): Body<MintRequest>,
 ) -> Result<Json<Minted>> {
-    tokens::mint_token(&state.db, &state.signing.active(), &admin, request)
+    tokens::mint_token(&recorder, &state.signing.active(), &admin, request)
         .await
         .map(Json)
 }
 
 async fn revoke(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Body(request): Body<RevokeRequest>,
 ) -> Result<StatusCode> {
-    tokens::revoke(&state.db, &state.changes, &admin, request).await?;
+    tokens::revoke(&recorder, &admin, request).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -43,9 +45,9 @@ async fn revocations(
     State(state): State<AppState>,
     admin: Admin,
     Params(params): Params<ListParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Paged<Revocation>>> {
     let (scope, page) = params.page(&state, &admin, REVOCATIONS)?;
-    let (items, next) =
-        tokens::revocations(&state.db, &state.cursors, scope.as_deref(), page).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    tokens::revocations(&state.db, scope.as_deref(), page)
+        .await
+        .map(Json)
 }

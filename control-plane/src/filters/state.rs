@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use intentgate_proto::v1::{self, sync_update};
 use sqlx::{AnyConnection, Row};
 
-use crate::db::Db;
 use crate::error::Result;
+use crate::keys::signing;
 use crate::policies::active;
-use crate::{signing, time};
+use crate::store::Db;
+use crate::time;
 
 /// Revocations of tokens expired longer than this are no longer sent: they cannot verify anyway.
 const EXPIRED_REVOCATION_GRACE_MS: i64 = 60 * 60 * 1000;

@@ -4,9 +4,9 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::auth::{Admin, AdminTokens};
-use crate::db::Db;
 use crate::error::Result;
-use crate::time;
+use crate::store::Db;
+use crate::{time, validate};
 
 /// `recent_event_count` counts audit events of the last 24 hours.
 pub const RECENT_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -35,6 +35,8 @@ pub async fn list(db: &Db, tokens: &AdminTokens, admin: &Admin) -> Result<Vec<Te
                 .map(|r| r.try_get::<String, _>("tenant"))
                 .collect::<Result<Vec<_>, _>>()?;
             names.extend(tokens.tenants().map(str::to_owned));
+            // The control plane's own chains (`_system`, key rotations) are not tenants.
+            names.retain(|name| validate::assignable_tenant(name).is_ok());
             names
         }
     };

@@ -7,10 +7,11 @@ use intentgate_core::intent::{IntentRule, IntentRules};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::audit::Recorder;
 use crate::auth::Admin;
-use crate::changes::{Change, Changes};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::changes::Change;
 use crate::{audit, time, validate};
 
 /// A filter holds a call for at most this long waiting for a human.
@@ -111,8 +112,7 @@ fn check(update: &Update) -> Result<()> {
 
 /// Replaces the tenant's settings and intent rules.
 pub async fn put(
-    db: &Db,
-    changes: &Changes,
+    recorder: &Recorder,
     admin: &Admin,
     tenant: &str,
     update: Update,
@@ -139,7 +139,7 @@ pub async fn put(
             update.intent_rules.len()
         ),
     )?;
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     sqlx::query(
         "INSERT INTO tenant_settings (tenant, settings, intent_rules, updated_at, updated_by) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO UPDATE SET \
@@ -152,12 +152,9 @@ pub async fn put(
     .bind(&actor)
     .execute(&mut *tx)
     .await?;
-    audit::store::append_in(&mut tx, &[event]).await?;
     let change = Change::TenantSettings {
         tenant: tenant.to_owned(),
     };
-    let version = Changes::record(&mut tx, db.backend(), &change).await?;
-    tx.commit().await?;
-    changes.publish(version, change);
-    get(db, tenant).await
+    tx.commit_announcing(event, change).await?;
+    get(recorder.db(), tenant).await
 }

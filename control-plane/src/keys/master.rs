@@ -9,11 +9,20 @@ use intentgate_core::token::IssuerKey;
 use sha2::Sha256;
 use sqlx::Row;
 
-use crate::config::MasterSeed;
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 
 const SETTING: &str = "master_key";
+
+/// The master signing seed, as configured. Debug never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MasterSeed(pub [u8; 32]);
+
+impl std::fmt::Debug for MasterSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterSeed(..)")
+    }
+}
 const CURSOR_INFO: &[u8] = b"intentgate/cursor-key/v1";
 
 /// Everything derived from the master seed.
