@@ -13,12 +13,12 @@
 use std::ops::{Deref, DerefMut};
 
 use intentgate_core::audit::AuditEvent;
-use sqlx::{Any, AnyConnection, Transaction};
+use sqlx::AnyConnection;
 
 use super::store;
 use crate::error::{Error, Result};
-use crate::store::Db;
 use crate::store::changes::{Change, Changes};
+use crate::store::{Db, WriteTx};
 
 /// A privileged-access ticket (the `X-IntentGate-Elevation-Id` of an admin request): recorded as the
 /// `elevation_id` of the audit event of every change the request makes.
@@ -114,7 +114,7 @@ impl Recorder {
 #[must_use = "a change that is not committed rolls back"]
 pub struct AuditedChange<'r> {
     recorder: &'r Recorder,
-    tx: Transaction<'static, Any>,
+    tx: WriteTx,
 }
 
 impl Deref for AuditedChange<'_> {

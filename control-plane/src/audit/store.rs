@@ -5,13 +5,21 @@
 //! several replicas can share one database); on SQLite it takes the database's write lock. Event
 //! ids are idempotent per tenant: re-appending an id writes nothing and returns the stored row.
 //! The tenant's Merkle tree is extended in the same transaction, under the same lock.
+//!
+//! A batch costs a few statements whatever its size: each event's canonical JSON and Merkle leaf
+//! are computed before the lock (neither depends on where the event lands), the ids already stored
+//! are looked up at once, the chain hashes are computed in the process, and the rows are written in
+//! bulk ([`crate::store::bulk`]).
 
+use std::collections::HashMap;
+
+use intentgate_core::audit::merkle::{Hash, leaf_hash};
 use intentgate_core::audit::{AuditEvent, GENESIS, link};
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 
 use super::tree;
 use crate::error::{Error, Result};
-use crate::store::Db;
+use crate::store::{Db, bulk};
 use crate::{time, validate};
 
 pub const MAX_EVENT_ID_CHARS: usize = 128;
@@ -28,30 +36,67 @@ pub struct Appended {
     pub inserted: bool,
 }
 
-/// Appends events, each to its tenant's chain, and reports where each landed, in input order.
-/// Every event is checked first: one invalid event rejects the whole call and writes nothing.
-/// Each tenant's events commit in one transaction.
-pub async fn append(db: &Db, events: &[AuditEvent]) -> Result<Vec<Appended>> {
-    for event in events {
+/// An event ready to be chained: what is hashed, computed before the chain's lock is taken.
+pub struct Prepared {
+    id: String,
+    tenant: String,
+    ts: String,
+    body: String,
+    leaf: Hash,
+}
+
+impl Prepared {
+    /// Checks `event` against the store's rules and computes its canonical JSON and Merkle leaf.
+    pub fn new(event: &AuditEvent) -> Result<Self> {
         check(event)?;
+        let body = event.canonical();
+        Ok(Prepared {
+            id: event.id.clone(),
+            tenant: event.tenant.clone(),
+            ts: event.ts.clone(),
+            leaf: leaf_hash(body.as_bytes()),
+            body,
+        })
     }
-    let mut tenants: Vec<&str> = Vec::new();
-    for event in events {
-        if !tenants.contains(&event.tenant.as_str()) {
-            tenants.push(&event.tenant);
+
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+}
+
+/// Appends events, each to its tenant's chain, in one transaction, and reports where each landed,
+/// in input order. Every event is checked first: one invalid event rejects the whole call and
+/// writes nothing.
+pub async fn append(db: &Db, events: &[AuditEvent]) -> Result<Vec<Appended>> {
+    let prepared = events
+        .iter()
+        .map(Prepared::new)
+        .collect::<Result<Vec<_>>>()?;
+    let mut tx = db.begin().await?;
+    let appended = append_prepared(&mut tx, &prepared).await?;
+    tx.commit().await?;
+    Ok(appended)
+}
+
+/// Appends prepared events of any tenants inside the caller's transaction and reports where each
+/// landed, in input order. Tenants' chains are locked in the order of their names, so that two
+/// batches naming the same tenants never wait for each other in a cycle.
+pub async fn append_prepared(
+    conn: &mut AnyConnection,
+    events: &[Prepared],
+) -> Result<Vec<Appended>> {
+    let mut by_tenant: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        match by_tenant.iter_mut().find(|(t, _)| *t == event.tenant) {
+            Some((_, indexes)) => indexes.push(index),
+            None => by_tenant.push((&event.tenant, vec![index])),
         }
     }
+    by_tenant.sort_by(|a, b| a.0.cmp(b.0));
     let mut out: Vec<Option<Appended>> = vec![None; events.len()];
-    for tenant in tenants {
-        let (indexes, group): (Vec<usize>, Vec<AuditEvent>) = events
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.tenant == tenant)
-            .map(|(i, e)| (i, e.clone()))
-            .unzip();
-        let mut tx = db.begin().await?;
-        let appended = append_in(&mut tx, &group).await?;
-        tx.commit().await?;
+    for (tenant, indexes) in by_tenant {
+        let group: Vec<&Prepared> = indexes.iter().filter_map(|i| events.get(*i)).collect();
+        let appended = chain(conn, tenant, &group).await?;
         for (index, row) in indexes.into_iter().zip(appended) {
             if let Some(slot) = out.get_mut(index) {
                 *slot = Some(row);
@@ -69,96 +114,192 @@ pub(super) async fn append_in(
     conn: &mut AnyConnection,
     events: &[AuditEvent],
 ) -> Result<Vec<Appended>> {
-    let Some(tenant) = events.first().map(|e| e.tenant.clone()) else {
-        return Ok(Vec::new());
+    let prepared = events
+        .iter()
+        .map(Prepared::new)
+        .collect::<Result<Vec<_>>>()?;
+    if prepared
+        .iter()
+        .any(|p| Some(p.tenant.as_str()) != events.first().map(|e| e.tenant.as_str()))
+    {
+        return Err(Error::Internal(
+            "append_in takes events of one tenant".into(),
+        ));
+    }
+    append_prepared(conn, &prepared).await
+}
+
+/// A row of `audit_events` as written.
+struct ChainRow<'e> {
+    seq: i64,
+    prev: [u8; 32],
+    hash: [u8; 32],
+    body: &'e str,
+}
+
+/// Where a batch's events go, given the chain's head and the ids already stored.
+struct Placement<'e> {
+    rows: Vec<ChainRow<'e>>,
+    leaves: Vec<Hash>,
+    out: Vec<Appended>,
+    /// The new head: its position and hash, and the event there.
+    head: Option<(i64, [u8; 32], &'e Prepared)>,
+}
+
+/// Places `events` after the head (`seq`, `head`): ids in `stored` (or earlier in the batch) are
+/// not written again; the others are chained in order.
+fn place<'e>(
+    tenant: &str,
+    (mut seq, mut head): (i64, [u8; 32]),
+    events: &[&'e Prepared],
+    stored: &HashMap<&'e str, (i64, [u8; 32])>,
+) -> Result<Placement<'e>> {
+    let mut placed = stored.clone();
+    let mut placement = Placement {
+        rows: Vec::with_capacity(events.len()),
+        leaves: Vec::with_capacity(events.len()),
+        out: Vec::with_capacity(events.len()),
+        head: None,
     };
     for event in events {
-        check(event)?;
-        if event.tenant != tenant {
-            return Err(Error::Internal(
-                "append_in takes events of one tenant".into(),
-            ));
+        let inserted = !placed.contains_key(event.id.as_str());
+        if inserted {
+            let hash = link(&head, event.body.as_bytes());
+            seq += 1;
+            placement.rows.push(ChainRow {
+                seq,
+                prev: head,
+                hash,
+                body: &event.body,
+            });
+            placement.leaves.push(event.leaf);
+            placed.insert(&event.id, (seq, hash));
+            head = hash;
+            placement.head = Some((seq, hash, event));
         }
+        let (at, hash) = placed
+            .get(event.id.as_str())
+            .copied()
+            .ok_or_else(|| Error::Internal("an appended event has no position".into()))?;
+        placement.out.push(Appended {
+            id: event.id.clone(),
+            tenant: tenant.to_owned(),
+            seq: at,
+            hash,
+            inserted,
+        });
     }
+    Ok(placement)
+}
+
+/// Writes the placed rows; returns how many were new (a row whose id is stored is skipped).
+async fn write(conn: &mut AnyConnection, rows: &[ChainRow<'_>]) -> Result<usize> {
+    let statement = bulk::Insert {
+        into: "INSERT INTO audit_events (seq, prev_hash, hash, body) VALUES",
+        columns: 4,
+        conflict: "ON CONFLICT (tenant, id) DO NOTHING",
+    };
+    let written = bulk::insert(conn, &statement, rows, |query, row| {
+        query
+            .bind(row.seq)
+            .bind(&row.prev[..])
+            .bind(&row.hash[..])
+            .bind(row.body)
+    })
+    .await?;
+    Ok(usize::try_from(written).unwrap_or(usize::MAX))
+}
+
+/// Appends one tenant's events after taking its chain's lock.
+async fn chain(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    events: &[&Prepared],
+) -> Result<Vec<Appended>> {
     let head_row = sqlx::query(
         "INSERT INTO audit_chain_heads (tenant, seq, head, head_id, head_ts) \
          VALUES ($1, 0, $2, '', '') \
          ON CONFLICT (tenant) DO UPDATE SET tenant = excluded.tenant \
          RETURNING seq, head",
     )
-    .bind(&tenant)
+    .bind(tenant)
     .bind(GENESIS.to_vec())
     .fetch_one(&mut *conn)
     .await?;
-    let mut seq: i64 = head_row.try_get("seq")?;
-    let mut head = hash32(head_row.try_get("head")?)?;
-    let mut out = Vec::with_capacity(events.len());
-    let mut last: Option<&AuditEvent> = None;
-    let mut bodies: Vec<String> = Vec::with_capacity(events.len());
-    for event in events {
-        let body = event.canonical();
-        let hash = link(&head, body.as_bytes());
-        let inserted = sqlx::query(
-            "INSERT INTO audit_events (seq, prev_hash, hash, body) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (tenant, id) DO NOTHING",
-        )
-        .bind(seq + 1)
-        .bind(head.to_vec())
-        .bind(hash.to_vec())
-        .bind(&body)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            bodies.push(body);
-            seq += 1;
-            head = hash;
-            last = Some(event);
-            out.push(Appended {
-                id: event.id.clone(),
-                tenant: tenant.clone(),
-                seq,
-                hash,
-                inserted: true,
-            });
-        } else {
-            out.push(existing(conn, &tenant, &event.id).await?);
+    let head = (
+        head_row.try_get::<i64, _>("seq")?,
+        hash32(head_row.try_get("head")?)?,
+    );
+    // A batch is new events but for a resent one: it is written as new, within a savepoint; an id
+    // already stored makes the insert skip its row, and then the batch is placed again knowing
+    // which ids are stored. Looking every id up first would cost each batch an index probe per
+    // event, and a query plan that degrades as the chain grows.
+    let mut placement = place(tenant, head, events, &HashMap::new())?;
+    let mut attempt = conn.begin().await?;
+    if write(&mut attempt, &placement.rows).await? == placement.rows.len() {
+        attempt.commit().await?;
+    } else {
+        attempt.rollback().await?;
+        let stored = stored(conn, tenant, events).await?;
+        placement = place(tenant, head, events, &stored)?;
+        if write(conn, &placement.rows).await? != placement.rows.len() {
+            return Err(Error::Internal(format!(
+                "tenant {tenant:?}: an event id was stored while its chain was locked"
+            )));
         }
     }
-    if let Some(event) = last {
-        sqlx::query(
-            "UPDATE audit_chain_heads SET seq = $2, head = $3, head_id = $4, head_ts = $5 \
-             WHERE tenant = $1",
-        )
-        .bind(&tenant)
-        .bind(seq)
-        .bind(head.to_vec())
-        .bind(&event.id)
-        .bind(&event.ts)
-        .execute(&mut *conn)
-        .await?;
-        // The Merkle tree holds the same events as the chain, committed with them.
-        let size = u64::try_from(seq)
-            .map_err(|_| Error::Internal("the chain position is negative".into()))?;
-        tree::extend(conn, &tenant, size, &bodies).await?;
-    }
-    Ok(out)
+    let Some((seq, hash, last)) = placement.head else {
+        return Ok(placement.out);
+    };
+    sqlx::query(
+        "UPDATE audit_chain_heads SET seq = $2, head = $3, head_id = $4, head_ts = $5 \
+         WHERE tenant = $1",
+    )
+    .bind(tenant)
+    .bind(seq)
+    .bind(hash.to_vec())
+    .bind(&last.id)
+    .bind(&last.ts)
+    .execute(&mut *conn)
+    .await?;
+    // The Merkle tree holds the same events as the chain, committed with them.
+    let size =
+        u64::try_from(seq).map_err(|_| Error::Internal("the chain position is negative".into()))?;
+    tree::extend(conn, tenant, size, &placement.leaves).await?;
+    Ok(placement.out)
 }
 
-async fn existing(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Appended> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_events WHERE tenant = $1 AND id = $2")
-        .bind(tenant)
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(Appended {
-        id: id.to_owned(),
-        tenant: tenant.to_owned(),
-        seq: row.try_get("seq")?,
-        hash: hash32(row.try_get("hash")?)?,
-        inserted: false,
-    })
+/// The chain positions and hashes of those of `events` already stored, by id.
+async fn stored<'e>(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    events: &[&'e Prepared],
+) -> Result<HashMap<&'e str, (i64, [u8; 32])>> {
+    let marks = bulk::Marks::of(conn);
+    let mut found = HashMap::new();
+    let mut rest = events;
+    for size in bulk::chunks(events.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let sql = format!(
+            "SELECT id, seq, hash FROM audit_events WHERE tenant = {} AND id IN ({})",
+            marks.list(1, 1),
+            marks.list(2, size)
+        );
+        let query = chunk
+            .iter()
+            .fold(sqlx::query(&sql).bind(tenant), |q, e| q.bind(&e.id));
+        for row in query.fetch_all(&mut *conn).await? {
+            let id: String = row.try_get("id")?;
+            if let Some(event) = chunk.iter().find(|e| e.id == id) {
+                found.insert(
+                    event.id.as_str(),
+                    (row.try_get("seq")?, hash32(row.try_get("hash")?)?),
+                );
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn hash32(bytes: Vec<u8>) -> Result<[u8; 32]> {

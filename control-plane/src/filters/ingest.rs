@@ -1,49 +1,181 @@
 //! Audit batches from filters: each event must be the one its record names (id and tenant) and
 //! satisfy the store's rules, else it is rejected by id; the rest go to their tenants' chains through
-//! the idempotent append, so a batch sent again is written once. What a filter had to drop while its
-//! buffer was full is counted, never silent.
+//! the idempotent append, so a batch sent again is written once. A batch's events and the filter's
+//! bookkeeping commit in one transaction. What a filter had to drop while its buffer was full is
+//! counted, never silent.
+//!
+//! On SQLite, whose writes go one at a time whatever their tenant, the batches that arrive while
+//! one is being written are written next, together, in one transaction (group commit): a fleet's
+//! batches then share the per-transaction costs (the chain and tree heads, the commit's sync) instead
+//! of queueing for them one by one. On Postgres each batch is its own transaction: batches of
+//! different tenants run in parallel there.
+
+use std::sync::{Arc, Mutex};
 
 use intentgate_core::audit::AuditEvent;
 use intentgate_proto::v1;
+use tokio::sync::oneshot;
 
 use super::registry;
-use crate::audit;
+use crate::audit::store::{self, Appended, Prepared};
 use crate::error::{Error, Result};
-use crate::store::Db;
+use crate::store::{Backend, Db};
 
 /// Most events accepted in one audit batch.
 pub const MAX_BATCH: usize = 1000;
+/// Most events written in one group-commit transaction (a batch is never split).
+const MAX_GROUP_EVENTS: usize = 16 * MAX_BATCH;
 
-pub async fn batch(db: &Db, batch: &v1::AuditBatch) -> Result<v1::AuditAck> {
-    if batch.events.len() > MAX_BATCH {
-        return Err(Error::bad_request(format!(
-            "at most {MAX_BATCH} events per batch"
-        )));
-    }
-    let mut events = Vec::with_capacity(batch.events.len());
-    let mut rejected_ids = Vec::new();
-    for record in &batch.events {
-        match serde_json::from_str::<AuditEvent>(&record.event_json) {
-            Ok(event)
-                if event.id == record.id
-                    && event.tenant == record.tenant
-                    && audit::store::check(&event).is_ok() =>
-            {
-                events.push(event);
+/// A validated batch, ready to be written.
+struct Batch {
+    filter_id: String,
+    dropped: u64,
+    events: Vec<Prepared>,
+}
+
+type Reply = oneshot::Sender<Result<Vec<Appended>>>;
+
+/// This process's audit ingest. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Ingest {
+    /// Batches waiting to be written together, with where each one's outcome goes.
+    waiting: Arc<Mutex<Vec<(Batch, Reply)>>>,
+    /// Held by the one caller writing a group.
+    writing: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Ingest {
+    pub async fn batch(&self, db: &Db, batch: &v1::AuditBatch) -> Result<v1::AuditAck> {
+        if batch.events.len() > MAX_BATCH {
+            return Err(Error::bad_request(format!(
+                "at most {MAX_BATCH} events per batch"
+            )));
+        }
+        let mut events = Vec::with_capacity(batch.events.len());
+        let mut rejected_ids = Vec::new();
+        for record in &batch.events {
+            let prepared = serde_json::from_str::<AuditEvent>(&record.event_json)
+                .ok()
+                .filter(|event| event.id == record.id && event.tenant == record.tenant)
+                .and_then(|event| Prepared::new(&event).ok());
+            match prepared {
+                Some(prepared) => events.push(prepared),
+                None => {
+                    tracing::warn!(filter = %batch.filter_id, id = %record.id, "malformed audit event rejected");
+                    rejected_ids.push(record.id.clone());
+                }
             }
-            _ => {
-                tracing::warn!(filter = %batch.filter_id, id = %record.id, "malformed audit event rejected");
-                rejected_ids.push(record.id.clone());
+        }
+        let validated = Batch {
+            filter_id: batch.filter_id.clone(),
+            dropped: batch.dropped,
+            events,
+        };
+        let stored = match db.backend() {
+            Backend::Sqlite => self.together(db, validated).await?,
+            Backend::Postgres => write(db, vec![validated]).await?.pop().unwrap_or_default(),
+        };
+        if batch.dropped > 0 {
+            tracing::error!(filter = %batch.filter_id, dropped = batch.dropped, "a filter dropped audit events: its buffer overflowed");
+        }
+        Ok(v1::AuditAck {
+            stored_ids: stored.into_iter().map(|a| a.id).collect(),
+            rejected_ids,
+        })
+    }
+
+    /// Queues `batch`, then writes what is queued whenever this caller's turn comes, until its
+    /// own batch has been written (by itself or by a caller before it).
+    async fn together(&self, db: &Db, batch: Batch) -> Result<Vec<Appended>> {
+        let (reply, mut outcome) = oneshot::channel();
+        self.lock_waiting()?.push((batch, reply));
+        loop {
+            {
+                let _writing = self.writing.lock().await;
+                if let Some(result) = settled(&mut outcome) {
+                    return result;
+                }
+                let group = self.take_group()?;
+                if !group.is_empty() {
+                    let (batches, replies): (Vec<Batch>, Vec<Reply>) = group.into_iter().unzip();
+                    match write(db, batches).await {
+                        Ok(results) => {
+                            for (reply, result) in replies.into_iter().zip(results) {
+                                let _ = reply.send(Ok(result));
+                            }
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, "a group of audit batches was not stored");
+                            for reply in replies {
+                                let _ = reply.send(Err(Error::Unavailable(
+                                    "the audit batch was not stored".into(),
+                                )));
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(result) = settled(&mut outcome) {
+                return result;
             }
         }
     }
-    let stored = audit::append(db, &events).await?;
-    registry::audit_batch(db, &batch.filter_id, stored.len() as u64, batch.dropped).await?;
-    if batch.dropped > 0 {
-        tracing::error!(filter = %batch.filter_id, dropped = batch.dropped, "a filter dropped audit events: its buffer overflowed");
+
+    /// The oldest waiting batches, up to [`MAX_GROUP_EVENTS`] events (at least one batch).
+    fn take_group(&self) -> Result<Vec<(Batch, Reply)>> {
+        let mut waiting = self.lock_waiting()?;
+        let mut events = 0;
+        let count = waiting
+            .iter()
+            .take_while(|(batch, _)| {
+                events += batch.events.len();
+                events <= MAX_GROUP_EVENTS
+            })
+            .count()
+            .max(1)
+            .min(waiting.len());
+        Ok(waiting.drain(..count).collect())
     }
-    Ok(v1::AuditAck {
-        stored_ids: stored.into_iter().map(|a| a.id).collect(),
-        rejected_ids,
-    })
+
+    fn lock_waiting(&self) -> Result<std::sync::MutexGuard<'_, Vec<(Batch, Reply)>>> {
+        self.waiting
+            .lock()
+            .map_err(|_| Error::Internal("the audit ingest queue is poisoned".into()))
+    }
+}
+
+/// The batch's outcome, once whoever wrote it has sent it.
+fn settled(
+    outcome: &mut oneshot::Receiver<Result<Vec<Appended>>>,
+) -> Option<Result<Vec<Appended>>> {
+    match outcome.try_recv() {
+        Ok(result) => Some(result),
+        Err(oneshot::error::TryRecvError::Empty) => None,
+        Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::Internal(
+            "an audit batch was taken for writing but never answered".into(),
+        ))),
+    }
+}
+
+/// Writes `batches` in one transaction: their events to the chains, in order, and each filter's
+/// bookkeeping. Returns each batch's events as stored.
+async fn write(db: &Db, batches: Vec<Batch>) -> Result<Vec<Vec<Appended>>> {
+    let mut lengths = Vec::with_capacity(batches.len());
+    let mut events = Vec::new();
+    let mut filters = Vec::with_capacity(batches.len());
+    for batch in batches {
+        lengths.push(batch.events.len());
+        events.extend(batch.events);
+        filters.push((batch.filter_id, batch.dropped));
+    }
+    let mut tx = db.begin().await?;
+    let mut stored = store::append_prepared(&mut tx, &events).await?.into_iter();
+    let mut out = Vec::with_capacity(lengths.len());
+    for (length, (filter_id, dropped)) in lengths.into_iter().zip(filters) {
+        let own: Vec<Appended> = stored.by_ref().take(length).collect();
+        registry::audit_batch(&mut tx, &filter_id, own.len() as u64, dropped).await?;
+        out.push(own);
+    }
+    tx.commit().await?;
+    Ok(out)
 }

@@ -12,3 +12,4 @@ pub mod registry;
 pub mod state;
 
 pub use hub::Hub;
+pub use ingest::Ingest;

@@ -2,7 +2,7 @@
 //! each acknowledged and when, and how its audit delivery goes.
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use crate::delivery::Integration;
 use crate::error::Result;
@@ -51,7 +51,13 @@ pub async fn acked(db: &Db, filter_id: &str, version: u64) -> Result<()> {
 }
 
 /// An audit batch arrived: `received` events, and `dropped` the filter had to drop meanwhile.
-pub async fn audit_batch(db: &Db, filter_id: &str, received: u64, dropped: u64) -> Result<()> {
+/// Recorded in the batch's own transaction.
+pub async fn audit_batch(
+    conn: &mut AnyConnection,
+    filter_id: &str,
+    received: u64,
+    dropped: u64,
+) -> Result<()> {
     let now = time::now_ms();
     sqlx::query(
         "INSERT INTO filters (filter_id, connected, acked_version, acked_at, last_seen, events_received, events_dropped, last_batch_at) \
@@ -63,7 +69,7 @@ pub async fn audit_batch(db: &Db, filter_id: &str, received: u64, dropped: u64) 
     .bind(now)
     .bind(i64::try_from(received).unwrap_or(i64::MAX))
     .bind(i64::try_from(dropped).unwrap_or(i64::MAX))
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

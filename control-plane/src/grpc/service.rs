@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::stream;
 use crate::approvals::runtime as approvals;
 use crate::audit::Recorder;
-use crate::filters::{Hub, ingest};
+use crate::filters::{Hub, Ingest};
 use crate::store::Db;
 use crate::store::changes::Changes;
 use crate::tokens::budget;
@@ -23,6 +23,7 @@ const OUTBOUND_QUEUE: usize = 8;
 #[derive(Clone)]
 pub struct Service {
     pub db: Db,
+    pub ingest: Ingest,
     pub hub: Hub,
     pub changes: Changes,
 }
@@ -65,7 +66,8 @@ impl FilterSync for Service {
         &self,
         request: Request<v1::AuditBatch>,
     ) -> Result<Response<v1::AuditAck>, Status> {
-        ingest::batch(&self.db, request.get_ref())
+        self.ingest
+            .batch(&self.db, request.get_ref())
             .await
             .map(Response::new)
             .map_err(Status::from)

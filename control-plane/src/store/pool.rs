@@ -12,7 +12,7 @@ use rusqlite::OpenFlags;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::{Error, Result};
 
@@ -47,13 +47,68 @@ impl Backend {
     }
 }
 
+/// What a database is to this control plane: the one it writes, or a read replica of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    role: Role,
     url: Arc<str>,
     /// On SQLite: direct read-only connections for reads whose latency matters.
     readers: Option<Arc<SqliteReaders>>,
+    /// On SQLite: this process's queue for the database's one write lock.
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// How long a SQLite writer waits for its turn: the busy timeout sqlx gives each connection.
+const WRITER_WAIT: Duration = Duration::from_secs(5);
+
+/// A write transaction: statements run on it as on the connection (`&mut *tx`); dropped without
+/// [`commit`](Self::commit), it rolls back. On SQLite it holds this process's turn to write.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -61,6 +116,7 @@ impl std::fmt::Debug for Db {
         // The URL may carry a password.
         f.debug_struct("Db")
             .field("backend", &self.backend)
+            .field("role", &self.role)
             .finish()
     }
 }
@@ -68,24 +124,8 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self> {
-        install_default_drivers();
         let backend = Backend::of_url(url);
-        let pool = AnyPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            // A SQLite connection is a file handle in this process: pinging it before each use
-            // only adds a round trip to its worker thread. A Postgres one can die with the network.
-            .test_before_acquire(backend == Backend::Postgres)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute(SQLITE_CONNECTION_PRAGMAS).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
+        let pool = Self::pool_options(backend).connect(url).await?;
         if backend == Backend::Sqlite {
             // WAL lets readers (queries, exports, verify) run beside the single writer. The mode
             // is stored in the file, so setting it once covers every connection.
@@ -111,9 +151,71 @@ impl Db {
         Ok(Db {
             pool,
             backend,
+            role: Role::Primary,
             url: url.into(),
+            writer: readers.as_ref().map(|_| Arc::default()),
             readers,
         })
+    }
+
+    /// Connects to a Postgres read replica (a hot standby) of the primary's database. Nothing is
+    /// written there, migrations included: the replica replays the primary's. One that has not
+    /// replayed this version's migrations yet is reported, not refused: it catches up.
+    pub async fn connect_replica(url: &str) -> Result<Self> {
+        if Backend::of_url(url) != Backend::Postgres {
+            return Err(Error::Internal("a read replica must be Postgres".into()));
+        }
+        let pool = Self::pool_options(Backend::Postgres).connect(url).await?;
+        let row = sqlx::query(
+            "SELECT pg_is_in_recovery() AS standby, \
+             to_regclass('_sqlx_migrations') IS NOT NULL AS migrating",
+        )
+        .fetch_one(&pool)
+        .await?;
+        let standby: bool = row.try_get("standby")?;
+        let migrated: Option<i64> = if row.try_get("migrating")? {
+            sqlx::query("SELECT MAX(version) AS version FROM _sqlx_migrations")
+                .fetch_one(&pool)
+                .await?
+                .try_get("version")?
+        } else {
+            None
+        };
+        let expected = POSTGRES_MIGRATIONS.iter().map(|m| m.version).max();
+        if migrated < expected {
+            tracing::warn!(
+                replayed = migrated,
+                expected,
+                "the read replica has not replayed this version's migrations yet"
+            );
+        }
+        tracing::info!(standby, "read replica connected");
+        Ok(Db {
+            pool,
+            backend: Backend::Postgres,
+            role: Role::Replica,
+            url: url.into(),
+            readers: None,
+            writer: None,
+        })
+    }
+
+    fn pool_options(backend: Backend) -> AnyPoolOptions {
+        install_default_drivers();
+        AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            // A SQLite connection is a file handle in this process: pinging it before each use
+            // only adds a round trip to its worker thread. A Postgres one can die with the network.
+            .test_before_acquire(backend == Backend::Postgres)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(SQLITE_CONNECTION_PRAGMAS).await?;
+                    }
+                    Ok(())
+                })
+            })
     }
 
     /// The SQLite file's direct readers; `None` on Postgres.
@@ -129,6 +231,10 @@ impl Db {
         self.backend
     }
 
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -136,13 +242,21 @@ impl Db {
     /// A transaction that will write. On SQLite it starts `BEGIN IMMEDIATE`: a deferred transaction
     /// that reads before it writes cannot wait for the write lock (SQLite refuses the upgrade at once
     /// when another connection wrote meanwhile, "database is locked"); an immediate one waits up to
-    /// the busy timeout instead. On Postgres row locks serialise writers, so a plain `BEGIN` serves.
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+    /// the busy timeout instead. Writers of this process first queue for their turn in process, so
+    /// that they follow each other at once instead of polling the file lock (SQLite's busy handler
+    /// sleeps up to 100 ms between tries). On Postgres row locks serialise writers, so a plain
+    /// `BEGIN` serves.
+    pub async fn begin(&self) -> Result<WriteTx> {
+        let (tx, turn) = match &self.writer {
+            Some(writer) => {
+                let turn = tokio::time::timeout(WRITER_WAIT, Arc::clone(writer).lock_owned())
+                    .await
+                    .map_err(|_| Error::Unavailable("the database is busy".into()))?;
+                (self.pool.begin_with("BEGIN IMMEDIATE").await?, Some(turn))
+            }
+            None => (self.pool.begin().await?, None),
         };
-        Ok(tx)
+        Ok(WriteTx { tx, _turn: turn })
     }
 
     pub async fn ping(&self) -> Result<()> {

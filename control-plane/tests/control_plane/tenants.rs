@@ -105,15 +105,17 @@ async fn a_destinations_error_text_is_for_the_superadmin_only(app: TestApp) {
 
 async fn integrations_count_the_audit_events_filters_dropped(app: TestApp) {
     use intentgate_control_plane::filters::registry as filters;
-    filters::audit_batch(&app.state.db, "envoy-a/vm-1", 10, 0)
-        .await
-        .unwrap();
-    filters::audit_batch(&app.state.db, "envoy-b/vm-1", 4, 3)
-        .await
-        .unwrap();
-    filters::audit_batch(&app.state.db, "envoy-b/vm-1", 2, 1)
-        .await
-        .unwrap();
+    let mut conn = app.state.db.pool().acquire().await.unwrap();
+    for (filter, received, dropped) in [
+        ("envoy-a/vm-1", 10, 0),
+        ("envoy-b/vm-1", 4, 3),
+        ("envoy-b/vm-1", 2, 1),
+    ] {
+        filters::audit_batch(&mut conn, filter, received, dropped)
+            .await
+            .unwrap();
+    }
+    drop(conn);
 
     let (status, list) = app.get(ACME, "/v1/admin/integrations").await;
     assert_eq!(status, StatusCode::OK, "{list}");

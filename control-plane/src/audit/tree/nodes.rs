@@ -10,9 +10,7 @@ use intentgate_core::audit::merkle::{
 use sqlx::{AnyConnection, Row};
 
 use crate::error::{Error, Result};
-
-/// Rows per multi-row insert: well below SQLite's and Postgres' bind limits.
-const INSERT_CHUNK: usize = 300;
+use crate::store::bulk;
 
 /// The tree as recorded: how many events it holds and its root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,18 +75,19 @@ pub fn recorded(size: Option<i64>, root: Option<Vec<u8>>) -> Result<TreeState> {
     }
 }
 
-/// Extends the tenant's tree to the chain's `chain_size` events, the last of which are `bodies`
-/// (the canonical JSON just stored, in chain order). Runs inside the append's transaction, after
-/// the chain head's lock, so one writer per tenant extends the tree. Events the tree does not yet
-/// hold beyond those (a chain older than the tree) are read back from the chain first.
+/// Extends the tenant's tree to the chain's `chain_size` events, the last of which have the leaf
+/// hashes `leaves` (of the canonical JSON just stored, in chain order). Runs inside the append's
+/// transaction, after the chain head's lock, so one writer per tenant extends the tree. Events the
+/// tree does not yet hold beyond those (a chain older than the tree) are read back from the chain
+/// first.
 pub async fn extend(
     conn: &mut AnyConnection,
     tenant: &str,
     chain_size: u64,
-    bodies: &[String],
+    leaves: &[Hash],
 ) -> Result<TreeState> {
     let before = state(conn, tenant).await?;
-    let appended = u64::try_from(bodies.len()).unwrap_or(u64::MAX);
+    let appended = u64::try_from(leaves.len()).unwrap_or(u64::MAX);
     let first_new = chain_size
         .checked_sub(appended)
         .ok_or_else(|| Error::Internal("more events appended than the chain holds".into()))?;
@@ -107,10 +106,11 @@ pub async fn extend(
     let mut range = CompactRange::from_hashes(0, before.size, &frontier).map_err(internal)?;
     let mut added: Vec<(i64, Hash)> = Vec::new();
     let backlog = backlog(conn, tenant, before.size, first_new).await?;
-    for body in backlog.iter().chain(bodies) {
+    let backlog: Vec<Hash> = backlog.iter().map(|b| leaf_hash(b.as_bytes())).collect();
+    for leaf in backlog.iter().chain(leaves) {
         let mut failed = None;
         range
-            .append(leaf_hash(body.as_bytes()), |id, hash| match key(id) {
+            .append(*leaf, |id, hash| match key(id) {
                 Ok(k) => added.push((k, *hash)),
                 Err(err) => failed = Some(err),
             })
@@ -224,20 +224,15 @@ impl Lookup {
 }
 
 async fn insert(conn: &mut AnyConnection, tenant: &str, nodes: &[(i64, Hash)]) -> Result<()> {
-    for chunk in nodes.chunks(INSERT_CHUNK) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
-            .collect();
-        let sql = format!(
-            "INSERT INTO audit_tree_nodes (tenant, node, hash) VALUES {}",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(tenant);
-        for (k, h) in chunk {
-            query = query.bind(*k).bind(h.to_vec());
-        }
-        query.execute(&mut *conn).await?;
-    }
+    let statement = bulk::Insert {
+        into: "INSERT INTO audit_tree_nodes (tenant, node, hash) VALUES",
+        columns: 3,
+        conflict: "",
+    };
+    bulk::insert(conn, &statement, nodes, |query, (k, h)| {
+        query.bind(tenant.to_owned()).bind(*k).bind(&h[..])
+    })
+    .await?;
     Ok(())
 }
 
