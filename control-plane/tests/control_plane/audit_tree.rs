@@ -366,7 +366,8 @@ async fn scheduled_heads_follow_growing_trees(app: TestApp) {
         tree::heads::issue_due(&app.state.db, keys).await.unwrap(),
         1
     );
-    let head = tree::latest(&app.state.db, "acme", None)
+    let mut conn = app.state.db.pool().acquire().await.unwrap();
+    let head = tree::latest(&mut conn, "acme", None)
         .await
         .unwrap()
         .unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use intentgate_core::audit::merkle::{SignedTreeHead, TreeHead};
 use intentgate_core::token::{IssuerKey, SigningKey};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -46,14 +46,18 @@ pub async fn issue(db: &Db, issuer: &IssuerKey, tenant: &str) -> Result<SignedTr
 }
 
 /// The tenant's most recent signed tree head; with `key_id`, the most recent that key signed.
-pub async fn latest(db: &Db, tenant: &str, key_id: Option<&str>) -> Result<Option<SignedTreeHead>> {
+pub async fn latest(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    key_id: Option<&str>,
+) -> Result<Option<SignedTreeHead>> {
     let row = sqlx::query(
         "SELECT tree_size, root_hash, timestamp, key_id, signature FROM audit_signed_tree_heads \
          WHERE tenant = $1 AND ($2 = '' OR key_id = $2) ORDER BY pos DESC LIMIT 1",
     )
     .bind(tenant)
     .bind(key_id.unwrap_or_default())
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
     let signature: Vec<u8> = row.try_get("signature")?;

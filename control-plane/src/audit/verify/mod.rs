@@ -3,6 +3,10 @@
 //! checked, and the end of the walk is compared with the recorded chain head (which catches events
 //! removed from the end). Reports the first broken event.
 //!
+//! Everything is read in one view of the database ([`ReadView`]): a walk concurrent with appends
+//! checks the chain exactly as it stood when the view opened, so it never mistakes events committed
+//! meanwhile for tampering, on a primary or on a read replica however far behind.
+//!
 //! The chain is cut into ranges checked in parallel, one database connection each (see
 //! [`checker`]); this is what makes verify scale with cores rather than with one decoder thread.
 //!
@@ -18,7 +22,7 @@ mod sqlite;
 use std::time::Instant;
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use checker::{Edge, Range};
 use intentgate_core::audit::merkle::SignedTreeHead;
@@ -26,7 +30,7 @@ use intentgate_core::token::{IssuerKey, PublicKeys};
 
 use super::tree;
 use crate::error::{Error, Result};
-use crate::store::Db;
+use crate::store::{Db, ReadView};
 
 /// Chains shorter than this are checked by one worker: a connection per range costs more.
 const MIN_EVENTS_PER_WORKER: i64 = 50_000;
@@ -59,6 +63,9 @@ pub struct Report {
     /// Whether the walked events under that head hash to its root and its signature holds;
     /// `None` without a head or when the chain is broken.
     pub signed_tree_head_matches: Option<bool>,
+    /// `primary`, or `replica`: then the report is of the chain as far as the replica has replayed
+    /// it (`events_checked`, up to `chain_head_id`).
+    pub read_from: &'static str,
 }
 
 /// Where the chain breaks: a stored event (found by a column), or one no longer stored.
@@ -69,13 +76,15 @@ enum Broken {
 
 pub async fn verify(db: &Db, issuer: &IssuerKey, tenant: &str) -> Result<Report> {
     let started = Instant::now();
-    let signed_head = tree::latest(db, tenant, Some(issuer.kid())).await?;
+    // Everything below is read in one view: the signed head, the chain head and the positions
+    // stored, and (on Postgres, by importing the view's snapshot) every range. Appends committed
+    // meanwhile are simply not part of it.
+    let mut view = ReadView::open(db).await?;
+    let signed_head = tree::latest(&mut view, tenant, Some(issuer.kid())).await?;
     let cut = signed_head.as_ref().map_or(0, |sth| sth.head.tree_size);
-    // The head and the stored positions in one snapshot; later appends land beyond `last`.
-    let mut tx = db.pool().begin().await?;
     let head = sqlx::query("SELECT seq, head, head_id FROM audit_chain_heads WHERE tenant = $1")
         .bind(tenant)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *view)
         .await?
         .map(|row| -> Result<Head> {
             Ok(Head {
@@ -91,11 +100,10 @@ pub async fn verify(db: &Db, issuer: &IssuerKey, tenant: &str) -> Result<Report>
                 (SELECT MAX(pos) FROM audit_events WHERE tenant = $1) AS last",
     )
     .bind(tenant)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *view)
     .await?;
     let (first, last): (Option<i64>, Option<i64>) =
         (bounds.try_get("first")?, bounds.try_get("last")?);
-    tx.commit().await?;
 
     let ranges = match (first, last) {
         (Some(first), Some(last)) => {
@@ -109,7 +117,10 @@ pub async fn verify(db: &Db, issuer: &IssuerKey, tenant: &str) -> Result<Report>
         .into_iter()
         .map(|(lo, hi)| {
             let (db, tenant) = (db.clone(), tenant.to_owned());
-            tokio::task::spawn_blocking(move || check_range(&db, &tenant, lo, hi, cut))
+            let snapshot = view.exported().map(str::to_owned);
+            tokio::task::spawn_blocking(move || {
+                check_range(&db, snapshot.as_deref(), &tenant, lo, hi, cut)
+            })
         })
         .collect();
     let mut checked = Vec::with_capacity(workers.len());
@@ -134,15 +145,18 @@ pub async fn verify(db: &Db, issuer: &IssuerKey, tenant: &str) -> Result<Report>
     let (first_broken_event_id, mut reason) = match broken {
         None => (None, None),
         Some(Broken::At(column, value, why)) => (
-            event_at(db, tenant, column, value).await?.map(|(id, _)| id),
+            event_at(&mut view, tenant, column, value)
+                .await?
+                .map(|(id, _)| id),
             Some(why),
         ),
         Some(Broken::Missing(id, why)) => (Some(id), Some(why)),
     };
     let (chain_head_id, chain_head_at) = match last_event {
-        Some(edge) => event_at(db, tenant, "pos", edge.pos).await?.unzip(),
+        Some(edge) => event_at(&mut view, tenant, "pos", edge.pos).await?.unzip(),
         None => (None, None),
     };
+    view.close().await?;
     if matches == Some(false) {
         reason = Some(
             "the events under the latest signed tree head do not hash to its root (or its \
@@ -163,6 +177,7 @@ pub async fn verify(db: &Db, issuer: &IssuerKey, tenant: &str) -> Result<Report>
         tree_root: roots.map(|(root, _)| hex::encode(root)),
         signed_tree_head: signed_head,
         signed_tree_head_matches: matches,
+        read_from: db.role().name(),
     })
 }
 
@@ -174,16 +189,23 @@ fn head_matches(sth: &SignedTreeHead, issuer: &IssuerKey, root_at_size: Option<[
     sth.verify(&trusted).is_ok() && root_at_size == Some(sth.head.root_hash)
 }
 
-/// Runs on a blocking thread: checking is CPU-bound.
-fn check_range(db: &Db, tenant: &str, first: i64, last: i64, cut: u64) -> Result<Range> {
-    match db.sqlite_readers() {
-        Some(readers) => sqlite::check_range(readers.path(), tenant, first, last, cut),
-        None => tokio::runtime::Handle::current().block_on(postgres::check_range(
-            db.url(),
-            tenant,
-            first,
-            last,
-            cut,
+/// Runs on a blocking thread: checking is CPU-bound. On Postgres the range is read in the view's
+/// `snapshot`; on SQLite, positions up to the view's last never change.
+fn check_range(
+    db: &Db,
+    snapshot: Option<&str>,
+    tenant: &str,
+    first: i64,
+    last: i64,
+    cut: u64,
+) -> Result<Range> {
+    match (db.sqlite_readers(), snapshot) {
+        (Some(readers), _) => sqlite::check_range(readers.path(), tenant, first, last, cut),
+        (None, Some(snapshot)) => tokio::runtime::Handle::current().block_on(
+            postgres::check_range(db.url(), snapshot, tenant, first, last, cut),
+        ),
+        (None, None) => Err(Error::Internal(
+            "a Postgres verify needs its view's snapshot".into(),
         )),
     }
 }
@@ -229,7 +251,7 @@ fn check_end(
 
 /// The id and `ts` of the tenant's event whose `column` (`pos` or `seq`) is `value`.
 async fn event_at(
-    db: &Db,
+    conn: &mut AnyConnection,
     tenant: &str,
     column: &'static str,
     value: i64,
@@ -238,7 +260,7 @@ async fn event_at(
     let row = sqlx::query(&sql)
         .bind(tenant)
         .bind(value)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *conn)
         .await?;
     row.map(|r| Ok((r.try_get("id")?, r.try_get("ts")?)))
         .transpose()

@@ -1,21 +1,25 @@
-//! Reading a range of a Postgres chain for verify on a dedicated native connection, borrowing each
-//! row's bytes (the `Any` driver would copy every value).
+//! Reading a range of a Postgres chain for verify on a dedicated native connection, in the verify's
+//! snapshot, borrowing each row's bytes (the `Any` driver would copy every value).
 
 use futures::TryStreamExt;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::checker::{Checker, Range};
 use crate::error::Result;
+use crate::store::snapshot;
 
-/// Checks `tenant`'s events stored at positions `first..=last`, their Merkle leaves split at `cut`.
+/// Checks `tenant`'s events stored at positions `first..=last` as the exported `snapshot` sees them,
+/// their Merkle leaves split at `cut`.
 pub async fn check_range(
     url: &str,
+    snapshot: &str,
     tenant: &str,
     first: i64,
     last: i64,
     cut: u64,
 ) -> Result<Range> {
     let mut conn = PgConnection::connect(url).await?;
+    snapshot::import(&mut conn, snapshot).await?;
     let mut checker = Checker::new(cut);
     {
         let mut rows = sqlx::query(
