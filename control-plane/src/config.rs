@@ -12,6 +12,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://intentgate.db?mode=rwc";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8081";
 /// Where filters reach FilterSync (gRPC).
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:8082";
+/// How often each replica reads the state version when `INTENTGATE_SYNC_POLL_MS` is unset.
+pub const DEFAULT_SYNC_POLL_MS: u64 = 1000;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -27,6 +29,10 @@ pub enum ConfigError {
     MasterKey(String),
     #[error("INTENTGATE_DATABASE_URL: {0}")]
     DatabaseUrl(String),
+    #[error("INTENTGATE_READ_DATABASE_URL: {0}")]
+    ReadDatabaseUrl(String),
+    #[error("INTENTGATE_SYNC_POLL_MS: {0:?} is not a whole number of milliseconds from 0 to 60000")]
+    SyncPoll(String),
     #[error("INTENTGATE_HTTP_ADDR: {0:?} is not a socket address (host:port)")]
     HttpAddr(String),
     #[error("INTENTGATE_GRPC_ADDR: {0:?} is not a socket address (host:port)")]
@@ -47,6 +53,11 @@ pub struct Config {
     /// `(tenant, token)` pairs.
     pub tenant_admin_tokens: Vec<(String, Secret)>,
     pub database_url: String,
+    /// `INTENTGATE_READ_DATABASE_URL`: a Postgres read replica for the audit log's reads.
+    pub read_database_url: Option<String>,
+    /// `INTENTGATE_SYNC_POLL_MS`: how often the state version is read regardless of notifications
+    /// from other replicas; `None` (0) relies on the notifications alone.
+    pub sync_poll: Option<std::time::Duration>,
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     /// `INTENTGATE_FILTER_TOKEN`: when set, filters must present it on every gRPC call.
@@ -88,6 +99,18 @@ impl Config {
         let database_url =
             get("INTENTGATE_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         check_database_url(&database_url)?;
+        let read_database_url = get("INTENTGATE_READ_DATABASE_URL");
+        if let Some(url) = &read_database_url {
+            check_read_database_url(url, &database_url)?;
+        }
+        let sync_poll = match get("INTENTGATE_SYNC_POLL_MS") {
+            None => Some(std::time::Duration::from_millis(DEFAULT_SYNC_POLL_MS)),
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(0) => None,
+                Ok(ms) if ms <= 60_000 => Some(std::time::Duration::from_millis(ms)),
+                _ => return Err(ConfigError::SyncPoll(text)),
+            },
+        };
         let addr_text = get("INTENTGATE_HTTP_ADDR").unwrap_or_else(|| DEFAULT_HTTP_ADDR.into());
         let http_addr = addr_text
             .trim()
@@ -109,6 +132,8 @@ impl Config {
             admin_token,
             tenant_admin_tokens,
             database_url,
+            read_database_url,
+            sync_poll,
             http_addr,
             grpc_addr,
             filter_token,
@@ -155,6 +180,25 @@ fn parse_tenant_tokens(
         out.push((tenant.to_owned(), Secret(token.to_owned())));
     }
     Ok(out)
+}
+
+/// A read replica serves a Postgres primary's audit log: SQLite has none.
+fn check_read_database_url(url: &str, primary: &str) -> Result<(), ConfigError> {
+    let postgres = |u: &str| {
+        let lower = u.to_ascii_lowercase();
+        lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+    };
+    if !postgres(url) {
+        return Err(ConfigError::ReadDatabaseUrl(
+            "expected postgres://… (a streaming replica of the primary)".into(),
+        ));
+    }
+    if !postgres(primary) {
+        return Err(ConfigError::ReadDatabaseUrl(
+            "a read replica needs a Postgres INTENTGATE_DATABASE_URL".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_database_url(url: &str) -> Result<(), ConfigError> {
@@ -237,6 +281,67 @@ mod tests {
     }
 
     #[test]
+    fn a_read_replica_is_postgres_beside_a_postgres_primary() {
+        let with = |vars: &[(&str, &str)]| {
+            let mut all = vec![("INTENTGATE_ADMIN_TOKEN", SUPER)];
+            all.extend_from_slice(vars);
+            load(&all)
+        };
+        let primary = (
+            "INTENTGATE_DATABASE_URL",
+            "postgres://db-primary/intentgate",
+        );
+        let config = with(&[
+            primary,
+            (
+                "INTENTGATE_READ_DATABASE_URL",
+                "postgres://db-standby/intentgate",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.read_database_url.as_deref(),
+            Some("postgres://db-standby/intentgate")
+        );
+        assert!(with(&[primary]).unwrap().read_database_url.is_none());
+        for bad in [
+            vec![
+                primary,
+                ("INTENTGATE_READ_DATABASE_URL", "sqlite://copy.db"),
+            ],
+            vec![(
+                "INTENTGATE_READ_DATABASE_URL",
+                "postgres://db-standby/intentgate",
+            )],
+        ] {
+            assert!(
+                matches!(with(&bad), Err(ConfigError::ReadDatabaseUrl(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sync_poll_can_be_turned_off() {
+        let poll = |ms: &str| {
+            load(&[
+                ("INTENTGATE_ADMIN_TOKEN", SUPER),
+                ("INTENTGATE_SYNC_POLL_MS", ms),
+            ])
+            .unwrap()
+            .sync_poll
+        };
+        assert_eq!(
+            load(&[("INTENTGATE_ADMIN_TOKEN", SUPER)])
+                .unwrap()
+                .sync_poll,
+            Some(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(poll("250"), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(poll("0"), None);
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let with =
             |name: &str, value: &str| load(&[("INTENTGATE_ADMIN_TOKEN", SUPER), (name, value)]);
@@ -267,6 +372,14 @@ mod tests {
         assert!(matches!(
             with("INTENTGATE_ADMIN_TOKEN", "short"),
             Err(ConfigError::WeakToken(_))
+        ));
+        assert!(matches!(
+            with("INTENTGATE_SYNC_POLL_MS", "soon"),
+            Err(ConfigError::SyncPoll(_))
+        ));
+        assert!(matches!(
+            with("INTENTGATE_SYNC_POLL_MS", "60001"),
+            Err(ConfigError::SyncPoll(_))
         ));
         let seed = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
         assert_eq!(

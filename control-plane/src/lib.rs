@@ -45,6 +45,12 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let db = Db::connect(&config.database_url)
         .await
         .context("cannot open the database (INTENTGATE_DATABASE_URL)")?;
+    let reads = match &config.read_database_url {
+        Some(url) => Db::connect_replica(url)
+            .await
+            .context("cannot open the read replica (INTENTGATE_READ_DATABASE_URL)")?,
+        None => db.clone(),
+    };
     let keys = keys::resolve(&db, config.master_seed.as_ref())
         .await
         .context("cannot load the master key")?;
@@ -62,6 +68,7 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
         signing,
         AdminTokens::new(config.admin_token.as_ref(), &config.tenant_admin_tokens),
     )
+    .with_reads(reads)
     .with_discovery(config.discovery.clone()))
 }
 
@@ -96,6 +103,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         state.db.clone(),
         &state.changes,
         std::sync::Arc::clone(&state.signing),
+        config.sync_poll,
         config
             .filter_token
             .as_ref()
@@ -117,6 +125,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = task.await;
     }
     state.db.close().await;
+    state.reads.close().await;
     tracing::info!("stopped");
     Ok(())
 }

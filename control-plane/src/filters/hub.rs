@@ -1,5 +1,6 @@
 //! The newest state version this replica knows of, fed by its own commits, by Postgres
-//! notifications from other replicas, and by a slow poll that covers a missed notification. Every
+//! notifications from other replicas (`LISTEN`, the way they learn at once), and by a slow poll
+//! that covers a missed notification (`INTENTGATE_SYNC_POLL_MS`; off, the notifications alone). Every
 //! sync stream watches it; a slow stream just sees the latest value (nothing queues up).
 
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use crate::keys::SigningKeys;
 use crate::store::changes::{CHANNEL, Changes};
 use crate::store::{Backend, Db};
 
-/// How often the version is read from the database regardless of notifications.
-const POLL: Duration = Duration::from_secs(1);
+/// How long to wait before listening again after the listening connection failed.
+const RELISTEN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Hub {
@@ -45,8 +46,15 @@ impl Hub {
         *self.latest.borrow()
     }
 
-    /// Starts the tasks that keep the hub (and the active signing key) current.
-    pub fn spawn_feeds(&self, db: Db, changes: &Changes, signing: Arc<SigningKeys>) {
+    /// Starts the tasks that keep the hub (and the active signing key) current: this process's
+    /// commits, other replicas' notifications, and a read of the version every `poll` (if any).
+    pub fn spawn_feeds(
+        &self,
+        db: Db,
+        changes: &Changes,
+        signing: Arc<SigningKeys>,
+        poll: Option<Duration>,
+    ) {
         let hub = self.clone();
         let mut local = changes.subscribe();
         tokio::spawn(async move {
@@ -61,29 +69,34 @@ impl Hub {
         if db.backend() == Backend::Postgres {
             tokio::spawn(listen(self.clone(), db.clone(), Arc::clone(&signing)));
         }
-        tokio::spawn(poll(self.clone(), db, signing));
+        if let Some(every) = poll {
+            tokio::spawn(read_every(every, self.clone(), db, signing));
+        }
     }
 }
 
-/// Another replica's commit: advance, and reload the signing key if the key set changed.
+/// Another replica's commit: advance, and reload the signing key if the key set changed. What was
+/// committed while no connection was listening (before the first `LISTEN`, or while it reconnects)
+/// is read from the database as soon as it listens again, so no change waits for the poll.
 async fn listen(hub: Hub, db: Db, signing: Arc<SigningKeys>) {
     loop {
         let mut listener = match PgListener::connect(db.url()).await {
             Ok(listener) => listener,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot LISTEN for sync changes; retrying");
-                tokio::time::sleep(POLL).await;
+                tokio::time::sleep(RELISTEN).await;
                 continue;
             }
         };
         if let Err(err) = listener.listen(CHANNEL).await {
             tracing::warn!(error = %err, "LISTEN failed; retrying");
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(RELISTEN).await;
             continue;
         }
+        catch_up(&hub, &db, &signing).await;
         loop {
-            match listener.recv().await {
-                Ok(notification) => {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
                     if let Ok(version) = notification.payload().parse::<u64>() {
                         if let Err(err) = refresh_signing_key(&db, &signing, version).await {
                             tracing::warn!(error = %err, "cannot reload the signing key");
@@ -91,8 +104,8 @@ async fn listen(hub: Hub, db: Db, signing: Arc<SigningKeys>) {
                         hub.advance(version);
                     }
                 }
-                Err(err) => {
-                    tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
+                Ok(None) | Err(_) => {
+                    tracing::warn!("LISTEN connection lost; listening again");
                     break;
                 }
             }
@@ -118,21 +131,26 @@ async fn refresh_signing_key(
     Ok(())
 }
 
-async fn poll(hub: Hub, db: Db, signing: Arc<SigningKeys>) {
-    let mut ticker = tokio::time::interval(POLL);
+async fn read_every(every: Duration, hub: Hub, db: Db, signing: Arc<SigningKeys>) {
+    let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
-        let Ok(mut conn) = db.pool().acquire().await else {
-            continue;
-        };
-        if let Ok(version) = super::state::version(&mut conn).await
-            && version > hub.latest()
-        {
-            // A change this replica was not told about: the key set may be part of it.
-            if let Err(err) = signing.reload(&db).await {
-                tracing::warn!(error = %err, "cannot reload the signing key");
-            }
-            hub.advance(version);
+        catch_up(&hub, &db, &signing).await;
+    }
+}
+
+/// Reads the version from the database and advances to it if this replica was not told about it.
+async fn catch_up(hub: &Hub, db: &Db, signing: &SigningKeys) {
+    let Ok(mut conn) = db.pool().acquire().await else {
+        return;
+    };
+    if let Ok(version) = super::state::version(&mut conn).await
+        && version > hub.latest()
+    {
+        // A change this replica was not told about: the key set may be part of it.
+        if let Err(err) = signing.reload(db).await {
+            tracing::warn!(error = %err, "cannot reload the signing key");
         }
+        hub.advance(version);
     }
 }

@@ -14,7 +14,7 @@ use intentgate_proto::v1::filter_sync_server::FilterSyncServer;
 use tonic::{Request, Status};
 
 use crate::auth::{HashedToken, bearer};
-use crate::filters::{Hub, state};
+use crate::filters::{Hub, Ingest, state};
 use crate::keys::SigningKeys;
 use crate::store::Db;
 use crate::store::changes::Changes;
@@ -25,6 +25,7 @@ pub async fn serve(
     db: Db,
     changes: &Changes,
     signing: Arc<SigningKeys>,
+    poll: Option<std::time::Duration>,
     filter_token: Option<HashedToken>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -33,10 +34,11 @@ pub async fn serve(
         state::version(&mut conn).await?
     };
     let hub = Hub::new(initial);
-    hub.spawn_feeds(db.clone(), changes, signing);
+    hub.spawn_feeds(db.clone(), changes, signing, poll);
     let service = FilterSyncServer::with_interceptor(
         service::Service {
             db,
+            ingest: Ingest::default(),
             hub,
             changes: changes.clone(),
         },

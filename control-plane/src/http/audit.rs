@@ -72,7 +72,7 @@ async fn list(
         params.limit.as_deref(),
         params.cursor.as_deref(),
     )?;
-    query::list(&state.db, &filters, page).await.map(Json)
+    query::list(&state.reads, &filters, page).await.map(Json)
 }
 
 async fn verify_chain(
@@ -81,12 +81,13 @@ async fn verify_chain(
     Params(params): Params<TenantParam>,
 ) -> Result<Json<Report>> {
     let tenant = admin.tenant(params.tenant.as_deref())?;
-    let report = verify::verify(&state.db, state.keys.issuer(), &tenant).await?;
+    let report = verify::verify(&state.reads, state.keys.issuer(), &tenant).await?;
     tracing::info!(
         %tenant,
         verified = report.verified,
         events = report.events_checked,
         duration_ms = report.duration_ms,
+        read_from = report.read_from,
         "audit chain verified"
     );
     Ok(Json(report))
@@ -103,7 +104,7 @@ async fn export_events(
         Format::Csv => "csv",
         Format::Ndjson => "ndjson",
     };
-    let body = ResponseBody::from_stream(export::stream(state.db.clone(), filters, format));
+    let body = ResponseBody::from_stream(export::stream(state.reads.clone(), filters, format));
     Ok((
         [
             (CONTENT_TYPE, format.content_type().to_owned()),

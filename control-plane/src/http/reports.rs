@@ -50,7 +50,7 @@ async fn report(
         validate::tenant(tenant).map_err(Error::BadRequest)?;
     }
     let window = Window::parse(params.since.as_deref(), params.until.as_deref())?;
-    let report = reports::build(&state.db, kind, params.tenant.as_deref(), &window).await?;
+    let report = reports::build(&state.reads, kind, params.tenant.as_deref(), &window).await?;
     if csv {
         Ok((
             [

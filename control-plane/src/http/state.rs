@@ -14,6 +14,9 @@ use crate::store::page::Cursors;
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
+    /// Where the audit log's reads go (verify, queries, exports, proofs, reports): the read replica
+    /// of `INTENTGATE_READ_DATABASE_URL`, else `db` itself.
+    pub reads: Db,
     pub keys: Arc<Keys>,
     /// The key that signs new tokens (rotatable; `keys` holds the master key).
     pub signing: Arc<SigningKeys>,
@@ -34,6 +37,7 @@ impl AppState {
         AppState {
             signing: Arc::new(signing),
             cursors: Cursors::new(*keys.cursor_key()),
+            reads: db.clone(),
             db,
             keys: Arc::new(keys),
             tokens: Arc::new(tokens),
@@ -49,6 +53,12 @@ impl AppState {
     /// extractor, which adds the request's elevation ticket).
     pub fn recorder(&self) -> Recorder {
         Recorder::new(self.db.clone(), self.changes.clone())
+    }
+
+    /// Sends the audit log's reads to a read replica.
+    pub fn with_reads(mut self, reads: Db) -> Self {
+        self.reads = reads;
+        self
     }
 
     pub fn with_discovery(mut self, settings: crate::discovery::Settings) -> Self {

@@ -5,6 +5,7 @@ mod support;
 
 mod approvals;
 mod audit_chain;
+mod audit_ingest;
 mod audit_query;
 mod audit_tree;
 mod audited_change;
@@ -15,5 +16,8 @@ mod discovery;
 mod elevation;
 mod keys_and_settings;
 mod policies;
+mod read_replica;
+mod replica_fanout;
 mod reports;
 mod tenants;
+mod verify_under_load;

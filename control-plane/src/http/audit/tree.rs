@@ -28,7 +28,8 @@ async fn latest(
     Params(params): Params<TenantParam>,
 ) -> Result<Json<SignedTreeHead>> {
     let tenant = admin.tenant(params.tenant.as_deref())?;
-    tree::latest(&state.db, &tenant, None)
+    let mut conn = state.reads.pool().acquire().await?;
+    tree::latest(&mut conn, &tenant, None)
         .await?
         .map(Json)
         .ok_or_else(|| Error::not_found("no signed tree head has been issued for this tenant yet"))
@@ -62,9 +63,15 @@ async fn inclusion(
         .ok_or_else(|| Error::bad_request("event_id is required"))?;
     crate::validate::id("event_id", &event_id).map_err(Error::BadRequest)?;
     let tree_size = size_param("tree_size", params.tree_size.as_deref())?;
-    proofs::inclusion(&state.db, &state.tree_nodes, &tenant, &event_id, tree_size)
-        .await
-        .map(Json)
+    proofs::inclusion(
+        &state.reads,
+        &state.tree_nodes,
+        &tenant,
+        &event_id,
+        tree_size,
+    )
+    .await
+    .map(Json)
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,7 +90,7 @@ async fn consistency(
     let first = size_param("first", params.first.as_deref())?
         .ok_or_else(|| Error::bad_request("first is required"))?;
     let second = size_param("second", params.second.as_deref())?;
-    proofs::consistency(&state.db, &state.tree_nodes, &tenant, first, second)
+    proofs::consistency(&state.reads, &state.tree_nodes, &tenant, first, second)
         .await
         .map(Json)
 }

@@ -50,7 +50,20 @@ impl TestApp {
         Self::start(postgres::database().await, None).await
     }
 
+    /// A control plane on the Postgres `primary` whose audit reads go to the read replica `replica`.
+    pub async fn with_read_replica(primary: String, replica: String) -> Self {
+        Self::start_with(primary, None, &[("INTENTGATE_READ_DATABASE_URL", replica)]).await
+    }
+
     async fn start(url: String, dir: Option<tempfile::TempDir>) -> Self {
+        Self::start_with(url, dir, &[]).await
+    }
+
+    async fn start_with(
+        url: String,
+        dir: Option<tempfile::TempDir>,
+        more: &[(&str, String)],
+    ) -> Self {
         let tenant_tokens = format!("acme:{ACME},globex:{GLOBEX}");
         let config = Config::from_lookup(|name| match name {
             "INTENTGATE_ADMIN_TOKEN" => Some(SUPER.into()),
@@ -58,7 +71,10 @@ impl TestApp {
             "INTENTGATE_DATABASE_URL" => Some(url.clone()),
             "INTENTGATE_REPORTS_API_TOKEN" => Some(REPORTS.into()),
             "INTENTGATE_DISCOVERY_SYNC_TOKEN" => Some(SYNC.into()),
-            _ => None,
+            _ => more
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone()),
         })
         .expect("test config");
         let state = build(&config).await.expect("control plane starts");

@@ -2,6 +2,9 @@
 //! on a free loopback port with its socket in that directory, one fresh database per test. The
 //! server runs as the `postgres` OS user when the tests run as root (as in CI). A watchdog process
 //! stops the cluster and removes the directory once the test process exits, however it exits.
+//!
+//! For the read replica's tests, a second pair: a primary and a hot standby streaming from it,
+//! made by `pg_basebackup` with the same binaries, as a deployment makes its replicas.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,7 +17,14 @@ struct Cluster {
     port: u16,
 }
 
+impl Cluster {
+    fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static REPLICATED: OnceLock<Result<(Cluster, Cluster), String>> = OnceLock::new();
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
 /// The URL of a new, empty database on the shared cluster.
@@ -23,16 +33,43 @@ pub async fn database() -> String {
         Ok(cluster) => cluster,
         Err(err) => panic!("cannot start the test Postgres cluster: {err}"),
     };
+    create_database(cluster).await
+}
+
+/// A new, empty database on a primary with a hot standby: its URL on the primary, and on the
+/// standby once the standby has replayed its creation.
+pub async fn replicated_database() -> (String, String) {
+    let (primary, standby) = match REPLICATED.get_or_init(|| {
+        let primary = start()?;
+        let standby = standby_of(&primary)?;
+        Ok((primary, standby))
+    }) {
+        Ok(pair) => pair,
+        Err(err) => panic!("cannot start the replicated test Postgres clusters: {err}"),
+    };
+    let on_primary = create_database(primary).await;
+    let name = on_primary.rsplit('/').next().expect("a database name");
+    let on_standby = standby.url(name);
+    for _ in 0..200 {
+        if let Ok(conn) = PgConnection::connect(&on_standby).await {
+            conn.close().await.expect("close standby connection");
+            return (on_primary, on_standby);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the standby did not replay the creation of {name}");
+}
+
+async fn create_database(cluster: &Cluster) -> String {
     let name = format!("t{}", DATABASES.fetch_add(1, Ordering::SeqCst));
-    let admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
-    let mut conn = PgConnection::connect(&admin_url)
+    let mut conn = PgConnection::connect(&cluster.url("postgres"))
         .await
         .expect("connect to test cluster");
     conn.execute(format!("CREATE DATABASE {name}").as_str())
         .await
         .expect("create test database");
     conn.close().await.expect("close admin connection");
-    format!("postgres://postgres@127.0.0.1:{}/{name}", cluster.port)
+    cluster.url(&name)
 }
 
 fn is_root() -> bool {
@@ -73,7 +110,8 @@ fn free_port() -> Result<u16, String> {
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-fn start() -> Result<Cluster, String> {
+/// A temporary directory the server's user owns, removed when this process ends.
+fn cluster_root() -> Result<PathBuf, String> {
     let root: PathBuf = tempfile::Builder::new()
         .prefix("intentgate-pg-")
         .tempdir()
@@ -90,10 +128,31 @@ fn start() -> Result<Cluster, String> {
             return Err("chown of the cluster directory failed".into());
         }
     }
+    Ok(root)
+}
+
+/// Starts the cluster in `root`/data on a free port.
+fn run(root: PathBuf) -> Result<Cluster, String> {
     let data = root.join("data");
     let data = data.to_str().ok_or("non-UTF-8 temp path")?;
     let sockets = root.to_str().ok_or("non-UTF-8 temp path")?;
+    let port = free_port()?;
+    let options = format!(
+        "-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off \
+         -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    );
     let log = root.join("postgres.log");
+    let log = log.to_str().ok_or("non-UTF-8 temp path")?;
+    pg(&[
+        "pg_ctl", "-D", data, "-l", log, "-w", "-o", &options, "start",
+    ])?;
+    Ok(Cluster { port })
+}
+
+fn start() -> Result<Cluster, String> {
+    let root = cluster_root()?;
+    let data = root.join("data");
+    let data = data.to_str().ok_or("non-UTF-8 temp path")?;
     pg(&[
         "initdb",
         "-D",
@@ -106,16 +165,33 @@ fn start() -> Result<Cluster, String> {
         "UTF8",
         "--no-sync",
     ])?;
-    let port = free_port()?;
-    let options = format!(
-        "-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off \
-         -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    );
-    let log = log.to_str().ok_or("non-UTF-8 temp path")?;
+    run(root)
+}
+
+/// A hot standby of `primary`: a base backup streaming its WAL (`-R` writes the standby's
+/// connection settings), started on a free port. initdb's trust rules admit replication from
+/// loopback.
+fn standby_of(primary: &Cluster) -> Result<Cluster, String> {
+    let root = cluster_root()?;
+    let data = root.join("data");
+    let data = data.to_str().ok_or("non-UTF-8 temp path")?;
+    let port = primary.port.to_string();
     pg(&[
-        "pg_ctl", "-D", data, "-l", log, "-w", "-o", &options, "start",
+        "pg_basebackup",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-U",
+        "postgres",
+        "-D",
+        data,
+        "-R",
+        "-X",
+        "stream",
+        "--no-sync",
     ])?;
-    Ok(Cluster { port })
+    run(root)
 }
 
 /// Starts a detached watchdog that stops the cluster and deletes `root` when this process ends.
