@@ -25,10 +25,12 @@ use axum::http::{HeaderMap, StatusCode};
 use intentgate_control_plane::audit::{self, tree};
 use intentgate_control_plane::delivery::{self, DeliveryConfig};
 use intentgate_control_plane::store::Db;
+use intentgate_core::audit::AuditEvent;
 use intentgate_core::audit::merkle::{CompactRange, leaf_hash};
-use intentgate_core::audit::{AuditEvent, EventKind};
-use intentgate_core::decision::AuditDecision;
 use serde_json::json;
+
+#[path = "bench/sample.rs"]
+mod sample;
 
 const TENANT: &str = "bench";
 const SECRET: &str = "bench-webhook-secret";
@@ -62,28 +64,6 @@ fn parse_args() -> anyhow::Result<Args> {
         bail!("--dir is required, and --leaves must be at least --samples (at least 1)");
     }
     Ok(args)
-}
-
-fn event(tenant: &str, n: u64) -> AuditEvent {
-    let mut e = AuditEvent::new(
-        format!("bench-{n:012}"),
-        1_781_444_520_000 + (n % 1_000_000) as i64,
-        EventKind::ToolCall,
-        if n.is_multiple_of(7) {
-            AuditDecision::Deny
-        } else {
-            AuditDecision::Allow
-        },
-    );
-    let args = json!({"invoice_id": n, "vendor": "acme-supplies", "currency": "EUR"});
-    e = e.with_tool("read_invoice", args.as_object());
-    e.tenant = tenant.into();
-    e.agent_id = "agent-finance-bot-7".into();
-    e.session_id = "c0ffee00-1234-4abc-9def-000000000042".into();
-    e.intent_summary = "reconcile the March invoices".into();
-    e.latency_ms = 0.412;
-    e.method = "tools/call".into();
-    e
 }
 
 /// Stores the tree of `leaves` leaves (sample events at `positions`) as the append path would.
@@ -176,7 +156,7 @@ async fn proofs(args: &Args) -> anyhow::Result<serde_json::Value> {
         x ^= x >> 7;
         x ^= x << 17;
         let i = x % args.leaves;
-        positions.insert(i, event(TENANT, i).canonical());
+        positions.insert(i, sample::event(TENANT, i).canonical());
     }
     let started = Instant::now();
     fill_tree(&path, args.leaves, &positions)?;
@@ -248,7 +228,7 @@ async fn delivery_rate(args: &Args) -> anyhow::Result<serde_json::Value> {
     ))
     .await?;
     for chunk in (0..args.events as u64).collect::<Vec<_>>().chunks(5000) {
-        let batch: Vec<AuditEvent> = chunk.iter().map(|n| event(TENANT, *n)).collect();
+        let batch: Vec<AuditEvent> = chunk.iter().map(|n| sample::event(TENANT, *n)).collect();
         audit::append(&db, &batch).await?;
     }
     let count = Arc::new(AtomicUsize::new(0));
