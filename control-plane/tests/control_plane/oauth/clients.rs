@@ -491,7 +491,7 @@ async fn private_key_jwt_clients_authenticate_with_single_use_assertions(app: Te
     }
     // A secret is no way in for a private_key_jwt client.
     token(
-        &app,
+        app,
         &[("grant_type", "client_credentials")],
         Some((&id, "igcs_x")),
         None,
