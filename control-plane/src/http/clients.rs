@@ -33,7 +33,8 @@ async fn list(
     Params(params): Params<ListParams>,
 ) -> Result<Json<Paged<Client>>> {
     let (scope, page) = params.page(&state, &admin, clients::LIST)?;
-    clients::list(&state.db, scope.as_deref(), page)
+    clients::TABLE
+        .list(&state.db, scope.as_deref(), page)
         .await
         .map(Json)
 }
@@ -48,7 +49,7 @@ async fn create(
 }
 
 async fn show(State(state): State<AppState>, admin: Admin, Id(id): Id) -> Result<Json<Client>> {
-    clients::get(&state.db, &admin, &id).await.map(Json)
+    clients::TABLE.get(&state.db, &admin, &id).await.map(Json)
 }
 
 async fn update(

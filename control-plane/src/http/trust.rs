@@ -43,7 +43,8 @@ async fn list_issuers(
     Params(params): Params<ListParams>,
 ) -> Result<Json<Paged<TrustedIssuer>>> {
     let (scope, page) = params.page(&state, &admin, issuers::LIST)?;
-    issuers::list(&state.db, scope.as_deref(), page)
+    issuers::TABLE
+        .list(&state.db, scope.as_deref(), page)
         .await
         .map(Json)
 }
@@ -62,7 +63,7 @@ async fn show_issuer(
     admin: Admin,
     Id(id): Id,
 ) -> Result<Json<TrustedIssuer>> {
-    issuers::get(&state.db, &admin, &id).await.map(Json)
+    issuers::TABLE.get(&state.db, &admin, &id).await.map(Json)
 }
 
 async fn update_issuer(
@@ -87,7 +88,8 @@ async fn list_rules(
     Params(params): Params<ListParams>,
 ) -> Result<Json<Paged<Rule>>> {
     let (scope, page) = params.page(&state, &admin, rules::LIST)?;
-    rules::list(&state.db, scope.as_deref(), page)
+    rules::TABLE
+        .list(&state.db, scope.as_deref(), page)
         .await
         .map(Json)
 }
@@ -102,7 +104,7 @@ async fn create_rule(
 }
 
 async fn show_rule(State(state): State<AppState>, admin: Admin, Id(id): Id) -> Result<Json<Rule>> {
-    rules::get(&state.db, &admin, &id).await.map(Json)
+    rules::TABLE.get(&state.db, &admin, &id).await.map(Json)
 }
 
 async fn update_rule(

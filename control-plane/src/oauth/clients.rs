@@ -16,8 +16,6 @@ use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::auth::token::issue_secret;
 use crate::error::{Error, Result};
-use crate::store::Db;
-use crate::store::page::{Page, Paged};
 use crate::tokens::issue::{DEFAULT_TTL_SECONDS, check_grant};
 use crate::{audit, ids, time, validate};
 
@@ -343,28 +341,19 @@ pub async fn create(recorder: &Recorder, admin: &Admin, new: NewClient) -> Resul
     .execute(&mut *tx)
     .await?;
     let client = TABLE
-        .find_in(&mut tx, &id)
-        .await?
-        .ok_or_else(|| Error::Internal("the new client is not there".into()))?;
-    let event = audit::record::admin(
-        &tenant,
-        "oauth_client_create",
-        &created_by.audited,
-        format!("registered OAuth client {}", client.summary()),
-    )?;
-    tx.commit(event).await?;
+        .commit_written(recorder.db(), tx, &id, true, |client| {
+            audit::record::admin(
+                &tenant,
+                "oauth_client_create",
+                &created_by.audited,
+                format!("registered OAuth client {}", client.summary()),
+            )
+        })
+        .await?;
     Ok(Created {
         client,
         client_secret: secret.map(|s| s.secret),
     })
-}
-
-pub async fn list(db: &Db, scope: Option<&str>, page: Page) -> Result<Paged<Client>> {
-    TABLE.list(db, scope, page).await
-}
-
-pub async fn get(db: &Db, admin: &Admin, id: &str) -> Result<Client> {
-    TABLE.get(db, admin, id, |c| &c.tenant).await
 }
 
 pub async fn update(
@@ -374,7 +363,7 @@ pub async fn update(
     change: ClientUpdate,
 ) -> Result<Client> {
     let db = recorder.db();
-    let current = get(db, admin, id).await?;
+    let current = TABLE.get(db, admin, id).await?;
     let name = change.name.unwrap_or_else(|| current.name.clone());
     let subject = change.subject.unwrap_or_else(|| current.subject.clone());
     let grant_types = change
@@ -416,40 +405,36 @@ pub async fn update(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    if updated == 0 {
-        drop(tx);
-        return Err(TABLE.lost_update(db, id).await);
-    }
-    let client = TABLE
-        .find_in(&mut tx, id)
-        .await?
-        .ok_or_else(|| TABLE.gone(id))?;
-    let event = audit::record::admin(
-        &current.tenant,
-        "oauth_client_update",
-        &admin.actor(),
-        format!("updated OAuth client {}", client.summary()),
-    )?;
-    tx.commit(event).await?;
-    Ok(client)
+    TABLE
+        .commit_written(db, tx, id, updated == 1, |client| {
+            audit::record::admin(
+                &current.tenant,
+                "oauth_client_update",
+                &admin.actor(),
+                format!("updated OAuth client {}", client.summary()),
+            )
+        })
+        .await
 }
 
 pub async fn delete(recorder: &Recorder, admin: &Admin, id: &str) -> Result<()> {
-    let current = get(recorder.db(), admin, id).await?;
-    let event = audit::record::admin(
-        &current.tenant,
-        "oauth_client_delete",
-        &admin.actor(),
-        format!("deleted OAuth client {} ({})", id, current.name),
-    )?;
-    recorder
-        .delete(TABLE.name, id, event, || TABLE.gone(id))
+    let current = TABLE.get(recorder.db(), admin, id).await?;
+    let reason = format!("deleted OAuth client {id} ({})", current.name);
+    TABLE
+        .delete(
+            recorder,
+            admin,
+            &current.tenant,
+            id,
+            "oauth_client_delete",
+            reason,
+        )
         .await
 }
 
 /// Replaces a secret client's secret; the old one stops working at once.
 pub async fn rotate_secret(recorder: &Recorder, admin: &Admin, id: &str) -> Result<String> {
-    let current = get(recorder.db(), admin, id).await?;
+    let current = TABLE.get(recorder.db(), admin, id).await?;
     if !current.token_endpoint_auth_method.uses_secret() {
         return Err(Error::Conflict(format!(
             "client {id} authenticates with private_key_jwt: it has no secret; update its jwks instead"
@@ -480,4 +465,10 @@ pub async fn rotate_secret(recorder: &Recorder, admin: &Admin, id: &str) -> Resu
     }
     tx.commit(event).await?;
     Ok(secret.secret)
+}
+
+impl registry::Tenanted for Client {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
 }

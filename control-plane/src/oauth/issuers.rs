@@ -13,7 +13,6 @@ use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::store::Db;
-use crate::store::page::{Page, Paged};
 use crate::{audit, ids, time, validate};
 
 pub const LIST: &str = "oauth_trusted_issuers";
@@ -178,20 +177,9 @@ pub async fn create(recorder: &Recorder, admin: &Admin, new: NewIssuer) -> Resul
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let created = TABLE
-        .find_in(&mut tx, &id)
-        .await?
-        .ok_or_else(|| TABLE.gone(&id))?;
-    tx.commit(event).await?;
-    Ok(created)
-}
-
-pub async fn list(db: &Db, scope: Option<&str>, page: Page) -> Result<Paged<TrustedIssuer>> {
-    TABLE.list(db, scope, page).await
-}
-
-pub async fn get(db: &Db, admin: &Admin, id: &str) -> Result<TrustedIssuer> {
-    TABLE.get(db, admin, id, |i| &i.tenant).await
+    TABLE
+        .commit_written(recorder.db(), tx, &id, true, |_| Ok(event))
+        .await
 }
 
 pub async fn update(
@@ -201,7 +189,7 @@ pub async fn update(
     change: IssuerUpdate,
 ) -> Result<TrustedIssuer> {
     let db = recorder.db();
-    let current = get(db, admin, id).await?;
+    let current = TABLE.get(db, admin, id).await?;
     let name = change.name.unwrap_or_else(|| current.name.clone());
     validate::required_text("name", &name, MAX_NAME).map_err(Error::BadRequest)?;
     let audiences = change.audiences.or_else(|| current.audiences.clone());
@@ -235,21 +223,14 @@ pub async fn update(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    if updated == 0 {
-        drop(tx);
-        return Err(TABLE.lost_update(db, id).await);
-    }
-    let updated = TABLE
-        .find_in(&mut tx, id)
-        .await?
-        .ok_or_else(|| TABLE.gone(id))?;
-    tx.commit(event).await?;
-    Ok(updated)
+    TABLE
+        .commit_written(db, tx, id, updated == 1, |_| Ok(event))
+        .await
 }
 
 /// Deleting an issuer its exchange rules still name is refused: delete or move those first.
 pub async fn delete(recorder: &Recorder, admin: &Admin, id: &str) -> Result<()> {
-    let current = get(recorder.db(), admin, id).await?;
+    let current = TABLE.get(recorder.db(), admin, id).await?;
     let event = audit::record::admin(
         &current.tenant,
         "oauth_issuer_delete",
@@ -289,4 +270,10 @@ pub async fn trusting(db: &Db, iss: &str, tenant: Option<&str>) -> Result<Vec<Tr
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(TrustedIssuer::from_row).collect()
+}
+
+impl registry::Tenanted for TrustedIssuer {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
 }

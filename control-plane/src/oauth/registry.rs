@@ -7,10 +7,18 @@ use serde::de::DeserializeOwned;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use intentgate_core::audit::AuditEvent;
+
+use crate::audit::{AuditedChange, Recorder};
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::store::Db;
 use crate::store::page::{Page, Paged};
+
+/// A row that belongs to one tenant.
+pub trait Tenanted {
+    fn tenant(&self) -> &str;
+}
 
 /// One resource's table and how its rows read.
 pub struct Table<T> {
@@ -50,20 +58,6 @@ impl<T> Table<T> {
         row.map(|r| (self.from_row)(&r)).transpose()
     }
 
-    /// A row the admin may see; another tenant's is reported absent.
-    pub async fn get(
-        &self,
-        db: &Db,
-        admin: &Admin,
-        id: &str,
-        tenant_of: impl Fn(&T) -> &str,
-    ) -> Result<T> {
-        match self.find(db, id).await? {
-            Some(row) if admin.may_access(tenant_of(&row)) => Ok(row),
-            _ => Err(self.gone(id)),
-        }
-    }
-
     pub fn gone(&self, id: &str) -> Error {
         Error::not_found(format!("no {} {id}", self.noun))
     }
@@ -78,6 +72,57 @@ impl<T> Table<T> {
             Ok(None) => self.gone(id),
             Err(e) => e,
         }
+    }
+}
+
+impl<T: Tenanted> Table<T> {
+    /// A row the admin may see; another tenant's is reported absent.
+    pub async fn get(&self, db: &Db, admin: &Admin, id: &str) -> Result<T> {
+        match self.find(db, id).await? {
+            Some(row) if admin.may_access(row.tenant()) => Ok(row),
+            _ => Err(self.gone(id)),
+        }
+    }
+}
+
+impl<T> Table<T> {
+    /// Ends a change that wrote row `id` (`written`: it matched a row): the row as the change sees
+    /// it, audited by the event `event` makes of it, committed. A write that matched nothing was lost
+    /// to a concurrent change (409) or deletion (404), and nothing is committed or audited.
+    pub async fn commit_written(
+        &self,
+        db: &Db,
+        mut tx: AuditedChange<'_>,
+        id: &str,
+        written: bool,
+        event: impl FnOnce(&T) -> Result<AuditEvent>,
+    ) -> Result<T> {
+        if !written {
+            drop(tx);
+            return Err(self.lost_update(db, id).await);
+        }
+        let row = self
+            .find_in(&mut tx, id)
+            .await?
+            .ok_or_else(|| self.gone(id))?;
+        tx.commit(event(&row)?).await?;
+        Ok(row)
+    }
+
+    /// Deletes row `id` of `tenant`, audited as `action` by `admin` with `reason`.
+    pub async fn delete(
+        &self,
+        recorder: &Recorder,
+        admin: &Admin,
+        tenant: &str,
+        id: &str,
+        action: &str,
+        reason: String,
+    ) -> Result<()> {
+        let event = crate::audit::record::admin(tenant, action, &admin.actor(), reason)?;
+        recorder
+            .delete(self.name, id, event, || self.gone(id))
+            .await
     }
 }
 

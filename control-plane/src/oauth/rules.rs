@@ -23,7 +23,6 @@ use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::store::Db;
-use crate::store::page::{Page, Paged};
 use crate::tokens::issue::{DEFAULT_TTL_SECONDS, check_grant};
 use crate::{audit, ids, time, validate};
 
@@ -272,26 +271,16 @@ pub async fn create(recorder: &Recorder, admin: &Admin, new: NewRule) -> Result<
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let rule = TABLE
-        .find_in(&mut tx, &id)
-        .await?
-        .ok_or_else(|| TABLE.gone(&id))?;
-    let event = audit::record::admin(
-        &tenant,
-        "oauth_rule_create",
-        &created_by.audited,
-        format!("created exchange rule {}", rule.summary()),
-    )?;
-    tx.commit(event).await?;
-    Ok(rule)
-}
-
-pub async fn list(db: &Db, scope: Option<&str>, page: Page) -> Result<Paged<Rule>> {
-    TABLE.list(db, scope, page).await
-}
-
-pub async fn get(db: &Db, admin: &Admin, id: &str) -> Result<Rule> {
-    TABLE.get(db, admin, id, |r| &r.tenant).await
+    TABLE
+        .commit_written(recorder.db(), tx, &id, true, |rule| {
+            audit::record::admin(
+                &tenant,
+                "oauth_rule_create",
+                &created_by.audited,
+                format!("created exchange rule {}", rule.summary()),
+            )
+        })
+        .await
 }
 
 pub async fn update(
@@ -301,7 +290,7 @@ pub async fn update(
     change: RuleUpdate,
 ) -> Result<Rule> {
     let db = recorder.db();
-    let current = get(db, admin, id).await?;
+    let current = TABLE.get(db, admin, id).await?;
     let name = change.name.unwrap_or_else(|| current.name.clone());
     let subject_claim = change
         .subject_claim
@@ -341,34 +330,30 @@ pub async fn update(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    if updated == 0 {
-        drop(tx);
-        return Err(TABLE.lost_update(db, id).await);
-    }
-    let rule = TABLE
-        .find_in(&mut tx, id)
-        .await?
-        .ok_or_else(|| TABLE.gone(id))?;
-    let event = audit::record::admin(
-        &current.tenant,
-        "oauth_rule_update",
-        &admin.actor(),
-        format!("updated exchange rule {}", rule.summary()),
-    )?;
-    tx.commit(event).await?;
-    Ok(rule)
+    TABLE
+        .commit_written(db, tx, id, updated == 1, |rule| {
+            audit::record::admin(
+                &current.tenant,
+                "oauth_rule_update",
+                &admin.actor(),
+                format!("updated exchange rule {}", rule.summary()),
+            )
+        })
+        .await
 }
 
 pub async fn delete(recorder: &Recorder, admin: &Admin, id: &str) -> Result<()> {
-    let current = get(recorder.db(), admin, id).await?;
-    let event = audit::record::admin(
-        &current.tenant,
-        "oauth_rule_delete",
-        &admin.actor(),
-        format!("deleted exchange rule {id} ({})", current.name),
-    )?;
-    recorder
-        .delete(TABLE.name, id, event, || TABLE.gone(id))
+    let current = TABLE.get(recorder.db(), admin, id).await?;
+    let reason = format!("deleted exchange rule {id} ({})", current.name);
+    TABLE
+        .delete(
+            recorder,
+            admin,
+            &current.tenant,
+            id,
+            "oauth_rule_delete",
+            reason,
+        )
         .await
 }
 
@@ -389,4 +374,10 @@ pub async fn deciding(db: &Db, issuer_id: &str, jwt: &Jwt) -> Result<Option<Rule
         }
     }
     Ok(None)
+}
+
+impl registry::Tenanted for Rule {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
 }

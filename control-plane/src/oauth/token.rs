@@ -25,7 +25,7 @@ use super::settings::Issuer;
 use super::{client_auth, issuers, replay, rules};
 use crate::audit::Recorder;
 use crate::store::Db;
-use crate::tokens::issue::{DEFAULT_TTL_SECONDS, Issue, issue, record};
+use crate::tokens::issue::{DEFAULT_TTL_SECONDS, Issue, describe, issue, record};
 use crate::{audit, ids, keys, time, tokens};
 
 /// `subject_token_type` of an IntentGate capability token.
@@ -192,25 +192,14 @@ impl AuthorizationServer {
             audience: subject.audience,
             with_memory_signing_key: false,
         };
-        let issued = issue(recorder, key, &order, |grant_made| {
+        let issued = issue(recorder, key, &order, |made| {
             token_event(
-                &grant_made.tenant,
+                &made.tenant,
                 &subject.principal,
                 format!(
-                    "issued a token by {} for {}: tools {}, expires {}{}{}",
+                    "issued a token by {} {}",
                     grant.as_str(),
-                    grant_made.subject,
-                    granted_scope(grant_made.tools.as_deref()),
-                    time::rfc3339(grant_made.expires_at * 1000),
-                    grant_made
-                        .max_calls
-                        .map(|n| format!(", max_calls {n}"))
-                        .unwrap_or_default(),
-                    order
-                        .audience
-                        .as_ref()
-                        .map(|a| format!(", audience {a}"))
-                        .unwrap_or_default(),
+                    describe(made, order.audience.as_deref())
                 ),
             )
         })

@@ -62,6 +62,26 @@ pub fn check_grant(
     Ok(())
 }
 
+/// What a grant gives, for its audit event: the subject, expiry, tools, budget and audience.
+pub fn describe(grant: &Grant, audience: Option<&str>) -> String {
+    format!(
+        "for {} expiring {}, tools {}{}{}",
+        grant.subject,
+        time::rfc3339(grant.expires_at.saturating_mul(1000)),
+        grant
+            .tools
+            .as_ref()
+            .map_or_else(|| "any".to_owned(), |t| format!("{t:?}")),
+        grant
+            .max_calls
+            .map(|n| format!(", max_calls {n}"))
+            .unwrap_or_default(),
+        audience
+            .map(|a| format!(", audience {a}"))
+            .unwrap_or_default(),
+    )
+}
+
 /// A token issued and recorded.
 pub struct Issued {
     pub token: String,

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use intentgate_core::token::IssuerKey;
 use serde::{Deserialize, Serialize};
 
-use super::issue::{DEFAULT_TTL_SECONDS, Issue, check_grant, issue};
+use super::issue::{DEFAULT_TTL_SECONDS, Issue, check_grant, describe, issue};
 use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
@@ -92,23 +92,8 @@ pub async fn mint_token(
             "mint",
             &admin.actor(),
             format!(
-                "minted a token for {} expiring {}{}{}{}",
-                grant.subject,
-                time::rfc3339(grant.expires_at * 1000),
-                grant
-                    .tools
-                    .as_ref()
-                    .map(|t| format!(", tools {t:?}"))
-                    .unwrap_or_default(),
-                grant
-                    .max_calls
-                    .map(|n| format!(", max_calls {n}"))
-                    .unwrap_or_default(),
-                order
-                    .audience
-                    .as_ref()
-                    .map(|a| format!(", audience {a}"))
-                    .unwrap_or_default(),
+                "minted a token {}",
+                describe(grant, order.audience.as_deref())
             ),
         )
     })

@@ -125,7 +125,7 @@ async fn a_client_credentials_token_is_the_clients_grant_narrowed_by_scope(app: 
     assert_eq!(event["capability_token_id"], child.jti);
     let reason = event["reason"].as_str().unwrap();
     assert!(
-        reason.contains("client_credentials") && reason.contains("tool:read_invoice"),
+        reason.contains("client_credentials") && reason.contains("[\"read_invoice\"]"),
         "{reason}"
     );
     assert!(reason.contains(RESOURCE), "{reason}");
