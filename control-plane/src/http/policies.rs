@@ -1,13 +1,16 @@
-//! `/v1/admin/policies/*`: drafts, the active pointer, rollback and dry-run.
+//! `/v1/admin/policies/*`: drafts, the active pointer, its promotion history, rollback and dry-run.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::TenantParam;
+use serde_json::{Value, json};
+
 use super::extract::{Body, Id, Params};
+use super::{ListParams, TenantParam};
 use crate::auth::Admin;
+use crate::cursor::Page;
 use crate::error::Result;
 use crate::policies::active::{self, Active, PromoteRequest};
 use crate::policies::drafts::{self, Draft, DraftUpdate, NewDraft};
@@ -28,6 +31,7 @@ pub fn router() -> Router<AppState> {
             "/v1/admin/policies/active",
             get(get_active).post(promote).delete(clear),
         )
+        .route("/v1/admin/policies/history", get(history))
         .route("/v1/admin/policies/rollback", post(rollback))
         .route("/v1/admin/policies/dry-run", post(dry_run))
 }
@@ -101,6 +105,23 @@ async fn clear(
     let tenant = admin.tenant(params.tenant.as_deref())?;
     active::clear(&state.db, &state.changes, &admin, &tenant).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn history(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(params): Params<ListParams>,
+) -> Result<Json<Value>> {
+    let tenant = admin.tenant(params.tenant.as_deref())?;
+    let page = Page::parse(
+        &state.cursors,
+        active::HISTORY,
+        &tenant,
+        params.limit.as_deref(),
+        params.cursor.as_deref(),
+    )?;
+    let (items, next) = active::history(&state.db, &state.cursors, &tenant, page).await?;
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
 
 async fn rollback(
