@@ -5,6 +5,7 @@ the tests reach the console exactly as an operator does: through Envoy at `/cons
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from e2e.envoy import Envoy, PreparedBootstrap, load_yaml_bootstrap, start_envoy
 from e2e.mcp_client import open_mcp_session, text_of
 from e2e.peers import EverythingServer, start_everything
 from e2e.processes import REPO_ROOT
+from e2e.rpc import RawMcp, tool_call
 from e2e.test_control_plane import wait_for
 
 TENANT = "acme-corp"
@@ -79,23 +81,22 @@ class Gateway:
         return self.cp.mint(subject, tenant, tools=TOOLS)
 
     def call_tool(self, token: str, tool: str, arguments: dict[str, Any]) -> str:
-        """A tool call through Envoy with the real MCP client; the tool's text answer (errors raise)."""
+        """A tool call through Envoy with the real MCP client; the tool's text answer (errors raise). It runs
+        on a thread of its own: Playwright's sync API keeps an event loop on the calling one."""
 
         async def run() -> str:
             async with open_mcp_session(self.envoy.mcp_url, token=token, timeout=180) as mcp:
                 return text_of(await mcp.call_tool(tool, arguments))
 
-        return asyncio.run(run())
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, run()).result()
 
     def call_refused(self, token: str, tool: str, arguments: dict[str, Any]) -> int:
-        """A call the filter refuses: its JSON-RPC error code."""
-        from e2e.mcp_client import MCPError
-
-        try:
-            self.call_tool(token, tool, arguments)
-        except MCPError as err:
-            return err.code
-        raise AssertionError(f"{tool} was not refused")
+        """A call the filter refuses (answered by the filter, no session needed): its JSON-RPC error code."""
+        with RawMcp(self.envoy.mcp_url, token=token) as raw:
+            answer = raw.post(tool_call(tool, arguments)).message()
+        assert "error" in answer, f"{tool} was not refused: {answer}"
+        return answer["error"]["code"]
 
 
 def start_gateway(stack: ExitStack, workdir: Path) -> Gateway:

@@ -64,3 +64,171 @@ def test_sign_in_keeps_the_token_in_session_storage_only_and_switches_tenant(
     page.get_by_role("button", name="Sign out").click()
     assert page.evaluate("() => sessionStorage.length") == 0
     page.get_by_label("Admin token").wait_for()
+
+
+CANDIDATE = POLICY + """
+decision := {"allow": true, "rule": "env_for_ops"} if { input.tool == "get-env" }
+"""
+BROKEN = """package intentgate.policy
+import rego.v1
+
+default decision := {"allow": false, "rule": "default"}
+
+decision := {"allow": true, "rule": "echo"} if {
+    input.tool ==
+}
+"""
+
+
+def wait_for_event(gateway: Gateway, **query: str) -> dict:
+    from e2e.test_control_plane import wait_for
+
+    return wait_for(lambda: next(iter(gateway.cp.audit(TENANT, **query)), None), f"an audit event {query}", timeout=30)
+
+
+def test_a_draft_with_a_compile_error_shows_it_at_its_line_then_dry_runs_and_promotes(gateway: Gateway, admin_page: Page) -> None:
+    page = admin_page
+    token = gateway.token("agent-policy")["token"]
+    gateway.call_tool(token, "echo", {"message": "before the change"})
+    assert gateway.call_refused(token, "get-env", {}) == -32012
+    wait_for_event(gateway, subject="agent-policy", tool="get-env", decision="deny")
+
+    open_screen(page, "Policies")
+    page.get_by_role("button", name="New draft").click()
+    page.get_by_label("Name", exact=True).fill("console-v2")
+    page.get_by_label("Rego source").fill(BROKEN)
+    page.get_by_role("button", name="Save draft").click()
+    problem = page.locator(".compile-error")
+    expect(problem).to_contain_text("Line 8, column")
+    expect(problem).to_contain_text("expecting expression")
+    expect(page.locator(".gutter span.error")).to_have_text("8")
+    expect(page.get_by_label("Rego source")).to_have_attribute("aria-invalid", "true")
+    assert not any(d["name"] == "console-v2" for d in gateway.cp.ok("GET", "/v1/admin/policies/drafts", params={"tenant": TENANT}))
+
+    page.get_by_label("Rego source").fill(CANDIDATE)
+    page.get_by_role("button", name="Save draft").click()
+    expect(page.get_by_text("Saved: compiled")).to_be_visible()
+    expect(page.locator(".gutter span.error")).to_have_count(0)
+
+    page.get_by_label("Replay the last").fill("50")
+    page.get_by_role("button", name="Dry run").click()
+    summary = page.locator(".dry-run .summary")
+    expect(summary).to_contain_text("would be decided differently")
+    changed = page.get_by_role("table").filter(has_text="Decisions that would change")
+    row = changed.get_by_role("row").filter(has_text="agent-policy").filter(has_text="get-env").first
+    expect(row).to_contain_text("deny")
+    expect(row).to_contain_text("allow")
+    expect(row).to_contain_text("env_for_ops")
+    assert "1 would" in summary.text_content() or re.search(r"\b[1-9]\d* would", summary.text_content())
+
+    page.get_by_role("button", name="Promote").click()
+    dialog = page.get_by_role("dialog", name="Promote console-v2?")
+    dialog.get_by_role("button", name="Promote").click()
+    expect(page.get_by_text("Promoted console-v2")).to_be_visible()
+    assert gateway.cp.ok("GET", "/v1/admin/policies/active", params={"tenant": TENANT})["name"] == "console-v2"
+    history = page.get_by_role("region", name="Promotion history")
+    expect(history.get_by_role("row").filter(has_text="console-v2")).to_contain_text("active")
+    expect(history.get_by_role("row").filter(has_text="baseline").first).to_contain_text("earlier")
+    gateway.wait_in_sync()
+    assert "PATH" in gateway.call_tool(token, "get-env", {}), "the promoted policy is what the filter enforces"
+
+
+def test_approving_in_the_console_releases_a_real_clients_held_call(gateway: Gateway, admin_page: Page) -> None:
+    page = admin_page
+    token = gateway.token("agent-held")["token"]
+    open_screen(page, "Approvals")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(gateway.call_tool, token, "get-sum", {"a": 500, "b": 1})
+        card = page.locator("article.approval").filter(has_text="agent-held")
+        card.wait_for(timeout=30_000)
+        expect(card).to_contain_text("large_sum")
+        expect(card).to_contain_text('"a": 500')
+        assert not held.done(), "the call waits for a human"
+        card.get_by_label("Reason").fill("checked with finance")
+        card.get_by_role("button", name="Approve").click()
+        answer = held.result(timeout=60)
+    assert "501" in answer, answer
+    expect(card).to_be_hidden()
+    decided = wait_for_event(gateway, decision="approve", subject="agent-held")
+    assert decided["decided_by"] == "superadmin" and decided["reason"] == "checked with finance"
+
+
+def test_audit_finds_the_allow_event_verifies_the_chain_and_checks_its_inclusion_proof(gateway: Gateway, admin_page: Page) -> None:
+    page = admin_page
+    token = gateway.token("agent-audit")["token"]
+    gateway.call_tool(token, "echo", {"message": "audited"})
+    event = wait_for_event(gateway, subject="agent-audit", decision="allow", tool="echo")
+
+    open_screen(page, "Audit")
+    page.get_by_label("Decision").select_option("allow")
+    page.get_by_label("Tool").fill("echo")
+    page.get_by_label("Subject (agent)").fill("agent-audit")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("button", name=f"Details of event {event['id']}").click()
+    detail = page.get_by_role("region", name=f"Event {event['id']}")
+    expect(detail).to_contain_text("audited")
+    detail.get_by_role("button", name="Check inclusion proof").click()
+    verdict = detail.locator(".verdict")
+    expect(verdict).to_have_attribute("data-verified", "true")
+    expect(verdict.locator("li.ok")).to_have_count(4)
+    expect(verdict).to_contain_text("Ed25519 signature by")
+
+    page.get_by_role("button", name="Verify chain").click()
+    chain = page.get_by_role("region", name="Chain verification").locator(".verdict")
+    expect(chain).to_have_attribute("data-verified", "true")
+    expect(chain).to_contain_text("events checked")
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export NDJSON").click()
+    exported = open(download.value.path(), encoding="utf-8").read()
+    assert event["id"] in exported and "agent-audit" in exported
+
+
+def test_a_token_is_minted_shown_once_and_revoked(gateway: Gateway, admin_page: Page) -> None:
+    page = admin_page
+    open_screen(page, "Tokens")
+    page.get_by_label("Subject (agent)").fill("agent-console-minted")
+    page.get_by_label("Tools", exact=True).fill("echo")
+    page.get_by_role("button", name="Mint token").click()
+    shown = page.get_by_role("textbox", name="Minted token")
+    token = shown.input_value()
+    assert token.startswith("igt1."), token
+    jti = page.locator(".once .facts dd").first.text_content()
+    assert "echoed" in gateway.call_tool(token, "echo", {"message": "echoed"}).lower()
+    stored = page.evaluate("() => JSON.stringify({...sessionStorage, ...localStorage})")
+    assert token not in stored, "the minted token is not kept by the console"
+    page.get_by_role("button", name="Done, hide it").click()
+    expect(shown).to_have_count(0)
+
+    page.get_by_label("Token id (jti)").fill(jti)
+    page.get_by_label("Reason").fill("console test")
+    page.get_by_role("button", name="Revoke", exact=True).click()
+    expect(page.get_by_text(f"Revoked {jti}")).to_be_visible()
+    expect(page.get_by_role("region", name="Revocations").get_by_role("row").filter(has_text=jti)).to_contain_text("console test")
+    gateway.wait_in_sync()
+    assert gateway.call_refused(token, "echo", {"message": "after revoke"}) == -32010
+
+
+def test_a_tenant_admin_sees_neither_other_tenants_nor_superadmin_actions(
+    gateway: Gateway, watched: Callable[..., Watched]
+) -> None:
+    page = watched().new_page()
+    sign_in(page, gateway, ACME_ADMIN)
+    expect(page.get_by_text(f"tenant admin · {TENANT}")).to_be_visible()
+    page.get_by_role("heading", name=f"Tenant {TENANT}").wait_for()
+    expect(page.get_by_label("Tenant", exact=True)).to_have_count(0)
+    expect(page.get_by_role("heading", name="Tenants", exact=True)).to_have_count(0)
+    expect(page.get_by_text("Filters in sync")).to_have_count(0)
+    nav = page.get_by_role("navigation", name="Console")
+    expect(nav.get_by_role("link", name="Keys & filters")).to_have_count(0)
+    page.goto(gateway.console_url + "keys")
+    page.get_by_role("heading", level=1, name="Overview").wait_for()
+    expect(page.get_by_role("button", name="Rotate signing key")).to_have_count(0)
+    for screen in ("Audit", "Policies", "Reports", "Discovery", "Tokens"):
+        open_screen(page, screen)
+        page.wait_for_load_state("networkidle")
+        assert OTHER not in page.locator("main").inner_text(), f"{screen} shows another tenant"
+    open_screen(page, "Reports")
+    posture = page.get_by_role("region", name="Coverage (posture)")
+    expect(posture.get_by_role("row").filter(has_text=TENANT)).to_have_count(1)
+    expect(page.get_by_label("Reports cover")).to_have_count(0)

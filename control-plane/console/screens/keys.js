@@ -23,12 +23,14 @@ async function showKeys(el) {
     line.error(err);
   }
   const rotate = button('Rotate signing key', async (event) => {
+    const target = event.currentTarget;
     if (!(await confirm('Rotate the signing key?', 'A new key signs from now on; the current one stays trusted until you retire it.', 'Rotate'))) return;
-    if (await act(event.currentTarget, line, () => post('/v1/admin/keys/rotate'))) reload();
+    if (await act(target, line, () => post('/v1/admin/keys/rotate'))) reload();
   });
   const retire = (key) => async (event) => {
+    const target = event.currentTarget;
     if (!(await confirm(`Retire key ${key.kid}?`, 'Filters stop trusting it: every token it signed is refused from then on.', 'Retire'))) return;
-    if (await act(event.currentTarget, line, () => del(`/v1/admin/keys/${encodeURIComponent(key.kid)}`).then(() => true))) reload();
+    if (await act(target, line, () => del(`/v1/admin/keys/${encodeURIComponent(key.kid)}`).then(() => true))) reload();
   };
   fill(
     el,

@@ -32,12 +32,14 @@ async function showActive(view, el, reload) {
     }
   }
   const rollback = button('Roll back', async (event) => {
+    const target = event.currentTarget;
     if (!(await confirm('Roll back the active policy?', 'The previous promotion becomes active on every filter at once.', 'Roll back'))) return;
-    if (await act(event.currentTarget, line, () => post('/v1/admin/policies/rollback', undefined, view.scope()).then(() => true))) reload();
+    if (await act(target, line, () => post('/v1/admin/policies/rollback', undefined, view.scope()).then(() => true))) reload();
   });
   const clear = button('Clear', async (event) => {
+    const target = event.currentTarget;
     if (!(await confirm('Clear the active policy?', 'Every tools/call of this tenant is denied (fail closed) until a policy is promoted or rolled back.', 'Clear'))) return;
-    if (await act(event.currentTarget, line, () => del('/v1/admin/policies/active', view.scope()).then(() => true))) reload();
+    if (await act(target, line, () => del('/v1/admin/policies/active', view.scope()).then(() => true))) reload();
   }, { class: 'danger', disabled: !policy });
   fill(
     el,
@@ -76,8 +78,9 @@ async function showDrafts(view, el, edit, reload) {
     }
   };
   const remove = async (event, draft) => {
+    const target = event.currentTarget;
     if (!(await confirm(`Delete draft ${draft.name}?`, 'The draft is deleted; an active policy promoted from it keeps running.', 'Delete'))) return;
-    if (await act(event.currentTarget, line, () => del(`/v1/admin/policies/drafts/${encodeURIComponent(draft.id)}`).then(() => true))) reload();
+    if (await act(target, line, () => del(`/v1/admin/policies/drafts/${encodeURIComponent(draft.id)}`).then(() => true))) reload();
   };
   fill(
     el,
@@ -174,9 +177,10 @@ function showEditor(view, el, draft, reload) {
 
   const save = h('button', { type: 'submit' }, 'Save draft');
   const promote = button('Promote', async (event) => {
+    const target = event.currentTarget;
     if (!saved) return;
     if (!(await confirm(`Promote ${saved.name}?`, 'It becomes the active policy of this tenant on every filter at once.', 'Promote'))) return;
-    const done = await act(event.currentTarget, line, () => post('/v1/admin/policies/active', { draft_id: saved.id, ...view.scope() }));
+    const done = await act(target, line, () => post('/v1/admin/policies/active', { draft_id: saved.id, ...view.scope() }));
     if (done) {
       line.show(`Promoted ${done.name} (${done.rego_sha256.slice(0, 12)}…).`);
       reload();
