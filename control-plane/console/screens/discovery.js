@@ -44,7 +44,7 @@ function showInventory(view, el) {
             { label: 'Services', cell: (a) => h('span', { class: 'clip' }, a.services.map((s) => s.name).join(', ') || '—') },
             { label: 'Gateway calls', cell: (a) => `${a.gateway.allow} allowed, ${a.gateway.deny} denied, ${a.gateway.escalate} escalated`, class: 'num' },
             { label: 'Last seen', cell: (a) => time(a.last_seen) },
-            { label: '', cell: (a) => button('Assign owner', () => ownerForm(view, editor, a, () => load(cursor)), { class: 'quiet', 'aria-label': `Assign an owner to ${a.agent}` }) },
+            { label: '', cell: (a) => button('Assign an owner', () => ownerForm(view, editor, a, () => load(cursor)), { class: 'quiet', 'aria-label': `Assign an owner to ${a.agent}` }) },
           ],
           page.items,
           { empty: 'No agent discovered or seen by the gateway yet.' },

@@ -9,6 +9,7 @@ mod audit_query;
 mod audit_tree;
 mod auth;
 mod capabilities;
+mod console;
 mod delivery;
 mod discovery;
 mod keys_and_settings;
