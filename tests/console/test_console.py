@@ -132,6 +132,21 @@ def test_a_draft_with_a_compile_error_shows_it_at_its_line_then_dry_runs_and_pro
     gateway.wait_in_sync()
     assert "PATH" in gateway.call_tool(token, "get-env", {}), "the promoted policy is what the filter enforces"
 
+    active = page.get_by_role("region", name="Active policy")
+    active.get_by_role("button", name="Roll back").click()
+    page.get_by_role("dialog", name="Roll back the active policy?").get_by_role("button", name="Roll back").click()
+    expect(active).to_contain_text("baseline")
+    expect(history.get_by_role("row").filter(has_text="console-v2")).to_contain_text("rolled back")
+    active.get_by_role("button", name="Clear").click()
+    page.get_by_role("dialog", name="Clear the active policy?").get_by_role("button", name="Clear").click()
+    expect(page.get_by_role("region", name="Active policy")).to_contain_text("No active policy")
+    gateway.wait_in_sync()
+    assert gateway.call_refused(token, "echo", {"message": "cleared"}) == -32012, "a cleared tenant fails closed"
+    page.get_by_role("region", name="Active policy").get_by_role("button", name="Roll back").click()
+    page.get_by_role("dialog", name="Roll back the active policy?").get_by_role("button", name="Roll back").click()
+    expect(page.get_by_role("region", name="Active policy")).to_contain_text("baseline")
+    gateway.wait_in_sync()
+
 
 def test_approving_in_the_console_releases_a_real_clients_held_call(gateway: Gateway, admin_page: Page) -> None:
     page = admin_page
@@ -232,3 +247,46 @@ def test_a_tenant_admin_sees_neither_other_tenants_nor_superadmin_actions(
     posture = page.get_by_role("region", name="Coverage (posture)")
     expect(posture.get_by_role("row").filter(has_text=TENANT)).to_have_count(1)
     expect(page.get_by_label("Reports cover")).to_have_count(0)
+
+
+def test_keys_rotate_and_retire_and_filters_show_their_versions(gateway: Gateway, admin_page: Page) -> None:
+    page = admin_page
+    before = gateway.cp.ok("GET", "/v1/admin/keys")
+    old = next(k["kid"] for k in before if k["status"] == "active")
+    open_screen(page, "Keys & filters")
+    filters = page.get_by_role("region", name="Filters")
+    expect(filters.get_by_role("row").filter(has_text="current").first).to_be_visible()
+    page.get_by_role("button", name="Rotate signing key").click()
+    page.get_by_role("dialog", name="Rotate the signing key?").get_by_role("button", name="Rotate").click()
+    keys = page.get_by_role("region", name="Signing keys")
+    expect(keys.get_by_role("row").filter(has_text=old)).to_contain_text("trusted")
+    new = next(k["kid"] for k in gateway.cp.ok("GET", "/v1/admin/keys") if k["status"] == "active")
+    assert new != old
+    keys.get_by_role("button", name=f"Retire {old}").click()
+    page.get_by_role("dialog", name=f"Retire key {old}?").get_by_role("button", name="Retire").click()
+    expect(keys.get_by_role("row").filter(has_text=old)).to_contain_text("retired")
+    gateway.wait_in_sync()
+    token = gateway.token("agent-after-rotation")["token"]
+    assert gateway.call_tool(token, "echo", {"message": "new key"}).endswith("new key")
+
+
+def test_a_campaign_is_started_and_answered_and_a_report_downloads(gateway: Gateway, admin_page: Page) -> None:
+    page = admin_page
+    gateway.call_tool(gateway.token("agent-reviewed")["token"], "echo", {"message": "seen"})
+    wait_for_event(gateway, subject="agent-reviewed")
+    open_screen(page, "Discovery")
+    campaigns = page.get_by_role("region", name="Attestation campaigns")
+    campaigns.get_by_label("Name").fill("Q4 agent review")
+    campaigns.get_by_role("button", name="Start campaign").click()
+    campaign = page.get_by_role("region", name="Campaign Q4 agent review")
+    row = campaign.get_by_role("row").filter(has_text="agent-reviewed")
+    row.get_by_label("Evidence for agent-reviewed").fill("CAB-7: still needed")
+    row.get_by_role("button", name="Certify").click()
+    expect(campaign.get_by_role("row").filter(has_text="agent-reviewed")).to_contain_text("certify")
+    expect(campaign.get_by_role("row").filter(has_text="agent-reviewed")).to_contain_text("CAB-7: still needed")
+    open_screen(page, "Reports")
+    expect(page.get_by_role("region", name="Attestation")).to_contain_text("Q4 agent review")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download attestation CSV").click()
+    csv = open(download.value.path(), encoding="utf-8").read()
+    assert "Q4 agent review" in csv and "CAB-7: still needed" in csv

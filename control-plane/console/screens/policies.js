@@ -4,7 +4,7 @@
 
 import { h, fill } from '../dom.js';
 import { ApiError, del, get, post, put } from '../api.js';
-import { act, badge, button, confirm, decisionBadge, facts, field, form, input, section, status, table, text, time } from '../ui.js';
+import { act, badge, button, confirm, decisionBadge, facts, field, form, input, section, status, table, text, time, uid } from '../ui.js';
 
 export function render(view) {
   const { body } = view;
@@ -121,7 +121,7 @@ decision := {"allow": true, "rule": "reads"} if {
 `;
 
 /** Where a compile error points: regorus says `--> policy.rego:LINE:COL`. */
-export function errorLocation(message) {
+function errorLocation(message) {
   const match = /-->\s*[^\n]*?:(\d+):(\d+)/.exec(message) || /line (\d+)(?:,? col(?:umn)? (\d+))?/i.exec(message);
   return match ? { line: Number(match[1]), column: Number(match[2] || 1) } : null;
 }
@@ -132,7 +132,7 @@ function showEditor(view, el, draft, reload) {
   const line = status();
   const name = input({ name: 'name', maxlength: '200', required: true, value: draft ? draft.name : '' });
   const description = input({ name: 'description', maxlength: '4096', value: draft ? draft.description : '' });
-  const source = h('textarea', { name: 'rego', rows: '18', spellcheck: 'false', wrap: 'off', class: 'code', 'aria-describedby': 'rego-error' });
+  const source = h('textarea', { id: uid('rego'), name: 'rego', rows: '18', spellcheck: 'false', wrap: 'off', class: 'code', 'aria-describedby': 'rego-error' });
   source.value = draft ? draft.rego_source : STARTER;
   const gutter = h('pre', { class: 'gutter', 'aria-hidden': 'true' });
   const problem = h('div', { id: 'rego-error', class: 'compile-error', role: 'alert' });
@@ -196,7 +196,7 @@ function showEditor(view, el, draft, reload) {
   const editorForm = form({ class: 'editor', 'aria-label': 'Draft editor' }, [
     field('Name', name),
     field('Description', description),
-    h('div', { class: 'field' }, h('label', { for: uidFor(source) }, 'Rego source'), h('div', { class: 'code-wrap' }, gutter, source)),
+    h('div', { class: 'field' }, h('label', { for: source.id }, 'Rego source'), h('div', { class: 'code-wrap' }, gutter, source)),
     problem,
     h('div', { class: 'actions' }, save, field('Replay the last', sample, 'recorded tool calls'), dryRun, promote),
     line,
@@ -225,11 +225,6 @@ function showEditor(view, el, draft, reload) {
   numberLines(null);
   fill(el, h('section', { class: 'card', 'aria-label': 'Draft editor' }, title, editorForm, result));
   name.focus();
-}
-
-function uidFor(el) {
-  if (!el.id) el.id = `rego-${Math.random().toString(36).slice(2)}`;
-  return el.id;
 }
 
 function showDryRun(el, decisions) {

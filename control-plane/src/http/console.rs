@@ -100,45 +100,29 @@ async fn redirect() -> Response {
     )
 }
 
-/// The asset at `path`, `index.html` for a screen's path, 404 for anything else.
+/// Which asset answers `path`: the file itself, or `index.html` for a screen's path.
+fn lookup(path: &str) -> Option<usize> {
+    let position = |wanted: &str| ASSETS.iter().position(|asset| asset.path == wanted);
+    position(path).or_else(|| if is_screen(path) { position("index.html") } else { None })
+}
+
+/// The asset at `path` (304 when the browser's copy is current), 404 for anything else.
 fn serve(path: &str, headers: &HeaderMap) -> Response {
-    let found = ASSETS
-        .iter()
-        .position(|asset| asset.path == path)
-        .or_else(|| is_screen(path).then(|| ASSETS.iter().position(|a| a.path == "index.html"))?);
-    let Some(index) = found else {
+    let found = lookup(path).and_then(|index| Some((ASSETS.get(index)?, ETAGS.get(index)?)));
+    let Some((asset, etag)) = found else {
         return secured(
             StatusCode::NOT_FOUND,
-            &[(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            )],
+            &[(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))],
             b"no such console file".to_vec(),
         );
     };
-    let (Some(asset), Some(etag)) = (ASSETS.get(index), ETAGS.get(index)) else {
-        return secured(StatusCode::NOT_FOUND, &[], Vec::new());
-    };
-    let validators = [
-        (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        (ETAG, etag.clone()),
-    ];
-    if headers
-        .get(IF_NONE_MATCH)
-        .is_some_and(|presented| presented == etag)
-    {
-        return secured(StatusCode::NOT_MODIFIED, &validators, Vec::new());
+    let cache = (CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let tag = (ETAG, etag.clone());
+    if headers.get(IF_NONE_MATCH) == Some(etag) {
+        return secured(StatusCode::NOT_MODIFIED, &[cache, tag], Vec::new());
     }
-    let [cache, tag] = validators;
-    secured(
-        StatusCode::OK,
-        &[
-            (CONTENT_TYPE, HeaderValue::from_static(asset.content_type)),
-            cache,
-            tag,
-        ],
-        asset.body.to_vec(),
-    )
+    let content_type = (CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    secured(StatusCode::OK, &[content_type, cache, tag], asset.body.to_vec())
 }
 
 /// A client-side screen: one or more plain path segments, none of them a file name.
