@@ -76,16 +76,8 @@ function signInView(message) {
     submit.disabled = true;
     session.signIn(token.value.trim());
     token.value = '';
-    try {
-      admin = await identify();
-      shell();
-      route();
-    } catch (err) {
-      session.signOut();
-      line.error(err);
-    } finally {
-      submit.disabled = false;
-    }
+    await enter((err) => line.error(err));
+    submit.disabled = false;
   });
   fill(main, view);
   if (message) line.show(message, 'error');
@@ -172,19 +164,17 @@ window.addEventListener('console:unauthorized', (event) => {
   signInView(`Signed out: ${event.detail.describe()}`);
 });
 
-async function start() {
-  if (!session.token()) {
-    signInView();
-    return;
-  }
+/** Signs in with the stored token and shows the console; on failure forgets the token. */
+async function enter(failed) {
   try {
     admin = await identify();
     shell();
     route();
   } catch (err) {
     session.signOut();
-    signInView(err instanceof ApiError ? err.describe() : String(err));
+    failed(err);
   }
 }
 
-start();
+if (session.token()) enter((err) => signInView(err instanceof ApiError ? err.describe() : String(err)));
+else signInView();
