@@ -103,7 +103,13 @@ async fn redirect() -> Response {
 /// Which asset answers `path`: the file itself, or `index.html` for a screen's path.
 fn lookup(path: &str) -> Option<usize> {
     let position = |wanted: &str| ASSETS.iter().position(|asset| asset.path == wanted);
-    position(path).or_else(|| if is_screen(path) { position("index.html") } else { None })
+    position(path).or_else(|| {
+        if is_screen(path) {
+            position("index.html")
+        } else {
+            None
+        }
+    })
 }
 
 /// The asset at `path` (304 when the browser's copy is current), 404 for anything else.
@@ -112,7 +118,10 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     let Some((asset, etag)) = found else {
         return secured(
             StatusCode::NOT_FOUND,
-            &[(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))],
+            &[(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
             b"no such console file".to_vec(),
         );
     };
@@ -122,7 +131,11 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         return secured(StatusCode::NOT_MODIFIED, &[cache, tag], Vec::new());
     }
     let content_type = (CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
-    secured(StatusCode::OK, &[content_type, cache, tag], asset.body.to_vec())
+    secured(
+        StatusCode::OK,
+        &[content_type, cache, tag],
+        asset.body.to_vec(),
+    )
 }
 
 /// A client-side screen: one or more plain path segments, none of them a file name.
