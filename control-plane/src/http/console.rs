@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sha2::{Digest, Sha256};
 
-use crate::state::AppState;
+use super::AppState;
 
 /// The policy every console answer carries. `connect-src 'self'`: the console talks to the admin
 /// API of the origin that served it and nothing else.

@@ -11,12 +11,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::extract::{Params, Segment};
+use super::extract::{Params, Segment, bearer};
 use crate::auth::Admin;
 use crate::error::{Error, Result};
+use crate::http::AppState;
 use crate::reports::{self, Kind, Window};
-use crate::state::AppState;
-use crate::{service_token, validate};
+use crate::{auth, validate};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/reports/{kind}", get(report))
@@ -67,15 +67,15 @@ async fn report(
 /// The tenants a report covers (`None`: all), from whoever asks: an admin token is scoped like the
 /// admin lists; otherwise the reports token must match, and reads any tenant.
 fn scope(state: &AppState, headers: &HeaderMap, requested: Option<&str>) -> Result<Option<String>> {
-    let admin: Option<Admin> =
-        service_token::bearer(headers).and_then(|presented| state.tokens.authenticate(presented));
+    let presented = bearer(headers);
+    let admin: Option<Admin> = presented.and_then(|token| state.tokens.authenticate(token));
     if let Some(admin) = admin {
         return admin.scope(requested);
     }
-    service_token::require(
+    auth::require(
         state.discovery.reports_token.as_ref(),
         "INTENTGATE_REPORTS_API_TOKEN",
-        headers,
+        presented,
     )?;
     if let Some(tenant) = requested {
         validate::tenant(tenant).map_err(Error::BadRequest)?;
