@@ -85,6 +85,17 @@ export async function api(method, path, options) {
 }
 
 export const get = (path, query) => api('GET', path, { query });
+
+/** A GET whose answer may be absent: `null` for one of the `absent` statuses (404 by default), which
+ * the caller shows as such; any other error is thrown. */
+export async function getOptional(path, query, absent = [404]) {
+  try {
+    return await get(path, query);
+  } catch (err) {
+    if (err instanceof ApiError && absent.includes(err.status)) return null;
+    throw err;
+  }
+}
 export const post = (path, body, query) => api('POST', path, { body, query });
 export const put = (path, body, query) => api('PUT', path, { body, query });
 export const del = (path, query) => api('DELETE', path, { query });

@@ -3,7 +3,7 @@
 // against the signed tree head; and export downloads of what the query selects.
 
 import { h, fill } from '../dom.js';
-import { ApiError, download, get, post } from '../api.js';
+import { download, get, getOptional, post } from '../api.js';
 import { checkInclusion } from '../merkle.js';
 import { act, badge, button, decisionBadge, facts, field, form, input, json, pager, rfc3339, section, select, status, table, text, time } from '../ui.js';
 
@@ -113,29 +113,14 @@ function showEvent(view, el, event) {
   el.scrollIntoView({ block: 'start' });
 }
 
-async function latestHead(view) {
-  try {
-    return await get('/v1/admin/audit/tree-head', view.scope());
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 404) return null;
-    throw err;
-  }
-}
-
-async function proofAt(view, event, head) {
-  try {
-    return await get('/v1/admin/audit/proofs/inclusion', { ...view.scope(), event_id: event.id, tree_size: head.tree_size });
-  } catch (err) {
-    if (err instanceof ApiError && (err.status === 400 || err.status === 404)) return null;
-    throw err;
-  }
-}
-
 /** Fetches the head, the proof and the published keys, then checks all of it here. An event newer
  * than the latest head gets a head signed now. */
 async function proveInclusion(view, event) {
-  let head = await latestHead(view);
-  let proof = head ? await proofAt(view, event, head) : null;
+  let head = await getOptional('/v1/admin/audit/tree-head', view.scope());
+  // 400: the event is not in the tree the head signed (it is newer).
+  let proof = head
+    ? await getOptional('/v1/admin/audit/proofs/inclusion', { ...view.scope(), event_id: event.id, tree_size: head.tree_size }, [400, 404])
+    : null;
   let signedNow = false;
   if (!proof) {
     head = await post('/v1/admin/audit/tree-head', undefined, view.scope());

@@ -3,7 +3,7 @@
 // superadmin also sees every tenant and can switch to one, or name a new one.
 
 import { h, fill } from '../dom.js';
-import { ApiError, get } from '../api.js';
+import { get, getOptional } from '../api.js';
 import { badge, button, facts, field, form, input, section, status, table, text, time } from '../ui.js';
 
 const short = (sha) => (sha ? `${sha.slice(0, 12)}…` : null);
@@ -21,7 +21,7 @@ export async function render(view) {
     }
     const here = tenants.find((t) => t.name === admin.tenant) || { name: admin.tenant, pending_approvals: 0, recent_event_count: 0 };
     const [active, filters, integrations] = await Promise.all([
-      activePolicy(view),
+      getOptional('/v1/admin/policies/active', view.scope()),
       admin.superadmin ? get('/v1/admin/filters') : null,
       get('/v1/admin/integrations'),
     ]);
@@ -39,15 +39,6 @@ export async function render(view) {
     );
   } catch (err) {
     line.error(err);
-  }
-}
-
-async function activePolicy(view) {
-  try {
-    return await get('/v1/admin/policies/active', view.scope());
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 404) return null;
-    throw err;
   }
 }
 

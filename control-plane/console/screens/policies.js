@@ -3,7 +3,7 @@
 // showing which decisions would change, promotion, and the promotion history.
 
 import { h, fill } from '../dom.js';
-import { ApiError, del, get, post, put } from '../api.js';
+import { ApiError, del, get, getOptional, post, put } from '../api.js';
 import { act, badge, button, confirm, decisionBadge, facts, field, form, input, section, status, table, text, time, uid } from '../ui.js';
 
 export function render(view) {
@@ -21,15 +21,13 @@ export function render(view) {
 
 async function showActive(view, el, reload) {
   const line = status();
-  let policy = null;
+  let policy;
   try {
-    policy = await get('/v1/admin/policies/active', view.scope());
+    policy = await getOptional('/v1/admin/policies/active', view.scope());
   } catch (err) {
-    if (!(err instanceof ApiError && err.status === 404)) {
-      fill(el, section('Active policy', line));
-      line.error(err);
-      return;
-    }
+    fill(el, section('Active policy', line));
+    line.error(err);
+    return;
   }
   const rollback = button('Roll back', async (event) => {
     const target = event.currentTarget;
