@@ -11,13 +11,14 @@ WASM      := target/wasm32-wasip1/release/intentgate_filter.wasm
 CARGO     ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help run test bench bench-tools wasm lint unit e2e contract deploy-test deploy-tools tools rust-tools test-tools py-tools node-tools fuzz clean
+.PHONY: help run test bench bench-tools wasm lint unit e2e contract console-test console-tools deploy-test deploy-tools tools rust-tools test-tools py-tools node-tools fuzz clean
 
 help:
 	@echo "make run    build everything and start the gateway on localhost:8080"
 	@echo "make test   run every test (lint, unit, integration, end to end)"
 	@echo "make bench  benchmarks, written to BENCHMARKS.md"
 	@echo "make wasm   build $(WASM)"
+	@echo "make console-test  the admin console in headless Chromium (screenshots in tests/console/screenshots/)"
 	@echo "make deploy-test  validate envoy/ and deploy/ (Envoy, Kubernetes, Istio) and run the sidecar end to end"
 	@echo "make fuzz   run each fuzz target for FUZZ_SECONDS (default 60; see README)"
 
@@ -64,6 +65,15 @@ e2e: tools wasm
 	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
 	$(PY) -m pytest -q tests/e2e
 
+# The admin console in Debian's headless Chromium (Playwright's Python API drives the system browser: its own
+# browser download cannot work here), through Envoy, with axe-core from tests/node_modules.
+console-tools: py-tools node-tools
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+console-test: console-tools wasm
+	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
+	$(PY) -m pytest -q tests/console
+
 # The HTTP contract, api/openapi.yaml, with schemathesis: the admin API against the control plane on SQLite and
 # on Postgres; the runtime paths through Envoy with the built filter, in front of server-everything.
 contract: tools wasm
@@ -88,7 +98,7 @@ deploy-test: deploy-tools wasm
 	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
 	$(PY) -m pytest -q tests/deploy
 
-test: lint unit e2e contract deploy-test
+test: lint unit e2e console-test contract deploy-test
 
 ## --- run and measure ---------------------------------------------------------------------------
 run: tools wasm

@@ -4,6 +4,7 @@
 mod approvals;
 mod attestations;
 mod audit;
+mod console;
 mod discovery;
 pub mod error;
 pub mod extract;
@@ -41,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .merge(discovery::router())
         .merge(attestations::router())
         .merge(reports::router())
+        .merge(console::router())
         .fallback(|| async { Error::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             (

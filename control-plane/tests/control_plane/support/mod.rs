@@ -185,6 +185,15 @@ impl TestApp {
         (status, bytes.to_vec())
     }
 
+    /// The router's whole answer to a request, headers included.
+    pub async fn answer(&self, request: Request<Body>) -> axum::response::Response {
+        self.router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router answers")
+    }
+
     pub async fn get(&self, token: &str, uri: &str) -> (StatusCode, Value) {
         self.call("GET", uri, Some(token), None).await
     }
