@@ -11,13 +11,14 @@ WASM      := target/wasm32-wasip1/release/intentgate_filter.wasm
 CARGO     ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help run test bench bench-tools wasm lint unit e2e contract deploy-test deploy-tools tools rust-tools test-tools py-tools node-tools fuzz clean
+.PHONY: help run test bench bench-tools wasm native lint unit e2e contract deploy-test deploy-tools tools rust-tools test-tools py-tools node-tools fuzz clean
 
 help:
 	@echo "make run    build everything and start the gateway on localhost:8080"
 	@echo "make test   run every test (lint, unit, integration, end to end)"
 	@echo "make bench  benchmarks, written to BENCHMARKS.md"
 	@echo "make wasm   build $(WASM)"
+	@echo "make native build the Envoy dynamic modules into target/native/ (lib*.so)"
 	@echo "make deploy-test  validate envoy/ and deploy/ (Envoy, Kubernetes, Istio) and run the sidecar end to end"
 	@echo "make fuzz   run each fuzz target for FUZZ_SECONDS (default 60; see README)"
 
@@ -45,6 +46,10 @@ node-tools: $(NODE_DIR)/.installed
 ## --- build -------------------------------------------------------------------------------------
 wasm: rust-tools
 	$(CARGO) build -p intentgate-filter --target wasm32-wasip1 --release
+
+# Envoy dynamic modules, with the unwinding `native` profile (the panic barrier needs it).
+native: rust-tools
+	$(CARGO) build --profile native -p intentgate-native-baseline
 
 ## --- checks ------------------------------------------------------------------------------------
 lint: rust-tools
