@@ -66,8 +66,9 @@ test-tools:
 unit: rust-tools test-tools py-tools
 	$(CARGO) test --workspace
 
-e2e: tools wasm
+e2e: tools wasm native
 	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
+	$(CARGO) build --profile native -p intentgate-envoy-dm --example probe
 	$(PY) -m pytest -q tests/e2e
 
 # The admin API contract: schemathesis against api/openapi.yaml, on SQLite and on Postgres.
