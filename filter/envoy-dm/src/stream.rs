@@ -279,15 +279,17 @@ impl<'a> Stream<'a> {
         self.effects.resume_response = true;
     }
 
-    /// Does what the hook asked for. True if the stream was ended (answered or reset), so the hook
-    /// must not let anything through.
+    /// Does what the hook asked for. True if the stream is ended (answered, reset, or failed), so the
+    /// hook must not let anything through. Once a stream is answered or failed, its course is settled
+    /// and later requests are ignored.
     pub(crate) fn apply(self) -> bool {
         let Stream {
             envoy,
             slot,
             effects,
         } = self;
-        if slot.state.get().failed {
+        let state = slot.state.get();
+        if state.failed || state.local_reply_sent {
             return true;
         }
         match effects.end {

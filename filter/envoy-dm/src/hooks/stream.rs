@@ -1,208 +1,15 @@
-//! The event hooks Envoy resolves by name in the module (`envoy_dynamic_module_on_*`). Each turns
-//! Envoy's pointers back into our objects, runs the module's code inside the panic barrier, and
-//! fails the stream closed when that code panics.
+//! The hooks of one HTTP stream, on its worker thread.
 #![allow(unsafe_code)]
 
-use std::ffi::c_char;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use crate::abi::{self, ConfigEnvoyPtr, ConfigModulePtr, FilterEnvoyPtr, FilterModulePtr};
+use super::{callout_answer, config_of, report_panic};
+use crate::abi::{self, ConfigModulePtr, FilterEnvoyPtr, FilterModulePtr};
 use crate::barrier::{self, FailClosed};
-use crate::config::{ConfigHandle, ConfigInit};
-use crate::filter::{
-    BodyAction, HeadersAction, HttpFilter, HttpFilterConfig, NewConfig, TrailersAction,
-};
-use crate::http::{CalloutFailure, CalloutId, CalloutResponse, LocalResponse};
+use crate::filter::{BodyAction, HeadersAction, HttpFilter, TrailersAction};
+use crate::http::{CalloutId, LocalResponse};
 use crate::log::{self, Level};
-use crate::scheduler::Waker;
 use crate::stream::{self, Stream, StreamSlot};
-
-static NEW_CONFIG: OnceLock<NewConfig> = OnceLock::new();
-
-/// The body of `envoy_dynamic_module_on_program_init`, which [`crate::module!`] exports: remembers
-/// how the module makes its configurations and tells Envoy which ABI it speaks.
-pub fn program_init(new_config: NewConfig) -> *const c_char {
-    // Envoy loads a module once per process; a second registration could only repeat the first.
-    let _ = NEW_CONFIG.set(new_config);
-    // Panics go to Envoy's log as one line, instead of stderr with a backtrace that would stall the
-    // worker while it is symbolised. The hook is this module's own: every module has its own std.
-    std::panic::set_hook(Box::new(|info| {
-        let place = info
-            .location()
-            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
-        log::log(
-            Level::Error,
-            &format!(
-                "module panicked{place}: {}",
-                barrier::payload_message(info.payload())
-            ),
-        );
-    }));
-    abi::ABI_VERSION.as_ptr()
-}
-
-/// Our object for one filter configuration, behind Envoy's `filter_config_module_ptr`.
-struct ConfigSlot {
-    config: Arc<dyn HttpFilterConfig>,
-    waker: Option<Waker>,
-}
-
-fn report_panic(what: &str, message: &str) {
-    log::log(Level::Error, &format!("{what} failed: {message}"));
-}
-
-// ---- configuration -----------------------------------------------------------------------------
-
-/// # Safety
-/// Called by Envoy on the main thread with a live configuration and buffers valid for the call.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    envoy: ConfigEnvoyPtr,
-    name: abi::EnvoyBuffer,
-    config: abi::EnvoyBuffer,
-) -> ConfigModulePtr {
-    // SAFETY: Envoy's buffers are valid for the duration of this hook.
-    let (name, config) = unsafe {
-        (
-            abi::bytes(name.ptr, name.length),
-            abi::bytes(config.ptr, config.length),
-        )
-    };
-    let name = String::from_utf8_lossy(name);
-    let mut waker = None;
-    let made = barrier::catch(|| {
-        let new_config = NEW_CONFIG
-            .get()
-            .ok_or("the module registered no configuration constructor")?;
-        let mut init = ConfigInit {
-            envoy,
-            waker: &mut waker,
-        };
-        new_config(&mut init, &name, config)
-    });
-    match made {
-        Ok(Ok(config)) => {
-            let slot = Box::new(ConfigSlot {
-                config: Arc::from(config),
-                waker,
-            });
-            Box::into_raw(slot).cast_const().cast()
-        }
-        Ok(Err(err)) => {
-            log::log(
-                Level::Error,
-                &format!("filter configuration {name} rejected: {err}"),
-            );
-            waker.inspect(Waker::close);
-            std::ptr::null()
-        }
-        Err(panic) => {
-            report_panic("filter configuration", &panic);
-            waker.inspect(Waker::close);
-            std::ptr::null()
-        }
-    }
-}
-
-/// # Safety
-/// `module` is null or came from `envoy_dynamic_module_on_http_filter_config_new`, destroyed once.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(module: ConfigModulePtr) {
-    if module.is_null() {
-        return;
-    }
-    // SAFETY: made by `Box::into_raw` in `config_new`; Envoy destroys each configuration once.
-    let slot = unsafe { Box::from_raw(module.cast::<ConfigSlot>().cast_mut()) };
-    // Wake-ups stop before the module's own state goes, so no thread reaches a dead configuration.
-    if let Some(waker) = &slot.waker {
-        waker.close();
-    }
-    if let Err(panic) = barrier::catch(move || drop(slot)) {
-        report_panic("dropping a filter configuration", &panic);
-    }
-}
-
-/// # Safety
-/// `module` is a live configuration from `config_new`.
-unsafe fn config_of<'a>(module: ConfigModulePtr) -> Option<&'a ConfigSlot> {
-    // SAFETY: Envoy passes the pointer `config_new` returned until it calls `config_destroy`.
-    unsafe { module.cast::<ConfigSlot>().as_ref() }
-}
-
-/// # Safety
-/// Called by Envoy on the main thread with the configuration's pointers.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
-    envoy: ConfigEnvoyPtr,
-    module: ConfigModulePtr,
-    event: u64,
-) {
-    // SAFETY: Envoy passes this configuration's own pointer.
-    let Some(slot) = (unsafe { config_of(module) }) else {
-        return;
-    };
-    let handle = ConfigHandle { envoy };
-    if let Err(panic) = barrier::catch(|| slot.config.on_scheduled(&handle, event)) {
-        report_panic("configuration on_scheduled", &panic);
-    }
-}
-
-/// # Safety
-/// Called by Envoy on the main thread; headers and chunks are valid for the call.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
-    envoy: ConfigEnvoyPtr,
-    module: ConfigModulePtr,
-    callout_id: u64,
-    result: abi::CalloutResult,
-    headers: *mut abi::EnvoyHttpHeader,
-    headers_size: usize,
-    body_chunks: *mut abi::EnvoyBuffer,
-    body_chunks_size: usize,
-) {
-    // SAFETY: Envoy passes this configuration's own pointer.
-    let Some(slot) = (unsafe { config_of(module) }) else {
-        return;
-    };
-    let handle = ConfigHandle { envoy };
-    let outcome = barrier::catch(|| {
-        // SAFETY: Envoy's arrays are valid for the duration of this hook.
-        let answer =
-            unsafe { callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
-        slot.config
-            .on_callout_done(&handle, CalloutId(callout_id), answer);
-    });
-    if let Err(panic) = outcome {
-        report_panic("configuration on_callout_done", &panic);
-    }
-}
-
-/// A callout's answer copied out of Envoy's arrays.
-///
-/// # Safety
-/// The arrays are null or valid for their sizes during the call.
-unsafe fn callout_answer(
-    result: abi::CalloutResult,
-    headers: *const abi::EnvoyHttpHeader,
-    headers_size: usize,
-    body_chunks: *const abi::EnvoyBuffer,
-    body_chunks_size: usize,
-) -> Result<CalloutResponse, CalloutFailure> {
-    if result != abi::CALLOUT_SUCCESS {
-        return Err(CalloutFailure::from_abi(result));
-    }
-    // SAFETY: the caller vouches for the arrays and the buffers they point to.
-    unsafe {
-        let headers = stream::copy_headers(abi::items(headers, headers_size));
-        let mut body = Vec::new();
-        for chunk in abi::items(body_chunks, body_chunks_size) {
-            body.extend_from_slice(abi::bytes(chunk.ptr, chunk.length));
-        }
-        Ok(CalloutResponse { headers, body })
-    }
-}
-
-// ---- streams -----------------------------------------------------------------------------------
 
 /// # Safety
 /// Called by Envoy on a worker with a live configuration from `config_new`.
@@ -274,15 +81,16 @@ unsafe fn stream_hook<R: Copy>(
         fail_without_filter(envoy, phase);
         return stop;
     };
-    if phase == Phase::Response {
-        let state = slot.state.get();
-        if state.local_reply_sent {
-            // Our own answer passing on its way out.
-            return go;
-        }
-        slot.update(|s| s.response_started = true);
+    let state = slot.state.get();
+    match phase {
+        // Our own answer passing on its way out.
+        Phase::Response if state.local_reply_sent => return go,
+        Phase::Response => slot.update(|s| s.response_started = true),
+        // Answered already: nothing more of the request goes anywhere.
+        Phase::Request if state.local_reply_sent => return stop,
+        Phase::Request | Phase::Any => {}
     }
-    if slot.state.get().failed {
+    if state.failed {
         return stop;
     }
     let outcome = barrier::catch(|| {
