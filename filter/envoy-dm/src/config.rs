@@ -2,6 +2,7 @@
 //! the main thread, callouts and metrics.
 #![allow(unsafe_code)]
 
+use std::ffi::c_void;
 use std::fmt;
 use std::time::Duration;
 
@@ -60,34 +61,21 @@ pub struct ConfigInit<'a> {
 
 impl ConfigInit<'_> {
     pub fn counter(&mut self, name: &str) -> Result<Counter, MetricsError> {
-        let mut id = 0;
-        // SAFETY: `envoy` is the configuration being created; `name` lives across the call; no
-        // labels (null, length 0); `id` is a valid out-pointer.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_define_counter(
-                self.envoy,
-                abi::ModuleBuffer::of(name.as_bytes()),
-                std::ptr::null_mut(),
-                0,
-                &mut id,
-            )
-        };
-        MetricsError::check(result).map(|()| Counter(id))
+        define(
+            self.envoy,
+            name,
+            abi::envoy_dynamic_module_callback_http_filter_config_define_counter,
+        )
+        .map(Counter)
     }
 
     pub fn histogram(&mut self, name: &str) -> Result<Histogram, MetricsError> {
-        let mut id = 0;
-        // SAFETY: as in `counter`.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_define_histogram(
-                self.envoy,
-                abi::ModuleBuffer::of(name.as_bytes()),
-                std::ptr::null_mut(),
-                0,
-                &mut id,
-            )
-        };
-        MetricsError::check(result).map(|()| Histogram(id))
+        define(
+            self.envoy,
+            name,
+            abi::envoy_dynamic_module_callback_http_filter_config_define_histogram,
+        )
+        .map(Histogram)
     }
 
     /// Wakes this configuration's `on_scheduled` on the main thread, from any thread. One per
@@ -108,31 +96,13 @@ pub struct ConfigHandle {
 
 impl ConfigHandle {
     pub fn increment(&self, counter: Counter, by: u64) {
-        // SAFETY: `envoy` is the live configuration of the current hook; no labels.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.envoy,
-                counter.0,
-                std::ptr::null_mut(),
-                0,
-                by,
-            )
-        };
-        crate::log::metric_failed(MetricsError::check(result));
+        let increment = abi::envoy_dynamic_module_callback_http_filter_config_increment_counter;
+        update(self.envoy, counter.0, by, increment);
     }
 
     pub fn record(&self, histogram: Histogram, value: u64) {
-        // SAFETY: `envoy` is the live configuration of the current hook; no labels.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
-                self.envoy,
-                histogram.0,
-                std::ptr::null_mut(),
-                0,
-                value,
-            )
-        };
-        crate::log::metric_failed(MetricsError::check(result));
+        let record = abi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value;
+        update(self.envoy, histogram.0, value, record);
     }
 
     /// An HTTP request to an Envoy cluster; the answer comes to the configuration's
@@ -144,23 +114,50 @@ impl ConfigHandle {
         body: &[u8],
         timeout: Duration,
     ) -> Result<CalloutId, CalloutError> {
-        let mut abi_headers = crate::stream::module_headers(headers);
-        let mut id = 0;
-        // SAFETY: `envoy` is the live configuration of the current hook; every buffer lives across
-        // the call (Envoy copies them); `id` is a valid out-pointer.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_http_callout(
-                self.envoy,
-                &mut id,
-                abi::ModuleBuffer::of(cluster.as_bytes()),
-                abi_headers.as_mut_ptr(),
-                abi_headers.len(),
-                abi::ModuleBuffer::of(body),
-                crate::stream::millis(timeout),
-            )
-        };
-        CalloutError::check(result).map(|()| CalloutId(id))
+        let call = abi::envoy_dynamic_module_callback_http_filter_config_http_callout;
+        crate::stream::callout(self.envoy, cluster, headers, body, timeout, call)
     }
+}
+
+type Define = unsafe extern "C" fn(
+    abi::ConfigEnvoyPtr,
+    abi::ModuleBuffer,
+    *mut abi::ModuleBuffer,
+    usize,
+    *mut usize,
+) -> abi::MetricsResult;
+
+/// Updates a metric through a stream or a configuration (both pointers are `void*` to the ABI).
+pub(crate) type Update = unsafe extern "C" fn(
+    *mut c_void,
+    usize,
+    *mut abi::ModuleBuffer,
+    usize,
+    u64,
+) -> abi::MetricsResult;
+
+fn define(envoy: abi::ConfigEnvoyPtr, name: &str, define: Define) -> Result<usize, MetricsError> {
+    let mut id = 0;
+    // SAFETY: `envoy` is the configuration being created; `name` lives across the call; no labels
+    // (null, length 0); `id` is a valid out-pointer.
+    let result = unsafe {
+        define(
+            envoy,
+            abi::ModuleBuffer::of(name.as_bytes()),
+            std::ptr::null_mut(),
+            0,
+            &mut id,
+        )
+    };
+    MetricsError::check(result).map(|()| id)
+}
+
+/// Best effort: a refused update is a module bug (an id from another configuration), logged at debug.
+pub(crate) fn update(owner: *mut c_void, id: usize, value: u64, update: Update) {
+    // SAFETY: `owner` is the live stream or configuration of the current hook, matching `update`;
+    // no labels.
+    let result = unsafe { update(owner, id, std::ptr::null_mut(), 0, value) };
+    crate::log::metric_failed(MetricsError::check(result));
 }
 
 #[cfg(test)]

@@ -21,7 +21,6 @@ pub fn log(level: Level, message: &str) {
     }
 }
 
-/// A metric update Envoy refused: a module bug (an id from another configuration), so debug only.
 pub(crate) fn metric_failed(result: Result<(), MetricsError>) {
     if let Err(err) = result
         && enabled(Level::Debug)

@@ -4,11 +4,12 @@
 #![allow(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
+use std::ffi::c_void;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::abi;
-use crate::config::{Counter, Histogram, MetricsError};
+use crate::config::{Counter, Histogram, update};
 use crate::filter::{HttpFilter, HttpFilterConfig};
 use crate::http::{CalloutError, CalloutId, Direction, HeaderMap, Headers, LocalResponse};
 use crate::scheduler::Waker;
@@ -338,51 +339,56 @@ impl<'a> Stream<'a> {
         body: &[u8],
         timeout: Duration,
     ) -> Result<CalloutId, CalloutError> {
-        let mut abi_headers = module_headers(headers);
-        let mut id = 0;
-        // SAFETY: `envoy` is the live stream of the current hook; every buffer lives across the
-        // call (Envoy copies them); `id` is a valid out-pointer.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_http_callout(
-                self.envoy,
-                &mut id,
-                abi::ModuleBuffer::of(cluster.as_bytes()),
-                abi_headers.as_mut_ptr(),
-                abi_headers.len(),
-                abi::ModuleBuffer::of(body),
-                millis(timeout),
-            )
-        };
-        CalloutError::check(result).map(|()| CalloutId(id))
+        let call = abi::envoy_dynamic_module_callback_http_filter_http_callout;
+        callout(self.envoy, cluster, headers, body, timeout, call)
     }
 
     pub fn increment(&mut self, counter: Counter, by: u64) {
-        // SAFETY: `envoy` is the live stream of the current hook; no labels.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.envoy,
-                counter.0,
-                std::ptr::null_mut(),
-                0,
-                by,
-            )
-        };
-        crate::log::metric_failed(MetricsError::check(result));
+        let increment = abi::envoy_dynamic_module_callback_http_filter_increment_counter;
+        update(self.envoy, counter.0, by, increment);
     }
 
     pub fn record(&mut self, histogram: Histogram, value: u64) {
-        // SAFETY: `envoy` is the live stream of the current hook; no labels.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_record_histogram_value(
-                self.envoy,
-                histogram.0,
-                std::ptr::null_mut(),
-                0,
-                value,
-            )
-        };
-        crate::log::metric_failed(MetricsError::check(result));
+        let record = abi::envoy_dynamic_module_callback_http_filter_record_histogram_value;
+        update(self.envoy, histogram.0, value, record);
     }
+}
+
+/// Starts a callout through a stream or a configuration (both pointers are `void*` to the ABI).
+type Callout = unsafe extern "C" fn(
+    *mut c_void,
+    *mut u64,
+    abi::ModuleBuffer,
+    *mut abi::ModuleHttpHeader,
+    usize,
+    abi::ModuleBuffer,
+    u64,
+) -> abi::CalloutInitResult;
+
+pub(crate) fn callout(
+    owner: *mut c_void,
+    cluster: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    timeout: Duration,
+    call: Callout,
+) -> Result<CalloutId, CalloutError> {
+    let mut abi_headers = module_headers(headers);
+    let mut id = 0;
+    // SAFETY: `owner` is the live stream or configuration of the current hook, matching `call`;
+    // every buffer lives across the call (Envoy copies them); `id` is a valid out-pointer.
+    let result = unsafe {
+        call(
+            owner,
+            &mut id,
+            abi::ModuleBuffer::of(cluster.as_bytes()),
+            abi_headers.as_mut_ptr(),
+            abi_headers.len(),
+            abi::ModuleBuffer::of(body),
+            millis(timeout),
+        )
+    };
+    CalloutError::check(result).map(|()| CalloutId(id))
 }
 
 fn body_types(direction: Direction) -> (abi::BodyType, abi::BodyType) {
@@ -432,7 +438,7 @@ pub(crate) fn reset_stream(envoy: abi::FilterEnvoyPtr) {
 }
 
 /// Header views for one call into Envoy; they borrow from `headers`.
-pub(crate) fn module_headers(headers: &[(&str, &[u8])]) -> Vec<abi::ModuleHttpHeader> {
+fn module_headers(headers: &[(&str, &[u8])]) -> Vec<abi::ModuleHttpHeader> {
     headers
         .iter()
         .map(|(name, value)| abi::ModuleHttpHeader::of(name.as_bytes(), value))
@@ -461,6 +467,6 @@ pub(crate) unsafe fn copy_headers(raw: &[abi::EnvoyHttpHeader]) -> Headers {
 }
 
 /// A timeout in whole milliseconds, saturating.
-pub(crate) fn millis(timeout: Duration) -> u64 {
+fn millis(timeout: Duration) -> u64 {
     u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
 }

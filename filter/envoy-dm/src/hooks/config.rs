@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{ConfigSlot, NEW_CONFIG, callout_answer, config_of, report_panic};
+use super::{ConfigSlot, NEW_CONFIG, callout_answer, config_of, destroy, report_panic};
 use crate::abi::{self, ConfigEnvoyPtr, ConfigModulePtr};
 use crate::barrier;
 use crate::config::{ConfigHandle, ConfigInit};
@@ -67,17 +67,11 @@ unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 /// `module` is null or came from `envoy_dynamic_module_on_http_filter_config_new`, destroyed once.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(module: ConfigModulePtr) {
-    if module.is_null() {
-        return;
-    }
     // SAFETY: made by `Box::into_raw` in `config_new`; Envoy destroys each configuration once.
-    let slot = unsafe { Box::from_raw(module.cast::<ConfigSlot>().cast_mut()) };
-    // Wake-ups stop before the module's own state goes, so no thread reaches a dead configuration.
-    if let Some(waker) = &slot.waker {
-        waker.close();
-    }
-    if let Err(panic) = barrier::catch(move || drop(slot)) {
-        report_panic("dropping a filter configuration", &panic);
+    unsafe {
+        destroy::<ConfigSlot>(module, "dropping a filter configuration", |slot| {
+            slot.waker.clone()
+        });
     }
 }
 

@@ -3,7 +3,7 @@
 //! fails the stream closed when that code panics.
 #![allow(unsafe_code)]
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::sync::{Arc, OnceLock};
 
 use crate::abi::{self, ConfigModulePtr};
@@ -49,6 +49,25 @@ struct ConfigSlot {
 
 fn report_panic(what: &str, message: &str) {
     log::log(Level::Error, &format!("{what} failed: {message}"));
+}
+
+/// Frees one of our objects Envoy is done with. Its waker goes quiet first, so that no thread reaches
+/// it afterwards; then the module's own state is dropped inside the barrier.
+///
+/// # Safety
+/// `ptr` is null or came from `Box::<T>::into_raw`, and is freed once.
+unsafe fn destroy<T>(ptr: *const c_void, what: &str, waker: impl FnOnce(&T) -> Option<Waker>) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: the caller vouches that `ptr` is a boxed `T` nobody frees again.
+    let slot = unsafe { Box::from_raw(ptr.cast::<T>().cast_mut()) };
+    if let Some(waker) = waker(&slot) {
+        waker.close();
+    }
+    if let Err(panic) = barrier::catch(move || drop(slot)) {
+        report_panic(what, &panic);
+    }
 }
 
 /// # Safety

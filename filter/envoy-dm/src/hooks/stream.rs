@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{callout_answer, config_of, report_panic};
+use super::{callout_answer, config_of, destroy, report_panic};
 use crate::abi::{self, ConfigModulePtr, FilterEnvoyPtr, FilterModulePtr};
 use crate::barrier::{self, FailClosed};
 use crate::filter::{BodyAction, HeadersAction, HttpFilter, TrailersAction};
@@ -39,17 +39,12 @@ unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
 /// `module` is null or came from `envoy_dynamic_module_on_http_filter_new`, destroyed once.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: FilterModulePtr) {
-    if module.is_null() {
-        return;
-    }
     // SAFETY: made by `Box::into_raw` in `filter_new`; Envoy destroys each stream's filter once,
     // after its last hook.
-    let slot = unsafe { Box::from_raw(module.cast::<StreamSlot>().cast_mut()) };
-    if let Some(waker) = slot.waker.borrow_mut().take() {
-        waker.close();
-    }
-    if let Err(panic) = barrier::catch(move || drop(slot)) {
-        report_panic("dropping a stream's filter", &panic);
+    unsafe {
+        destroy::<StreamSlot>(module, "dropping a stream's filter", |slot| {
+            slot.waker.borrow_mut().take()
+        });
     }
 }
 
@@ -138,139 +133,94 @@ fn fail_without_filter(envoy: FilterEnvoyPtr, phase: Phase) {
     }
 }
 
-const HEADERS: (HeadersAction, HeadersAction) = (HeadersAction::Stop, HeadersAction::Continue);
-const BODY: (BodyAction, BodyAction) = (BodyAction::Hold, BodyAction::Continue);
-const TRAILERS: (TrailersAction, TrailersAction) = (TrailersAction::Stop, TrailersAction::Continue);
+// What holds a stream (first) and what lets it through, per event.
+const HEADERS: (abi::HeadersStatus, abi::HeadersStatus) = (
+    abi::HeadersStatus::StopIteration,
+    abi::HeadersStatus::Continue,
+);
+const BODY: (abi::BodyStatus, abi::BodyStatus) = (
+    abi::BodyStatus::StopIterationNoBuffer,
+    abi::BodyStatus::Continue,
+);
+const TRAILERS: (abi::TrailersStatus, abi::TrailersStatus) = (
+    abi::TrailersStatus::StopIteration,
+    abi::TrailersStatus::Continue,
+);
 
-/// # Safety
-/// Called by Envoy on the stream's worker with the stream's pointers.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
-    envoy: FilterEnvoyPtr,
-    module: FilterModulePtr,
-    end_of_stream: bool,
-) -> abi::HeadersStatus {
-    // SAFETY: Envoy's own pointers for this stream.
-    let action = unsafe {
-        stream_hook(
-            "on_request_headers",
-            envoy,
-            module,
-            Phase::Request,
-            HEADERS,
-            |f, s| f.on_request_headers(s, end_of_stream),
-        )
+/// Exports the hook of one request or response event: the filter's method of the same name, run
+/// by `stream_hook`, its answer turned into Envoy's status.
+macro_rules! event_hook {
+    ($symbol:ident, $method:ident, $phase:expr, $status:ty, $held:expr, $convert:ident $(, $eos:ident)?) => {
+        /// # Safety
+        /// Called by Envoy on the stream's worker with the stream's pointers.
+        #[unsafe(no_mangle)]
+        unsafe extern "C" fn $symbol(
+            envoy: FilterEnvoyPtr,
+            module: FilterModulePtr,
+            $($eos: bool,)?
+        ) -> $status {
+            // SAFETY: Envoy's own pointers for this stream.
+            unsafe {
+                stream_hook(stringify!($method), envoy, module, $phase, $held, |f, s| {
+                    $convert(f.$method(s $(, $eos)?))
+                })
+            }
+        }
     };
-    headers_status(action)
 }
 
-/// # Safety
-/// Called by Envoy on the stream's worker with the stream's pointers.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
-    envoy: FilterEnvoyPtr,
-    module: FilterModulePtr,
-    end_of_stream: bool,
-) -> abi::BodyStatus {
-    // SAFETY: Envoy's own pointers for this stream.
-    let action = unsafe {
-        stream_hook(
-            "on_request_body",
-            envoy,
-            module,
-            Phase::Request,
-            BODY,
-            |f, s| f.on_request_body(s, end_of_stream),
-        )
-    };
-    body_status(action)
-}
-
-/// # Safety
-/// Called by Envoy on the stream's worker with the stream's pointers.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
-    envoy: FilterEnvoyPtr,
-    module: FilterModulePtr,
-) -> abi::TrailersStatus {
-    // SAFETY: Envoy's own pointers for this stream.
-    let action = unsafe {
-        stream_hook(
-            "on_request_trailers",
-            envoy,
-            module,
-            Phase::Request,
-            TRAILERS,
-            |f, s| f.on_request_trailers(s),
-        )
-    };
-    trailers_status(action)
-}
-
-/// # Safety
-/// Called by Envoy on the stream's worker with the stream's pointers.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    envoy: FilterEnvoyPtr,
-    module: FilterModulePtr,
-    end_of_stream: bool,
-) -> abi::HeadersStatus {
-    // SAFETY: Envoy's own pointers for this stream.
-    let action = unsafe {
-        stream_hook(
-            "on_response_headers",
-            envoy,
-            module,
-            Phase::Response,
-            HEADERS,
-            |f, s| f.on_response_headers(s, end_of_stream),
-        )
-    };
-    headers_status(action)
-}
-
-/// # Safety
-/// Called by Envoy on the stream's worker with the stream's pointers.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
-    envoy: FilterEnvoyPtr,
-    module: FilterModulePtr,
-    end_of_stream: bool,
-) -> abi::BodyStatus {
-    // SAFETY: Envoy's own pointers for this stream.
-    let action = unsafe {
-        stream_hook(
-            "on_response_body",
-            envoy,
-            module,
-            Phase::Response,
-            BODY,
-            |f, s| f.on_response_body(s, end_of_stream),
-        )
-    };
-    body_status(action)
-}
-
-/// # Safety
-/// Called by Envoy on the stream's worker with the stream's pointers.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
-    envoy: FilterEnvoyPtr,
-    module: FilterModulePtr,
-) -> abi::TrailersStatus {
-    // SAFETY: Envoy's own pointers for this stream.
-    let action = unsafe {
-        stream_hook(
-            "on_response_trailers",
-            envoy,
-            module,
-            Phase::Response,
-            TRAILERS,
-            |f, s| f.on_response_trailers(s),
-        )
-    };
-    trailers_status(action)
-}
+event_hook!(
+    envoy_dynamic_module_on_http_filter_request_headers,
+    on_request_headers,
+    Phase::Request,
+    abi::HeadersStatus,
+    HEADERS,
+    headers_status,
+    end_of_stream
+);
+event_hook!(
+    envoy_dynamic_module_on_http_filter_request_body,
+    on_request_body,
+    Phase::Request,
+    abi::BodyStatus,
+    BODY,
+    body_status,
+    end_of_stream
+);
+event_hook!(
+    envoy_dynamic_module_on_http_filter_request_trailers,
+    on_request_trailers,
+    Phase::Request,
+    abi::TrailersStatus,
+    TRAILERS,
+    trailers_status
+);
+event_hook!(
+    envoy_dynamic_module_on_http_filter_response_headers,
+    on_response_headers,
+    Phase::Response,
+    abi::HeadersStatus,
+    HEADERS,
+    headers_status,
+    end_of_stream
+);
+event_hook!(
+    envoy_dynamic_module_on_http_filter_response_body,
+    on_response_body,
+    Phase::Response,
+    abi::BodyStatus,
+    BODY,
+    body_status,
+    end_of_stream
+);
+event_hook!(
+    envoy_dynamic_module_on_http_filter_response_trailers,
+    on_response_trailers,
+    Phase::Response,
+    abi::TrailersStatus,
+    TRAILERS,
+    trailers_status
+);
 
 /// # Safety
 /// Called by Envoy on the stream's worker with the stream's pointers.
