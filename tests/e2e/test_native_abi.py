@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .envoy import Envoy, EnvoyConfig, start_envoy, static_cluster
+from .envoy import Envoy, EnvoyConfig, start_envoy, static_cluster, validate_config
 from .http_peers import RecordingServer, serve
 from .native import BASELINE_MODULE, NATIVE_DIR, PROBE_DIR, dynamic_module_filter, envoy_elf, require_module, wait_for_log
 
@@ -150,6 +150,14 @@ def test_a_held_stream_is_resumed_on_its_worker_by_another_thread(probe: Probe) 
     assert headers["x-woken-on-worker"] == "yes" and body == b"hello"
 
 
+def test_a_held_response_is_resumed_on_its_worker_by_another_thread(probe: Probe) -> None:
+    started = time.monotonic()
+    answer = probe.post("wake-response")
+    assert answer.status_code == 200 and answer.headers["x-woken-on-worker"] == "yes"
+    assert time.monotonic() - started >= 0.1, "the response was held until the other thread woke it"
+    assert answer.json()["body"] == "hello", "the held response body went out whole"
+
+
 def test_a_wake_up_after_the_stream_ended_does_nothing(probe: Probe) -> None:
     with pytest.raises(httpx.TimeoutException):
         probe.client.post(probe.envoy.mcp_url, content=b"x", headers={"x-probe": "wake-late"}, timeout=0.3)
@@ -211,6 +219,33 @@ def test_a_panic_before_the_response_answers_a_local_error_and_envoy_keeps_servi
     assert probe.forwarded(action) == [], "a request whose hook panicked reached the upstream"
     wait_for_log(probe.envoy, "failed, the stream fails closed: probe: panic in")
     assert_still_serving(probe)
+
+
+def test_a_panic_while_the_configuration_is_made_rejects_the_configuration(tmp_path: Path) -> None:
+    config = EnvoyConfig(
+        upstream_port=9, http_filters=[dynamic_module_filter("probe", {"cluster": CALLOUT_CLUSTER, "panic_in": "config"})]
+    )
+    checked = validate_config(config, tmp_path, env={"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(PROBE_DIR)})
+    assert checked.returncode != 0
+    assert "filter configuration failed: probe: panic while the configuration is made" in checked.stdout + checked.stderr
+
+
+def test_a_panic_making_a_streams_filter_fails_the_stream_and_envoy_keeps_serving(tmp_path: Path) -> None:
+    def never(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        return 200, {}, b""
+
+    with serve(never) as upstream:
+        module = dynamic_module_filter("probe", {"cluster": CALLOUT_CLUSTER, "panic_in": "new_filter"})
+        config = EnvoyConfig(upstream_port=upstream.port, http_filters=[module])
+        env = {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(PROBE_DIR)}
+        with start_envoy(config, tmp_path, env=env, concurrency=1) as envoy, httpx.Client(timeout=10) as client:
+            for _ in range(2):
+                # Envoy itself closes a stream whose filter could not be made, with a bodiless 500.
+                answer = client.post(envoy.mcp_url, content=b"{}")
+                assert answer.status_code == 500, answer.text
+            wait_for_log(envoy, "new_filter failed: probe: panic in new_filter")
+            assert envoy.is_running() and envoy.admin_get("/ready").status_code == 200
+    assert upstream.requests == [], "a stream without its filter reached the upstream"
 
 
 def test_a_panic_in_the_response_resets_the_stream_and_envoy_keeps_serving(probe: Probe) -> None:

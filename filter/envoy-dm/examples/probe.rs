@@ -23,10 +23,14 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 struct Settings {
     cluster: String,
+    /// `config` or `new_filter`: panic there, to prove the barrier around those hooks.
+    #[serde(default)]
+    panic_in: Option<String>,
 }
 
 struct Probe {
     cluster: String,
+    panic_in_new_filter: bool,
     requests: Counter,
     body_bytes: Histogram,
     config_wakeups: Counter,
@@ -42,8 +46,12 @@ fn new_config(
     config: &[u8],
 ) -> Result<Box<dyn HttpFilterConfig>, Box<dyn std::error::Error + Send + Sync>> {
     let settings: Settings = serde_json::from_slice(config)?;
+    if settings.panic_in.as_deref() == Some("config") {
+        panic!("probe: panic while the configuration is made");
+    }
     let probe = Probe {
         cluster: settings.cluster,
+        panic_in_new_filter: settings.panic_in.as_deref() == Some("new_filter"),
         requests: init.counter("probe_requests")?,
         body_bytes: init.histogram("probe_body_bytes")?,
         config_wakeups: init.counter("probe_config_wakeups")?,
@@ -63,6 +71,9 @@ intentgate_envoy_dm::module!(new_config);
 
 impl HttpFilterConfig for Probe {
     fn new_filter(&self) -> Box<dyn HttpFilter> {
+        if self.panic_in_new_filter {
+            panic!("probe: panic in new_filter");
+        }
         Box::new(Stage {
             cluster: self.cluster.clone(),
             requests: self.requests,
@@ -264,6 +275,10 @@ impl HttpFilter for Stage {
     ) -> HeadersAction {
         match self.action.as_str() {
             "panic-response-headers" => panic!("probe: panic in on_response_headers"),
+            "wake-response" => {
+                self.wake_later(stream, Duration::from_millis(100));
+                HeadersAction::Stop
+            }
             "replace-response" if !end_of_stream => HeadersAction::Stop,
             _ => {
                 stream.set_header(HeaderMap::ResponseHeaders, "x-probe-response", b"seen");
@@ -273,6 +288,9 @@ impl HttpFilter for Stage {
     }
 
     fn on_response_body(&mut self, stream: &mut Stream<'_>, end_of_stream: bool) -> BodyAction {
+        if self.waiting {
+            return BodyAction::Buffer;
+        }
         if self.action != "replace-response" {
             return BodyAction::Continue;
         }
@@ -303,12 +321,21 @@ impl HttpFilter for Stage {
         } else {
             "no"
         };
-        stream.set_header(
-            HeaderMap::RequestHeaders,
-            "x-woken-on-worker",
-            same.as_bytes(),
-        );
-        stream.resume_request();
+        if self.action == "wake-response" {
+            stream.set_header(
+                HeaderMap::ResponseHeaders,
+                "x-woken-on-worker",
+                same.as_bytes(),
+            );
+            stream.resume_response();
+        } else {
+            stream.set_header(
+                HeaderMap::RequestHeaders,
+                "x-woken-on-worker",
+                same.as_bytes(),
+            );
+            stream.resume_request();
+        }
     }
 
     fn on_callout_done(

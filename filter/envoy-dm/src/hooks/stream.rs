@@ -72,8 +72,7 @@ unsafe fn stream_hook<R: Copy>(
 ) -> R {
     // SAFETY: Envoy passes the pointer `filter_new` returned until it calls `filter_destroy`.
     let Some(slot) = (unsafe { module.cast::<StreamSlot>().as_ref() }) else {
-        // No filter for this stream (its creation failed): nothing may pass.
-        fail_without_filter(envoy, phase);
+        // No filter for this stream (its creation failed): Envoy closes such streams; hold meanwhile.
         return stop;
     };
     let state = slot.state.get();
@@ -122,14 +121,6 @@ fn fail(envoy: FilterEnvoyPtr, slot: &StreamSlot) {
             stream::send_local_response(envoy, &response);
         }
         FailClosed::Reset => stream::reset_stream(envoy),
-    }
-}
-
-fn fail_without_filter(envoy: FilterEnvoyPtr, phase: Phase) {
-    if phase == Phase::Request {
-        stream::send_local_response(envoy, &LocalResponse::internal_error());
-    } else {
-        stream::reset_stream(envoy);
     }
 }
 
