@@ -48,7 +48,9 @@ unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: FilterM
     }
 }
 
-/// Where in the stream a hook runs, which decides how a failure ends the stream.
+/// Where in the stream a hook runs: a response hook marks the response begun (a failure then resets
+/// the stream instead of answering it), and once the stream is answered locally, request hooks hold
+/// and response hooks let our answer out without calling the filter.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Request,
