@@ -71,9 +71,10 @@ e2e: tools wasm native
 	$(CARGO) build --profile native -p intentgate-envoy-dm --example probe
 	$(PY) -m pytest -q tests/e2e
 
-# The admin API contract: schemathesis against api/openapi.yaml, on SQLite and on Postgres.
-contract: py-tools
-	$(CARGO) build -p intentgate-control-plane
+# The HTTP contract, api/openapi.yaml, with schemathesis: the admin API against the control plane on SQLite and
+# on Postgres; the runtime paths through Envoy with the built filter, in front of server-everything.
+contract: tools wasm
+	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
 	$(PY) -m pytest -q tests/contract
 
 # The deployment artifacts (envoy/, deploy/): every Envoy configuration through `envoy --mode validate`, the

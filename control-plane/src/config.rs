@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use crate::auth::{MIN_TOKEN_CHARS, Secret};
+use crate::keys::MasterSeed;
 use crate::validate;
 
 /// Used when `INTENTGATE_DATABASE_URL` is unset: a SQLite file in the working directory.
@@ -10,8 +12,6 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://intentgate.db?mode=rwc";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8081";
 /// Where filters reach FilterSync (gRPC).
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:8082";
-/// Shorter admin tokens are refused: they would be guessable.
-pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -19,7 +19,7 @@ pub enum ConfigError {
         "no admin token configured: set INTENTGATE_ADMIN_TOKEN and/or INTENTGATE_TENANT_ADMIN_TOKENS"
     )]
     NoAdminToken,
-    #[error("{0} must be at least {MIN_ADMIN_TOKEN_CHARS} characters")]
+    #[error("{0} must be at least {MIN_TOKEN_CHARS} characters")]
     WeakToken(String),
     #[error("INTENTGATE_TENANT_ADMIN_TOKENS entry {0}: {1}")]
     TenantTokens(usize, String),
@@ -37,26 +37,6 @@ pub enum ConfigError {
     /// An audit delivery or tree head variable; the message names it.
     #[error("{0}")]
     Audit(String),
-}
-
-/// The master signing seed. Debug never prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MasterSeed(pub [u8; 32]);
-
-impl std::fmt::Debug for MasterSeed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterSeed(..)")
-    }
-}
-
-/// A bearer token; Debug never prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -142,7 +122,7 @@ impl Config {
 }
 
 fn check_strength(token: &str, what: &str) -> Result<(), ConfigError> {
-    if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+    if token.chars().count() < MIN_TOKEN_CHARS {
         return Err(ConfigError::WeakToken(what.into()));
     }
     Ok(())
@@ -164,9 +144,9 @@ fn parse_tenant_tokens(
             .ok_or_else(|| fail("expected tenant:token"))?;
         let (tenant, token) = (tenant.trim(), token.trim());
         validate::assignable_tenant(tenant).map_err(|e| fail(&e))?;
-        if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        if token.chars().count() < MIN_TOKEN_CHARS {
             return Err(fail(&format!(
-                "the token must be at least {MIN_ADMIN_TOKEN_CHARS} characters"
+                "the token must be at least {MIN_TOKEN_CHARS} characters"
             )));
         }
         if admin.is_some_and(|a| a.0 == token) || out.iter().any(|(_, t)| t.0 == token) {

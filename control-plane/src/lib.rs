@@ -1,43 +1,44 @@
-//! IntentGate control plane: the admin REST API over SQLite or Postgres (SPEC §2, §4–6).
+//! IntentGate control plane: the admin REST API and filter sync over SQLite or Postgres (SPEC §2,
+//! §4–6), in layers, each using only its own or lower ones (`tests/layout.rs` checks it):
 //!
-//! [`app`] builds the router so tests drive it in process; [`serve`] runs it until SIGTERM/SIGINT.
-//! Domain modules (`tokens`, `policies`, `audit`, `approvals`, `tenants`) hold the logic and SQL;
-//! `http` only maps requests to them and errors to responses.
+//! - transports only translate: [`http`] (REST) and [`grpc`] (filter sync);
+//! - domain modules own their rules and SQL: [`tokens`], [`policies`], [`approvals`], [`audit`],
+//!   [`delivery`], [`discovery`], [`reports`], [`tenants`], [`keys`], [`filters`], [`auth`];
+//!   every change goes through [`audit::Recorder`]'s audited change;
+//! - the [`store`]: the pool, migrations, write transactions, the state-version log, list paging;
+//! - shared: [`error`], [`ids`], [`time`], [`validate`]; [`config`] reads the environment once.
+//!
+//! [`app`] builds the router so tests drive it in process; [`serve`] runs both servers until
+//! SIGTERM/SIGINT.
 
 pub mod approvals;
 pub mod audit;
 pub mod auth;
-pub mod changes;
 pub mod config;
-pub mod cursor;
-pub mod db;
 pub mod delivery;
 pub mod discovery;
 pub mod error;
+pub mod filters;
+pub mod grpc;
 pub mod http;
 pub mod ids;
 pub mod keys;
-pub mod metrics;
 pub mod policies;
 pub mod reports;
-pub mod service_token;
-pub mod signing;
-pub mod state;
-pub mod sync;
-pub mod tenant_settings;
+pub mod store;
 pub mod tenants;
 pub mod time;
 pub mod tokens;
 pub mod validate;
 
+pub use http::AppState;
 pub use http::app;
-pub use state::AppState;
 
 use anyhow::Context as _;
 
 use crate::auth::AdminTokens;
 use crate::config::Config;
-use crate::db::Db;
+use crate::store::Db;
 
 /// Connects to the database (applying migrations) and resolves the master key.
 pub async fn build(config: &Config) -> anyhow::Result<AppState> {
@@ -47,7 +48,7 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let keys = keys::resolve(&db, config.master_seed.as_ref())
         .await
         .context("cannot load the master key")?;
-    let signing = signing::SigningKeys::load(&db, &keys)
+    let signing = keys::SigningKeys::load(&db, &keys)
         .await
         .context("cannot load the signing keys")?;
     tracing::info!(
@@ -55,10 +56,13 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
         kid = signing.active().kid(),
         "control plane ready"
     );
-    Ok(
-        AppState::new(db, keys, signing, AdminTokens::from_config(config))
-            .with_discovery(config.discovery.clone()),
+    Ok(AppState::new(
+        db,
+        keys,
+        signing,
+        AdminTokens::new(config.admin_token.as_ref(), &config.tenant_admin_tokens),
     )
+    .with_discovery(config.discovery.clone()))
 }
 
 /// Serves the admin API on `config.http_addr` and filter sync on `config.grpc_addr` until SIGTERM
@@ -87,12 +91,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let http = axum::serve(listener, app(state.clone())).with_graceful_shutdown(until_stopped());
-    let grpc = sync::serve(
+    let grpc = grpc::serve(
         config.grpc_addr,
         state.db.clone(),
         &state.changes,
         std::sync::Arc::clone(&state.signing),
-        config.filter_token.as_ref().map(|t| t.0.clone()),
+        config
+            .filter_token
+            .as_ref()
+            .map(|t| auth::HashedToken::new(&t.0)),
         until_stopped(),
     );
     tokio::try_join!(
@@ -114,7 +121,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Audit delivery (one task per destination) and scheduled tree heads, until `stop` (issue 7).
+/// Audit delivery (one task per destination) and scheduled tree heads, until `stop`.
 fn audit_tasks(
     config: &Config,
     state: &mut AppState,
@@ -127,7 +134,7 @@ fn audit_tasks(
     if !config.tree_head_interval.is_zero() {
         tasks.push(audit::tree::schedule(
             state.db.clone(),
-            std::sync::Arc::clone(&state.keys),
+            intentgate_core::token::IssuerKey::from_seed(state.keys.seed()),
             config.tree_head_interval,
             stop.clone(),
         ));

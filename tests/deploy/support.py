@@ -38,6 +38,8 @@ SIDECAR_YAML = ENVOY_DIR / "sidecar.yaml"
 FRONT_PROXY_YAML = ENVOY_DIR / "front-proxy.yaml"
 KUBERNETES_SIDECAR_YAML = KUBERNETES_DIR / "tool-server" / "envoy.yaml"
 ISTIO_VALIDATOR = Path(__file__).resolve().parent / "istio-crds" / "validate.mjs"
+CONTROL_PLANE_SOURCES = REPO_ROOT / "control-plane" / "src"
+README = REPO_ROOT / "README.md"
 
 KUSTOMIZATIONS = {
     "base": KUBERNETES_DIR / "base",
@@ -62,6 +64,14 @@ KUSTOMIZE_FILES = {"kustomization.yaml", "kustomizeconfig.yaml"}
 
 
 # --- files ---------------------------------------------------------------------------------------
+
+
+def readme_section(title: str) -> str:
+    """The text of README.md's `## title` section, up to the next `## ` heading."""
+    text = README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
 
 
 def yaml_documents(path: Path) -> list[Any]:
@@ -132,8 +142,11 @@ def find(resources: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any
 
 def pod_templates(resources: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     for r in resources:
-        template = r.get("spec", {}).get("template")
-        if r["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job") and template:
+        spec = r.get("spec", {})
+        if r["kind"] == "CronJob":
+            spec = spec.get("jobTemplate", {}).get("spec", {})
+        template = spec.get("template")
+        if r["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob") and template:
             yield f"{r['kind']}/{r['metadata']['name']}", template
 
 

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::query::Filters;
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 
 const CHUNK_BYTES: usize = 64 * 1024;
 

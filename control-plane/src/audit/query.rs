@@ -5,9 +5,9 @@ use intentgate_core::decision::AuditDecision;
 use serde_json::value::RawValue;
 use sqlx::Row;
 
-use crate::cursor::{Cursors, Page};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::page::{Page, Paged};
 use crate::{time, validate};
 
 pub const LIST: &str = "audit";
@@ -106,12 +106,7 @@ fn text_filter(name: &str, value: Option<&str>) -> Result<Option<String>> {
 }
 
 /// One page of events, each the stored canonical JSON, and the cursor for the next page.
-pub async fn list(
-    db: &Db,
-    cursors: &Cursors,
-    filters: &Filters,
-    page: Page,
-) -> Result<(Vec<Box<RawValue>>, Option<String>)> {
+pub async fn list(db: &Db, filters: &Filters, page: Page) -> Result<Paged<Box<RawValue>>> {
     let (conditions, binds) = filters.sql();
     let n = binds.len();
     let sql = format!(
@@ -124,17 +119,10 @@ pub async fn list(
     for value in &binds {
         query = query.bind(value);
     }
-    let (bodies, next) = page
-        .run(db, cursors, LIST, filters.scope(), query, |row| {
-            Ok((row.try_get("pos")?, row.try_get::<String, _>("body")?))
-        })
-        .await?;
-    let bodies = bodies
-        .into_iter()
-        .map(|body| {
-            RawValue::from_string(body)
-                .map_err(|e| Error::Internal(format!("stored audit event is not JSON: {e}")))
-        })
-        .collect::<Result<_>>()?;
-    Ok((bodies, next))
+    page.run(db, query, |row| {
+        let body = RawValue::from_string(row.try_get("body")?)
+            .map_err(|e| Error::Internal(format!("stored audit event is not JSON: {e}")))?;
+        Ok((row.try_get("pos")?, body))
+    })
+    .await
 }

@@ -10,8 +10,8 @@ use intentgate_core::audit::{AuditEvent, GENESIS, link};
 use sqlx::{AnyConnection, Row};
 
 use super::tree;
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 use crate::{time, validate};
 
 pub const MAX_EVENT_ID_CHARS: usize = 128;
@@ -63,32 +63,9 @@ pub async fn append(db: &Db, events: &[AuditEvent]) -> Result<Vec<Appended>> {
         .collect()
 }
 
-/// Deletes the one row `delete` (a `DELETE ... WHERE id = $1`) names and appends the event recording
-/// it, in one transaction; `missing` is the error when there was no such row (a concurrent delete).
-pub(crate) async fn delete_recorded(
-    db: &Db,
-    delete: &'static str,
-    id: &str,
-    event: AuditEvent,
-    missing: impl FnOnce() -> Error,
-) -> Result<()> {
-    let mut tx = db.begin().await?;
-    let deleted = sqlx::query(delete)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if deleted == 0 {
-        return Err(missing());
-    }
-    append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Appends events of one tenant inside the caller's transaction, so that an admin change and the
-/// event recording it commit together. Must be the last lock the transaction takes.
-pub(crate) async fn append_in(
+/// Appends events of one tenant inside the caller's transaction, so that a change and the event
+/// recording it commit together ([`super::change`]). Must be the last lock but the version row's.
+pub(super) async fn append_in(
     conn: &mut AnyConnection,
     events: &[AuditEvent],
 ) -> Result<Vec<Appended>> {

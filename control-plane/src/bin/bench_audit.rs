@@ -23,8 +23,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use intentgate_control_plane::audit::{self, tree};
-use intentgate_control_plane::db::Db;
 use intentgate_control_plane::delivery::{self, DeliveryConfig};
+use intentgate_control_plane::store::Db;
 use intentgate_core::audit::merkle::{CompactRange, leaf_hash};
 use intentgate_core::audit::{AuditEvent, EventKind};
 use intentgate_core::decision::AuditDecision;
@@ -182,7 +182,7 @@ async fn proofs(args: &Args) -> anyhow::Result<serde_json::Value> {
     fill_tree(&path, args.leaves, &positions)?;
     let fill_seconds = started.elapsed().as_secs_f64();
     let keys = intentgate_control_plane::keys::Keys::from_seed(&[7u8; 32])?;
-    let head = tree::issue(&db, &keys, TENANT).await?;
+    let head = tree::issue(&db, keys.issuer(), TENANT).await?;
     let cache = tree::UpperNodes::default();
     let (mut generate, mut check) = (Vec::new(), Vec::new());
     // Half the events warm the control plane (page cache, upper subtrees in memory); the other

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use intentgate_control_plane::audit::{self, verify};
-use intentgate_control_plane::db::Db;
+use intentgate_control_plane::store::Db;
 use intentgate_core::audit::{AuditEvent, EventKind};
 use intentgate_core::decision::AuditDecision;
 use serde_json::json;
@@ -115,13 +115,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let fill_seconds = fill_started.elapsed().as_secs_f64();
     // Verify also checks the tenant's latest signed tree head; sign one as a deployment would.
     let keys = intentgate_control_plane::keys::Keys::from_seed(&[7u8; 32])?;
-    audit::tree::issue(&db, &keys, &args.tenant).await?;
+    audit::tree::issue(&db, keys.issuer(), &args.tenant).await?;
     let mut times = Vec::new();
     let mut cpu = Vec::new();
     let mut checked = 0;
     for _ in 0..args.runs.max(1) {
         let cpu_before = cpu_ms();
-        let report = verify::verify(&db, &keys, &args.tenant).await?;
+        let report = verify::verify(&db, keys.issuer(), &args.tenant).await?;
         cpu.push(cpu_ms().saturating_sub(cpu_before));
         if !report.verified {
             bail!("the bench chain does not verify: {:?}", report.reason);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::config::Secret;
+use crate::auth::Secret;
 
 /// Which events a destination receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

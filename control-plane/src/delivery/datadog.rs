@@ -9,8 +9,9 @@ use reqwest::header::CONTENT_TYPE;
 use serde::Serialize;
 
 use super::config;
+use super::config::Selection;
 use super::event::Event;
-use super::sink::{Limits, SendError, Sink, describe, post};
+use super::sink::{Limits, SendError, Shared, Sink, describe, post};
 
 const MAX_ENTRIES: usize = 1000;
 const MAX_BYTES: usize = 4_000_000;
@@ -30,14 +31,6 @@ struct Entry<'a> {
 }
 
 impl Datadog {
-    pub fn new(config: config::Datadog, client: Client, batch: usize) -> Self {
-        Datadog {
-            config,
-            client,
-            batch,
-        }
-    }
-
     fn entry<'a>(&'a self, event: &'a Event) -> Entry<'a> {
         let mut tags = format!(
             "tenant:{},decision:{}",
@@ -58,6 +51,20 @@ impl Datadog {
 }
 
 impl Sink for Datadog {
+    type Config = config::Datadog;
+
+    fn build(config: &config::Datadog, shared: &Shared) -> Result<Self, String> {
+        Ok(Datadog {
+            config: config.clone(),
+            client: shared.client.clone(),
+            batch: shared.settings.batch_size,
+        })
+    }
+
+    fn selection(config: &config::Datadog) -> Selection {
+        config.select
+    }
+
     fn name(&self) -> &'static str {
         "datadog"
     }

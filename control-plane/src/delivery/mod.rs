@@ -1,4 +1,4 @@
-//! SIEM and webhook delivery of the audit log (issue 7): Splunk HEC, Datadog logs, Microsoft
+//! SIEM and webhook delivery of the audit log: Splunk HEC, Datadog logs, Microsoft
 //! Sentinel (Logs Ingestion API), a signed webhook and syslog (RFC 5424 over TCP or TLS).
 //!
 //! - [`config`] reads the destinations from the environment;
@@ -25,12 +25,11 @@ use tokio::task::JoinHandle;
 
 pub use config::DeliveryConfig;
 
-use config::Selection;
-use sink::Sink;
+use sink::{Shared, Sink};
 use worker::Worker;
 
-use crate::db::Db;
 use crate::error::Result;
+use crate::store::Db;
 
 /// Every destination IntentGate can deliver to, in the order the integrations list shows them.
 pub const DESTINATIONS: [&str; 5] = ["splunk", "datadog", "sentinel", "webhook", "syslog"];
@@ -99,58 +98,40 @@ pub fn start(
         .user_agent(concat!("intentgate/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    let owner = crate::ids::new_id().map_err(|e| e.to_string())?;
-    let batch = settings.batch_size;
     let mut launcher = Launcher {
         db,
-        settings: &settings,
-        owner: &owner,
+        shared: Shared { client, settings },
+        owner: crate::ids::new_id().map_err(|e| e.to_string())?,
         stop,
         configured: Configured::default(),
         tasks: Vec::new(),
     };
-    if let Some(c) = &config.splunk {
-        launcher.spawn(
-            splunk::Splunk::new(c.clone(), client.clone(), batch),
-            c.select,
-        );
-    }
-    if let Some(c) = &config.datadog {
-        launcher.spawn(
-            datadog::Datadog::new(c.clone(), client.clone(), batch),
-            c.select,
-        );
-    }
-    if let Some(c) = &config.sentinel {
-        launcher.spawn(
-            sentinel::Sentinel::new(c.clone(), client.clone(), batch),
-            c.select,
-        );
-    }
-    if let Some(c) = &config.webhook {
-        launcher.spawn(
-            webhook::Webhook::new(c.clone(), client.clone(), batch),
-            c.select,
-        );
-    }
-    if let Some(c) = &config.syslog {
-        let sink = syslog::Syslog::new(c.clone(), settings.timeout, batch)?;
-        launcher.spawn(sink, c.select);
-    }
+    launcher.launch::<splunk::Splunk>(config.splunk.as_ref())?;
+    launcher.launch::<datadog::Datadog>(config.datadog.as_ref())?;
+    launcher.launch::<sentinel::Sentinel>(config.sentinel.as_ref())?;
+    launcher.launch::<webhook::Webhook>(config.webhook.as_ref())?;
+    launcher.launch::<syslog::Syslog>(config.syslog.as_ref())?;
     Ok((launcher.configured, launcher.tasks))
 }
 
+/// Builds each configured destination and starts its worker, in one way for all of them.
 struct Launcher<'a> {
     db: &'a Db,
-    settings: &'a config::Settings,
-    owner: &'a str,
+    shared: Shared,
+    /// This process's claim on the destinations it delivers (one replica per destination).
+    owner: String,
     stop: &'a watch::Receiver<bool>,
     configured: Configured,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Launcher<'_> {
-    fn spawn<S: Sink>(&mut self, sink: S, selection: Selection) {
+    fn launch<S: Sink>(&mut self, config: Option<&S::Config>) -> Result<(), String> {
+        let Some(config) = config else {
+            return Ok(());
+        };
+        let sink = S::build(config, &self.shared)?;
+        let selection = S::selection(config);
         tracing::info!(destination = sink.name(), endpoint = %sink.endpoint(), ?selection, "delivering the audit log");
         self.configured
             .endpoints
@@ -159,9 +140,10 @@ impl Launcher<'_> {
             db: self.db.clone(),
             sink,
             selection,
-            settings: self.settings.clone(),
-            owner: self.owner.to_owned(),
+            settings: self.shared.settings.clone(),
+            owner: self.owner.clone(),
         };
         self.tasks.push(tokio::spawn(worker.run(self.stop.clone())));
+        Ok(())
     }
 }

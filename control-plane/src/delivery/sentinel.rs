@@ -15,8 +15,9 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::config;
+use super::config::Selection;
 use super::event::Event;
-use super::sink::{Limits, SendError, Sink, describe, post, transport};
+use super::sink::{Limits, SendError, Shared, Sink, describe, post, transport};
 
 const MAX_BYTES: usize = 900_000;
 const SCOPE: &str = "https://monitor.azure.com//.default";
@@ -37,15 +38,6 @@ struct TokenResponse {
 }
 
 impl Sentinel {
-    pub fn new(config: config::Sentinel, client: Client, batch: usize) -> Self {
-        Sentinel {
-            config,
-            client,
-            batch,
-            token: Mutex::new(None),
-        }
-    }
-
     async fn token(&self) -> Result<String, SendError> {
         let mut cached = self.token.lock().await;
         if let Some((token, until)) = cached.as_ref()
@@ -102,6 +94,21 @@ impl Sentinel {
 }
 
 impl Sink for Sentinel {
+    type Config = config::Sentinel;
+
+    fn build(config: &config::Sentinel, shared: &Shared) -> Result<Self, String> {
+        Ok(Sentinel {
+            config: config.clone(),
+            client: shared.client.clone(),
+            batch: shared.settings.batch_size,
+            token: Mutex::new(None),
+        })
+    }
+
+    fn selection(config: &config::Sentinel) -> Selection {
+        config.select
+    }
+
     fn name(&self) -> &'static str {
         "sentinel"
     }

@@ -6,8 +6,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use reqwest::header::RETRY_AFTER;
-use reqwest::{RequestBuilder, StatusCode};
+use reqwest::{Client, RequestBuilder, StatusCode};
 
+use super::config::{Selection, Settings};
 use super::event::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,21 @@ impl SendError {
     }
 }
 
-pub trait Sink: Send + Sync + 'static {
+/// What every destination is built with.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// One HTTP client (connection pool, timeouts, user agent) for every HTTP destination.
+    pub client: Client,
+    pub settings: Settings,
+}
+
+pub trait Sink: Send + Sync + Sized + 'static {
+    /// The destination's configuration, as [`super::config`] reads it.
+    type Config;
+    /// Fails when the configuration cannot be used (a TLS CA file that does not load).
+    fn build(config: &Self::Config, shared: &Shared) -> Result<Self, String>;
+    /// Which events the configuration sends this destination.
+    fn selection(config: &Self::Config) -> Selection;
     /// The destination's name in `GET /v1/admin/integrations` and in the database.
     fn name(&self) -> &'static str;
     /// Where events go, without secrets.

@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::config;
+use super::config::Selection;
 use super::event::Event;
-use super::sink::{Limits, SendError, Sink, describe, post};
+use super::sink::{Limits, SendError, Shared, Sink, describe, post};
 
 /// HEC's default `max_content_length` is 1 MB in older releases; stay under it with envelopes.
 const MAX_BYTES: usize = 800_000;
@@ -35,14 +36,6 @@ struct Envelope<'a> {
 }
 
 impl Splunk {
-    pub fn new(config: config::Splunk, client: Client, batch: usize) -> Self {
-        Splunk {
-            config,
-            client,
-            batch,
-        }
-    }
-
     fn body(&self, events: &[Event]) -> Result<String, SendError> {
         let mut body = String::with_capacity(events.iter().map(|e| e.body.len() + 120).sum());
         for event in events {
@@ -66,6 +59,20 @@ impl Splunk {
 }
 
 impl Sink for Splunk {
+    type Config = config::Splunk;
+
+    fn build(config: &config::Splunk, shared: &Shared) -> Result<Self, String> {
+        Ok(Splunk {
+            config: config.clone(),
+            client: shared.client.clone(),
+            batch: shared.settings.batch_size,
+        })
+    }
+
+    fn selection(config: &config::Splunk) -> Selection {
+        config.select
+    }
+
     fn name(&self) -> &'static str {
         "splunk"
     }

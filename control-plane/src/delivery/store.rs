@@ -15,8 +15,8 @@ use sqlx::Row;
 use super::config::Selection;
 use super::event::Event;
 use super::sink::Limits;
-use crate::db::Db;
 use crate::error::Result;
+use crate::store::Db;
 use crate::time;
 
 /// Events to send, and where each tenant's cursor goes once they are delivered (past events the

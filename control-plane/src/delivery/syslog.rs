@@ -24,8 +24,9 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use super::config;
+use super::config::Selection;
 use super::event::Event;
-use super::sink::{Limits, SendError, Sink};
+use super::sink::{Limits, SendError, Shared, Sink};
 
 pub const SD_ID: &str = "intentgate@32473";
 const MAX_BYTES: usize = 1_000_000;
@@ -168,6 +169,20 @@ fn connector(tls: &config::SyslogTls) -> Result<(TlsConnector, ServerName<'stati
 }
 
 impl Sink for Syslog {
+    type Config = config::Syslog;
+
+    fn build(config: &config::Syslog, shared: &Shared) -> Result<Self, String> {
+        Syslog::new(
+            config.clone(),
+            shared.settings.timeout,
+            shared.settings.batch_size,
+        )
+    }
+
+    fn selection(config: &config::Syslog) -> Selection {
+        config.select
+    }
+
     fn name(&self) -> &'static str {
         "syslog"
     }

@@ -14,9 +14,10 @@ use reqwest::{Client, Url};
 use sha2::{Digest, Sha256};
 
 use super::config;
+use super::config::Selection;
 use super::event::Event;
-use super::sink::{Limits, SendError, Sink, describe, post};
-use crate::config::Secret;
+use super::sink::{Limits, SendError, Shared, Sink, describe, post};
+use crate::auth::Secret;
 
 const MAX_BYTES: usize = 4_000_000;
 
@@ -80,16 +81,24 @@ pub struct Webhook {
     batch: usize,
 }
 
-impl Webhook {
-    pub fn new(config: config::Webhook, client: Client, batch: usize) -> Self {
-        Webhook {
-            sender: WebhookSender::new(config.url, config.secret, client),
-            batch,
-        }
-    }
-}
-
 impl Sink for Webhook {
+    type Config = config::Webhook;
+
+    fn build(config: &config::Webhook, shared: &Shared) -> Result<Self, String> {
+        Ok(Webhook {
+            sender: WebhookSender::new(
+                config.url.clone(),
+                config.secret.clone(),
+                shared.client.clone(),
+            ),
+            batch: shared.settings.batch_size,
+        })
+    }
+
+    fn selection(config: &config::Webhook) -> Selection {
+        config.select
+    }
+
     fn name(&self) -> &'static str {
         "webhook"
     }

@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use super::config::{Selection, Settings};
 use super::sink::{SendError, Sink};
 use super::store::{self, Batch, Progress};
-use crate::db::Db;
 use crate::error::Result;
+use crate::store::Db;
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,11 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::inventory;
+use crate::audit::Recorder;
 use crate::auth::Admin;
-use crate::cursor::{Cursors, Page};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::page::{Page, Paged};
 use crate::{audit, ids, time, validate};
 
 pub const LIST: &str = "attestation_campaigns";
@@ -132,7 +133,8 @@ impl Campaign {
     }
 }
 
-pub async fn create(db: &Db, admin: &Admin, new: NewCampaign) -> Result<Campaign> {
+pub async fn create(recorder: &Recorder, admin: &Admin, new: NewCampaign) -> Result<Campaign> {
+    let db = recorder.db();
     validate::required_text("name", &new.name, MAX_NAME).map_err(Error::BadRequest)?;
     if let Some(description) = &new.description {
         validate::optional_text("description", description, MAX_TEXT).map_err(Error::BadRequest)?;
@@ -143,7 +145,7 @@ pub async fn create(db: &Db, admin: &Admin, new: NewCampaign) -> Result<Campaign
         .as_deref()
         .map(|t| time::parse_param("due_at", t))
         .transpose()?;
-    let tenant = admin.tenant(new.tenant.as_deref())?;
+    let tenant = admin.tenant_for_change(new.tenant.as_deref())?;
     let scope = new.scope.unwrap_or(Scope::All);
     let agents: Vec<_> = inventory::load(db, Some(&tenant))
         .await?
@@ -170,7 +172,7 @@ pub async fn create(db: &Db, admin: &Admin, new: NewCampaign) -> Result<Campaign
             agents.len()
         ),
     )?;
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     sqlx::query(
         "INSERT INTO attestation_campaigns (id, tenant, name, description, created_by, created_at, \
          due_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -195,17 +197,11 @@ pub async fn create(db: &Db, admin: &Admin, new: NewCampaign) -> Result<Campaign
         .execute(&mut *tx)
         .await?;
     }
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
+    tx.commit(event).await?;
     get(db, admin, &id).await
 }
 
-pub async fn list(
-    db: &Db,
-    cursors: &Cursors,
-    scope: Option<&str>,
-    page: Page,
-) -> Result<(Vec<Campaign>, Option<String>)> {
+pub async fn list(db: &Db, scope: Option<&str>, page: Page) -> Result<Paged<Campaign>> {
     let scope = scope.unwrap_or("*");
     let sql = format!(
         "SELECT {COLUMNS} FROM attestation_campaigns c WHERE ($1 = '*' OR c.tenant = $1) \
@@ -213,7 +209,7 @@ pub async fn list(
     );
     let now = time::now_ms();
     let query = sqlx::query(&sql).bind(scope);
-    page.run(db, cursors, LIST, scope, query, |row| {
+    page.run(db, query, |row| {
         Ok((row.try_get("pos")?, Campaign::from_row(row, now)?))
     })
     .await
@@ -283,7 +279,13 @@ pub async fn get(db: &Db, admin: &Admin, id: &str) -> Result<Campaign> {
 }
 
 /// Records an owner's answer for one agent of a campaign, once.
-pub async fn respond(db: &Db, admin: &Admin, id: &str, response: Response) -> Result<Campaign> {
+pub async fn respond(
+    recorder: &Recorder,
+    admin: &Admin,
+    id: &str,
+    response: Response,
+) -> Result<Campaign> {
+    let db = recorder.db();
     validate::required_text("evidence", &response.evidence, MAX_TEXT).map_err(Error::BadRequest)?;
     let attested_by = admin.labelled("attested_by", response.attested_by)?;
     let campaign = get(db, admin, id).await?;
@@ -322,7 +324,7 @@ pub async fn respond(db: &Db, admin: &Admin, id: &str, response: Response) -> Re
             item.agent, response.evidence
         ),
     )?;
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     let updated = sqlx::query(
         "UPDATE attestation_items SET decision = $3, evidence = $4, attested_by = $5, \
          attested_at = $6 WHERE campaign_id = $1 AND agent = $2 AND decision IS NULL",
@@ -339,7 +341,6 @@ pub async fn respond(db: &Db, admin: &Admin, id: &str, response: Response) -> Re
     if updated == 0 {
         return Err(already());
     }
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
+    tx.commit(event).await?;
     get(db, admin, id).await
 }

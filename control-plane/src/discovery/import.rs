@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::catalog::{self, Catalog};
 use super::parse::Vendor;
-use crate::db::Db;
 use crate::error::Result;
+use crate::store::Db;
 use crate::time;
 
 /// Most records one push may carry.

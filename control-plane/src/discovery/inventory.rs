@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::audit::Recorder;
 use crate::auth::Admin;
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::page::{Page, Paged};
 use crate::{audit, time, validate};
 
 /// Agents not seen for this long are `dormant`.
@@ -157,6 +159,25 @@ fn widen(range: &mut (Option<i64>, Option<i64>), first: Option<i64>, last: Optio
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
+}
+
+/// The cursor list name of the inventory.
+pub const LIST: &str = "discovery_agents";
+
+/// A page of the inventory, `governed` or not (`None`: both). The inventory is computed, not a
+/// table, so its cursor is an offset into the sorted list (authenticated like every cursor).
+pub async fn list(
+    db: &Db,
+    scope: Option<&str>,
+    governed: Option<bool>,
+    page: Page,
+) -> Result<Paged<Agent>> {
+    let agents = load(db, scope)
+        .await?
+        .into_iter()
+        .filter(|a| governed.is_none_or(|g| a.governed == g))
+        .collect();
+    page.slice(agents)
 }
 
 /// The whole inventory of a tenant (or, `None`, of every tenant), sorted by tenant and agent.
@@ -349,8 +370,14 @@ pub struct AgentUpdate {
     pub gateway_agent_id: Option<String>,
 }
 
-pub async fn update(db: &Db, admin: &Admin, name: &str, change: AgentUpdate) -> Result<Agent> {
-    let tenant = admin.tenant(change.tenant.as_deref())?;
+pub async fn update(
+    recorder: &Recorder,
+    admin: &Admin,
+    name: &str,
+    change: AgentUpdate,
+) -> Result<Agent> {
+    let db = recorder.db();
+    let tenant = admin.tenant_for_change(change.tenant.as_deref())?;
     if let Some(owner) = &change.owner {
         validate::optional_text("owner", owner, MAX_OWNER).map_err(Error::BadRequest)?;
     }
@@ -363,9 +390,13 @@ pub async fn update(db: &Db, admin: &Admin, name: &str, change: AgentUpdate) -> 
             "gateway_agent_id links a discovered agent; this agent is only known to the gateway",
         ));
     }
+    if change.owner.is_none() && change.gateway_agent_id.is_none() {
+        // Nothing to change, so nothing to audit.
+        return Ok(current);
+    }
     let actor = admin.actor();
     let mut what = Vec::new();
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     if let Some(owner) = &change.owner {
         let owner = owner.trim();
         if owner.is_empty() {
@@ -404,15 +435,12 @@ pub async fn update(db: &Db, admin: &Admin, name: &str, change: AgentUpdate) -> 
         .await?;
         what.push(format!("gateway agent {link:?}"));
     }
-    if !what.is_empty() {
-        let event = audit::record::admin(
-            &tenant,
-            "discovery_agent_update",
-            &actor,
-            format!("agent {name:?}: {}", what.join(", ")),
-        )?;
-        audit::store::append_in(&mut tx, &[event]).await?;
-    }
-    tx.commit().await?;
+    let event = audit::record::admin(
+        &tenant,
+        "discovery_agent_update",
+        &actor,
+        format!("agent {name:?}: {}", what.join(", ")),
+    )?;
+    tx.commit(event).await?;
     get(db, &tenant, name).await
 }

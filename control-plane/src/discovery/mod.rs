@@ -1,4 +1,4 @@
-//! Agent discovery and inventory (issue 8): sources push or are pulled for their CASB, proxy, DNS
+//! Agent discovery and inventory: sources push or are pulled for their CASB, proxy, DNS
 //! and SIEM logs; each vendor's parser normalises records to one [`record::Observation`]; the
 //! [`catalog`] recognises AI traffic; [`import`] merges it into the inventory, which
 //! [`inventory`] joins with the agents the gateway's audit log has seen. [`attestation`] runs

@@ -12,8 +12,8 @@ use super::catalog::Catalog;
 use super::import::{self, Imported};
 use super::parse::{self, Vendor};
 use super::{reach, sources};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 use crate::time;
 
 /// Largest export read from one endpoint.

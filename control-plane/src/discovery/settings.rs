@@ -3,15 +3,14 @@
 use std::sync::Arc;
 
 use super::catalog::Catalog;
-use crate::config::MIN_ADMIN_TOKEN_CHARS;
-use crate::service_token::ServiceToken;
+use crate::auth::{HashedToken, MIN_TOKEN_CHARS};
 
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// `INTENTGATE_DISCOVERY_SYNC_TOKEN`; unset, `/api/discovery/sync` answers 503.
-    pub sync_token: Option<ServiceToken>,
+    pub sync_token: Option<HashedToken>,
     /// `INTENTGATE_REPORTS_API_TOKEN`; unset, `/api/reports/*` answers 503.
-    pub reports_token: Option<ServiceToken>,
+    pub reports_token: Option<HashedToken>,
     pub catalog: Arc<Catalog>,
 }
 
@@ -26,16 +25,16 @@ fn list(text: Option<String>) -> Vec<String> {
     .unwrap_or_default()
 }
 
-fn token(name: &str, value: Option<String>) -> Result<Option<ServiceToken>, String> {
+fn token(name: &str, value: Option<String>) -> Result<Option<HashedToken>, String> {
     value
         .map(|v| {
             let v = v.trim();
-            if v.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            if v.chars().count() < MIN_TOKEN_CHARS {
                 Err(format!(
-                    "{name} must be at least {MIN_ADMIN_TOKEN_CHARS} characters"
+                    "{name} must be at least {MIN_TOKEN_CHARS} characters"
                 ))
             } else {
-                Ok(ServiceToken::new(v))
+                Ok(HashedToken::new(v))
             }
         })
         .transpose()

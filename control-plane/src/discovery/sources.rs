@@ -8,10 +8,11 @@ use sqlx::any::AnyRow;
 use super::credentials::{self, Credentials};
 use super::parse::Vendor;
 use super::{reach, token};
+use crate::audit::Recorder;
 use crate::auth::Admin;
-use crate::cursor::{Cursors, Page};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::page::{Page, Paged};
 use crate::{audit, ids, time, validate};
 
 pub const LIST: &str = "discovery_sources";
@@ -252,11 +253,12 @@ fn check_mode(
 }
 
 pub async fn create(
-    db: &Db,
+    recorder: &Recorder,
     master_seed: &[u8; 32],
     admin: &Admin,
     new: NewSource,
 ) -> Result<Created> {
+    let db = recorder.db();
     validate::required_text("name", &new.name, MAX_NAME).map_err(Error::BadRequest)?;
     let mode = new.mode.unwrap_or(Mode::Push);
     check_mode(
@@ -267,7 +269,7 @@ pub async fn create(
     )?;
     check_reach(admin, new.endpoint.as_deref())?;
     let created_by = admin.labelled("created_by", new.created_by)?;
-    let tenant = admin.tenant(new.tenant.as_deref())?;
+    let tenant = admin.tenant_for_change(new.tenant.as_deref())?;
     let id = ids::new_id()?;
     let minted = token::mint(&id)?;
     let sealed = new
@@ -288,7 +290,7 @@ pub async fn create(
             mode.as_str()
         ),
     )?;
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     sqlx::query(
         "INSERT INTO discovery_sources (id, tenant, name, vendor, mode, enabled, endpoint, \
          credentials, interval_seconds, token_sha256, created_by, created_at, updated_at, \
@@ -311,27 +313,21 @@ pub async fn create(
     .bind(i64::from(matches!(admin, Admin::Super)))
     .execute(&mut *tx)
     .await?;
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
+    tx.commit(event).await?;
     Ok(Created {
         source: get(db, admin, &id).await?,
         token: minted.token,
     })
 }
 
-pub async fn list(
-    db: &Db,
-    cursors: &Cursors,
-    scope: Option<&str>,
-    page: Page,
-) -> Result<(Vec<Source>, Option<String>)> {
+pub async fn list(db: &Db, scope: Option<&str>, page: Page) -> Result<Paged<Source>> {
     let scope = scope.unwrap_or("*");
     let sql = format!(
         "SELECT {COLUMNS} FROM discovery_sources WHERE ($1 = '*' OR tenant = $1) AND pos < $2 \
          ORDER BY pos DESC LIMIT $3"
     );
     let query = sqlx::query(&sql).bind(scope);
-    page.run(db, cursors, LIST, scope, query, |row| {
+    page.run(db, query, |row| {
         Ok((row.try_get("pos")?, Source::from_row(row)?))
     })
     .await
@@ -356,25 +352,27 @@ pub async fn get(db: &Db, admin: &Admin, id: &str) -> Result<Source> {
 }
 
 pub async fn update(
-    db: &Db,
+    recorder: &Recorder,
     master_seed: &[u8; 32],
     admin: &Admin,
     id: &str,
     change: SourceUpdate,
 ) -> Result<Source> {
+    let db = recorder.db();
     let current = get(db, admin, id).await?;
-    update_from(db, master_seed, admin, current, change).await
+    update_from(recorder, master_seed, admin, current, change).await
 }
 
 /// Applies `change` over `current`, the source as it was read; the write lands only while the
 /// source is unchanged since (its `updated_at`), as for drafts: 409 if it changed, 404 if deleted.
 pub async fn update_from(
-    db: &Db,
+    recorder: &Recorder,
     master_seed: &[u8; 32],
     admin: &Admin,
     current: Source,
     change: SourceUpdate,
 ) -> Result<Source> {
+    let db = recorder.db();
     let id = current.id.as_str();
     let name = change.name.unwrap_or(current.name.clone());
     validate::required_text("name", &name, MAX_NAME).map_err(Error::BadRequest)?;
@@ -443,7 +441,7 @@ pub async fn update_from(
             None => now,
         }
     });
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     let updated = sqlx::query(
         "UPDATE discovery_sources SET name = $2, vendor = $3, mode = $4, enabled = $5, \
          endpoint = $6, credentials = $7, interval_seconds = $8, updated_at = $9, \
@@ -471,8 +469,7 @@ pub async fn update_from(
             "discovery source {id} changed while this update was made; read it again and retry"
         )));
     }
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
+    tx.commit(event).await?;
     get(db, admin, id).await
 }
 
@@ -487,7 +484,8 @@ fn gone(id: &str) -> Error {
 }
 
 /// Deleting a source revokes its token; what it discovered stays in the inventory.
-pub async fn delete(db: &Db, admin: &Admin, id: &str) -> Result<()> {
+pub async fn delete(recorder: &Recorder, admin: &Admin, id: &str) -> Result<()> {
+    let db = recorder.db();
     let current = get(db, admin, id).await?;
     let event = audit::record::admin(
         &current.tenant,
@@ -495,18 +493,14 @@ pub async fn delete(db: &Db, admin: &Admin, id: &str) -> Result<()> {
         &admin.actor(),
         format!("deleted discovery source {id} ({})", current.name),
     )?;
-    audit::store::delete_recorded(
-        db,
-        "DELETE FROM discovery_sources WHERE id = $1",
-        id,
-        event,
-        || gone(id),
-    )
-    .await
+    recorder
+        .delete("discovery_sources", id, event, || gone(id))
+        .await
 }
 
 /// Replaces a source's token; the old one stops working at once.
-pub async fn rotate_token(db: &Db, admin: &Admin, id: &str) -> Result<String> {
+pub async fn rotate_token(recorder: &Recorder, admin: &Admin, id: &str) -> Result<String> {
+    let db = recorder.db();
     let current = get(db, admin, id).await?;
     let minted = token::mint(id)?;
     let event = audit::record::admin(
@@ -518,7 +512,7 @@ pub async fn rotate_token(db: &Db, admin: &Admin, id: &str) -> Result<String> {
             current.name
         ),
     )?;
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     let updated = sqlx::query(
         "UPDATE discovery_sources SET token_sha256 = $2, updated_at = $3 WHERE id = $1",
     )
@@ -531,8 +525,7 @@ pub async fn rotate_token(db: &Db, admin: &Admin, id: &str) -> Result<String> {
     if updated == 0 {
         return Err(gone(id));
     }
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
+    tx.commit(event).await?;
     Ok(minted.token)
 }
 

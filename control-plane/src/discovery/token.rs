@@ -4,9 +4,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::auth::token::digest;
 use crate::error::Result;
 
 const PREFIX: &str = "igds_";
@@ -23,10 +23,6 @@ pub fn mint(source_id: &str) -> Result<Minted> {
         digest: digest(&token),
         token,
     })
-}
-
-pub fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 /// The source a token claims to belong to (a ULID never contains `_`).

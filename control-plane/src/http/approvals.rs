@@ -4,14 +4,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
 
 use super::ListParams;
 use super::extract::{Body, Id, Params};
-use crate::approvals::{self, DecideRequest, LIST};
+use crate::approvals::{self, Approval, DecideRequest, LIST};
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::Result;
-use crate::state::AppState;
+use crate::http::AppState;
+use crate::store::page::Paged;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -23,19 +24,19 @@ async fn pending(
     State(state): State<AppState>,
     admin: Admin,
     Params(params): Params<ListParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Paged<Approval>>> {
     let (scope, page) = params.page(&state, &admin, LIST)?;
-    let (items, next) =
-        approvals::pending(&state.db, &state.cursors, scope.as_deref(), page).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    approvals::pending(&state.db, scope.as_deref(), page)
+        .await
+        .map(Json)
 }
 
 async fn decide(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Id(id): Id,
     Body(request): Body<DecideRequest>,
 ) -> Result<StatusCode> {
-    approvals::decide(&state.db, &state.changes, &admin, &id, request).await?;
+    approvals::decide(&recorder, &admin, &id, request).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,14 +4,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
 
 use super::ListParams;
 use super::extract::{Body, Id, Params};
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::discovery::attestation::{self, Campaign, LIST, NewCampaign, Response};
 use crate::error::Result;
-use crate::state::AppState;
+use crate::http::AppState;
+use crate::store::page::Paged;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -24,19 +25,19 @@ async fn list(
     State(state): State<AppState>,
     admin: Admin,
     Params(params): Params<ListParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Paged<Campaign>>> {
     let (scope, page) = params.page(&state, &admin, LIST)?;
-    let (items, next) =
-        attestation::list(&state.db, &state.cursors, scope.as_deref(), page).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    attestation::list(&state.db, scope.as_deref(), page)
+        .await
+        .map(Json)
 }
 
 async fn create(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Body(new): Body<NewCampaign>,
 ) -> Result<(StatusCode, Json<Campaign>)> {
-    let campaign = attestation::create(&state.db, &admin, new).await?;
+    let campaign = attestation::create(&recorder, &admin, new).await?;
     Ok((StatusCode::CREATED, Json(campaign)))
 }
 
@@ -49,12 +50,12 @@ async fn get_one(
 }
 
 async fn respond(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Id(id): Id,
     Body(response): Body<Response>,
 ) -> Result<Json<Campaign>> {
-    attestation::respond(&state.db, &admin, &id, response)
+    attestation::respond(&recorder, &admin, &id, response)
         .await
         .map(Json)
 }

@@ -10,17 +10,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::value::RawValue;
 
-use super::TenantParam;
 use super::extract::Params;
+use super::{TenantParam, list};
 use crate::audit::export::{self, Format};
 use crate::audit::query::{self, FilterParams, Filters};
 use crate::audit::verify::{self, Report};
 use crate::auth::Admin;
-use crate::cursor::Page;
 use crate::error::Result;
-use crate::state::AppState;
+use crate::http::AppState;
+use crate::store::page::Paged;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -63,17 +63,16 @@ async fn list(
     State(state): State<AppState>,
     admin: Admin,
     Params(params): Params<AuditParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Paged<Box<RawValue>>>> {
     let filters = params.filters(&admin)?;
-    let page = Page::parse(
-        &state.cursors,
+    let page = list::page(
+        &state,
         query::LIST,
         filters.scope(),
         params.limit.as_deref(),
         params.cursor.as_deref(),
     )?;
-    let (items, next) = query::list(&state.db, &state.cursors, &filters, page).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    query::list(&state.db, &filters, page).await.map(Json)
 }
 
 async fn verify_chain(
@@ -82,7 +81,7 @@ async fn verify_chain(
     Params(params): Params<TenantParam>,
 ) -> Result<Json<Report>> {
     let tenant = admin.tenant(params.tenant.as_deref())?;
-    let report = verify::verify(&state.db, &state.keys, &tenant).await?;
+    let report = verify::verify(&state.db, state.keys.issuer(), &tenant).await?;
     tracing::info!(
         %tenant,
         verified = report.verified,

@@ -10,21 +10,20 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Body, Id, Params};
+use super::extract::{Body, Id, Params, bearer};
 use super::{ListParams, TenantParam};
-use crate::auth::Admin;
-use crate::cursor::Page;
+use crate::audit::Recorder;
+use crate::auth::{self, Admin};
 use crate::discovery::import::{self, Imported};
 use crate::discovery::inventory::{self, Agent, AgentUpdate};
 use crate::discovery::pull::{self, SyncReport};
 use crate::discovery::sources::{self, Created, NewSource, Source, SourceUpdate};
 use crate::error::{Error, Result};
-use crate::service_token;
-use crate::state::AppState;
+use crate::http::AppState;
+use crate::store::page::Paged;
 
 /// Largest push accepted by the ingest endpoint.
 pub const MAX_INGEST_BYTES: usize = 16 * 1024 * 1024;
-const AGENTS: &str = "discovery_agents";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -50,18 +49,20 @@ async fn list_sources(
     State(state): State<AppState>,
     admin: Admin,
     Params(params): Params<ListParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Paged<Source>>> {
     let (scope, page) = params.page(&state, &admin, sources::LIST)?;
-    let (items, next) = sources::list(&state.db, &state.cursors, scope.as_deref(), page).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    sources::list(&state.db, scope.as_deref(), page)
+        .await
+        .map(Json)
 }
 
 async fn create_source(
     State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Body(new): Body<NewSource>,
 ) -> Result<(StatusCode, Json<Created>)> {
-    let created = sources::create(&state.db, state.keys.seed(), &admin, new).await?;
+    let created = sources::create(&recorder, state.keys.seed(), &admin, new).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -76,81 +77,51 @@ async fn get_source(
 async fn update_source(
     State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Id(id): Id,
     Body(change): Body<SourceUpdate>,
 ) -> Result<Json<Source>> {
-    sources::update(&state.db, state.keys.seed(), &admin, &id, change)
+    sources::update(&recorder, state.keys.seed(), &admin, &id, change)
         .await
         .map(Json)
 }
 
-async fn delete_source(
-    State(state): State<AppState>,
-    admin: Admin,
-    Id(id): Id,
-) -> Result<StatusCode> {
-    sources::delete(&state.db, &admin, &id).await?;
+async fn delete_source(admin: Admin, recorder: Recorder, Id(id): Id) -> Result<StatusCode> {
+    sources::delete(&recorder, &admin, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rotate_token(
-    State(state): State<AppState>,
-    admin: Admin,
-    Id(id): Id,
-) -> Result<Json<Value>> {
-    let token = sources::rotate_token(&state.db, &admin, &id).await?;
+async fn rotate_token(admin: Admin, recorder: Recorder, Id(id): Id) -> Result<Json<Value>> {
+    let token = sources::rotate_token(&recorder, &admin, &id).await?;
     Ok(Json(json!({ "id": id, "token": token })))
 }
 
 #[derive(Debug, Deserialize)]
 struct AgentParams {
-    tenant: Option<String>,
+    #[serde(flatten)]
+    list: ListParams,
     governed: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
 }
 
-/// The inventory is computed, not a table, so its cursor is an offset into the sorted list
-/// (authenticated like every cursor).
 async fn list_agents(
     State(state): State<AppState>,
     admin: Admin,
     Params(params): Params<AgentParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Paged<Agent>>> {
     let governed = match params.governed.as_deref() {
         None => None,
         Some("true") => Some(true),
         Some("false") => Some(false),
         Some(_) => return Err(Error::bad_request("governed must be true or false")),
     };
-    let scope = admin.scope(params.tenant.as_deref())?;
-    let scope_key = format!("{}|{governed:?}", scope.as_deref().unwrap_or("*"));
-    let page = Page::parse(
-        &state.cursors,
-        AGENTS,
-        &scope_key,
-        params.limit.as_deref(),
-        params.cursor.as_deref(),
-    )?;
-    let agents: Vec<Agent> = inventory::load(&state.db, scope.as_deref())
-        .await?
-        .into_iter()
-        .filter(|a| governed.is_none_or(|g| a.governed == g))
-        .collect();
-    let offset = usize::try_from(page.before.unwrap_or(0).max(0)).unwrap_or(usize::MAX);
-    let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
-    let end = offset.saturating_add(limit).min(agents.len());
-    let items = agents.get(offset.min(end)..end).unwrap_or_default();
-    let next = if end < agents.len() {
-        Some(
-            state
-                .cursors
-                .encode(AGENTS, &scope_key, i64::try_from(end).unwrap_or(i64::MAX))?,
-        )
-    } else {
-        None
-    };
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    let filter = format!("{governed:?}");
+    let (scope, page) =
+        params
+            .list
+            .filtered_page(&state, &admin, inventory::LIST, Some(&filter))?;
+    inventory::list(&state.db, scope.as_deref(), governed, page)
+        .await
+        .map(Json)
 }
 
 async fn get_agent(
@@ -164,12 +135,12 @@ async fn get_agent(
 }
 
 async fn update_agent(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Id(name): Id,
     Body(change): Body<AgentUpdate>,
 ) -> Result<Json<Agent>> {
-    inventory::update(&state.db, &admin, &name, change)
+    inventory::update(&recorder, &admin, &name, change)
         .await
         .map(Json)
 }
@@ -179,7 +150,7 @@ async fn ingest(
     headers: HeaderMap,
     body: RequestBody,
 ) -> Result<Json<Imported>> {
-    let source = sources::authenticate(&state.db, service_token::bearer(&headers)).await?;
+    let source = sources::authenticate(&state.db, bearer(&headers)).await?;
     let bytes = axum::body::to_bytes(body, MAX_INGEST_BYTES)
         .await
         .map_err(|_| {
@@ -219,10 +190,10 @@ async fn ingest(
 }
 
 async fn sync(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SyncReport>> {
-    service_token::require(
+    auth::require(
         state.discovery.sync_token.as_ref(),
         "INTENTGATE_DISCOVERY_SYNC_TOKEN",
-        &headers,
+        bearer(&headers),
     )?;
     let clients = pull::clients()?;
     let report = pull::sync(

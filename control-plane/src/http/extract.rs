@@ -3,13 +3,15 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::auth::Admin;
+use crate::audit::{ElevationId, Recorder};
+use crate::auth::{self, Admin};
 use crate::error::Error;
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::validate;
 
 /// Request bodies larger than this are refused.
@@ -19,17 +21,43 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let presented = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(intentgate_core::token::bearer)
-            .ok_or(Error::Unauthorized)?;
+        let presented = bearer(&parts.headers).ok_or(Error::Unauthorized)?;
         state
             .tokens
             .authenticate(presented)
             .ok_or(Error::Unauthorized)
     }
+}
+
+/// The privileged-access ticket an admin request's changes are made under.
+pub const ELEVATION_HEADER: &str = "x-intentgate-elevation-id";
+
+/// Where a mutating request's changes are made, with its `X-IntentGate-Elevation-Id` (checked before
+/// anything changes: a malformed or repeated one is a 400).
+impl FromRequestParts<AppState> for Recorder {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let mut values = parts.headers.get_all(ELEVATION_HEADER).iter();
+        let elevation = match (values.next(), values.next()) {
+            (None, _) => None,
+            (Some(value), None) => Some(ElevationId::parse(value.as_bytes())?),
+            (Some(_), Some(_)) => {
+                return Err(Error::bad_request(
+                    "the elevation id (X-IntentGate-Elevation-Id) may be given once",
+                ));
+            }
+        };
+        Ok(state.recorder().with_elevation(elevation))
+    }
+}
+
+/// The bearer token of a request, if it sent one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer)
 }
 
 /// A JSON body, at most 1 MiB, deserialized with the failing field's path in the error.

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::state::AppState;
+use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

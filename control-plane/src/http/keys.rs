@@ -8,11 +8,12 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::extract::Segment;
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
-use crate::signing::{self, KeyInfo};
-use crate::state::AppState;
-use crate::sync::filters::{self, FilterStatus};
+use crate::filters::registry::{self, FilterStatus};
+use crate::http::AppState;
+use crate::keys::signing::{self, KeyInfo};
 use crate::validate;
 
 pub fn router() -> Router<AppState> {
@@ -27,24 +28,22 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<K
     signing::list(&state.db).await.map(Json)
 }
 
-async fn rotate(State(state): State<AppState>, admin: Admin) -> Result<Json<KeyInfo>> {
-    state
-        .signing
-        .rotate(&state.db, &state.changes, &admin)
-        .await
-        .map(Json)
+async fn rotate(
+    State(state): State<AppState>,
+    admin: Admin,
+    recorder: Recorder,
+) -> Result<Json<KeyInfo>> {
+    state.signing.rotate(&recorder, &admin).await.map(Json)
 }
 
 async fn retire(
     State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Segment(kid): Segment,
 ) -> Result<StatusCode> {
     validate::required_text("kid", &kid, 64).map_err(Error::BadRequest)?;
-    state
-        .signing
-        .retire(&state.db, &state.changes, &admin, &kid)
-        .await?;
+    state.signing.retire(&recorder, &admin, &kid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -62,9 +61,9 @@ async fn filters_status(State(state): State<AppState>, admin: Admin) -> Result<J
         ));
     }
     let mut conn = state.db.pool().acquire().await?;
-    let state_version = crate::sync::state::version(&mut conn).await?;
+    let state_version = crate::filters::state::version(&mut conn).await?;
     Ok(Json(Filters {
         state_version,
-        filters: filters::list(&state.db).await?,
+        filters: registry::list(&state.db).await?,
     }))
 }

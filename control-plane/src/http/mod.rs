@@ -1,33 +1,36 @@
-//! The admin REST API: one module per resource, each with its `router()`.
+//! The REST transport (axum): one module per resource, each with its `router()`, translating requests
+//! to the domain modules and their errors to responses through the one mapping of [`error`].
 
 mod approvals;
 mod attestations;
 mod audit;
-mod capabilities;
 mod discovery;
 pub mod error;
 pub mod extract;
 mod health;
 mod keys;
+pub mod list;
+pub mod metrics;
 mod policies;
 mod reports;
 mod settings;
+pub mod state;
 mod tenants;
+mod tokens;
 
 use axum::Router;
 use serde::Deserialize;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::auth::Admin;
-use crate::cursor::Page;
-use crate::error::{Error, Result};
-use crate::state::AppState;
+use crate::error::Error;
+pub use list::ListParams;
+pub use state::AppState;
 
 /// The whole HTTP surface, ready to serve.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .merge(capabilities::router())
+        .merge(tokens::router())
         .merge(policies::router())
         .merge(audit::router())
         .merge(approvals::router())
@@ -47,7 +50,7 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
-            crate::metrics::track,
+            metrics::track,
         ))
         // Admin traffic is low-volume and worth a log line per request.
         .layer(
@@ -62,32 +65,4 @@ pub fn app(state: AppState) -> Router {
 #[derive(Debug, Deserialize)]
 pub struct TenantParam {
     pub tenant: Option<String>,
-}
-
-/// `?tenant=&limit=&cursor=` of the paginated lists.
-#[derive(Debug, Deserialize)]
-pub struct ListParams {
-    pub tenant: Option<String>,
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
-
-impl ListParams {
-    /// The tenant scope (`None`: all tenants) and the page requested within it.
-    pub fn page(
-        &self,
-        state: &AppState,
-        admin: &Admin,
-        list: &str,
-    ) -> Result<(Option<String>, Page)> {
-        let scope = admin.scope(self.tenant.as_deref())?;
-        let page = Page::parse(
-            &state.cursors,
-            list,
-            scope.as_deref().unwrap_or("*"),
-            self.limit.as_deref(),
-            self.cursor.as_deref(),
-        )?;
-        Ok((scope, page))
-    }
 }

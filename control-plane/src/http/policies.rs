@@ -7,12 +7,13 @@ use axum::{Json, Router};
 
 use super::TenantParam;
 use super::extract::{Body, Id, Params};
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::Result;
+use crate::http::AppState;
 use crate::policies::active::{self, Active, PromoteRequest};
 use crate::policies::drafts::{self, Draft, DraftUpdate, NewDraft};
 use crate::policies::dry_run::{self, DryRun, DryRunRequest};
-use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -42,11 +43,11 @@ async fn list_drafts(
 }
 
 async fn create_draft(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Body(new): Body<NewDraft>,
 ) -> Result<(StatusCode, Json<Draft>)> {
-    let draft = drafts::create(&state.db, &admin, new).await?;
+    let draft = drafts::create(&recorder, &admin, new).await?;
     Ok((StatusCode::CREATED, Json(draft)))
 }
 
@@ -55,22 +56,18 @@ async fn get_draft(State(state): State<AppState>, admin: Admin, Id(id): Id) -> R
 }
 
 async fn update_draft(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Id(id): Id,
     Body(change): Body<DraftUpdate>,
 ) -> Result<Json<Draft>> {
-    drafts::update(&state.db, &admin, &id, change)
+    drafts::update(&recorder, &admin, &id, change)
         .await
         .map(Json)
 }
 
-async fn delete_draft(
-    State(state): State<AppState>,
-    admin: Admin,
-    Id(id): Id,
-) -> Result<StatusCode> {
-    drafts::delete(&state.db, &admin, &id).await?;
+async fn delete_draft(admin: Admin, recorder: Recorder, Id(id): Id) -> Result<StatusCode> {
+    drafts::delete(&recorder, &admin, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -84,34 +81,30 @@ async fn get_active(
 }
 
 async fn promote(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Body(request): Body<PromoteRequest>,
 ) -> Result<Json<Active>> {
-    active::promote(&state.db, &state.changes, &admin, request)
-        .await
-        .map(Json)
+    active::promote(&recorder, &admin, request).await.map(Json)
 }
 
 async fn clear(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Params(params): Params<TenantParam>,
 ) -> Result<StatusCode> {
-    let tenant = admin.tenant(params.tenant.as_deref())?;
-    active::clear(&state.db, &state.changes, &admin, &tenant).await?;
+    let tenant = admin.tenant_for_change(params.tenant.as_deref())?;
+    active::clear(&recorder, &admin, &tenant).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn rollback(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Params(params): Params<TenantParam>,
 ) -> Result<Json<Active>> {
-    let tenant = admin.tenant(params.tenant.as_deref())?;
-    active::rollback(&state.db, &state.changes, &admin, &tenant)
-        .await
-        .map(Json)
+    let tenant = admin.tenant_for_change(params.tenant.as_deref())?;
+    active::rollback(&recorder, &admin, &tenant).await.map(Json)
 }
 
 async fn dry_run(

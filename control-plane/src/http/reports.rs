@@ -9,11 +9,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::extract::{Params, Segment};
+use super::extract::{Params, Segment, bearer};
 use crate::error::{Error, Result};
+use crate::http::AppState;
 use crate::reports::{self, Kind, Window};
-use crate::state::AppState;
-use crate::{service_token, validate};
+use crate::{auth, validate};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/reports/{kind}", get(report))
@@ -33,10 +33,10 @@ async fn report(
     Segment(kind): Segment,
     Params(params): Params<ReportParams>,
 ) -> Result<Response> {
-    service_token::require(
+    auth::require(
         state.discovery.reports_token.as_ref(),
         "INTENTGATE_REPORTS_API_TOKEN",
-        &headers,
+        bearer(&headers),
     )?;
     let kind = Kind::parse(&kind).ok_or_else(|| {
         Error::not_found("no such report (posture, access, attestation or activity)")

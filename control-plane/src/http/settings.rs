@@ -5,10 +5,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::extract::{Body, Segment};
+use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
-use crate::state::AppState;
-use crate::tenant_settings::{self, Settings, Update};
+use crate::http::AppState;
+use crate::tenants::settings::{self, Settings, Update};
 use crate::validate;
 
 pub fn router() -> Router<AppState> {
@@ -33,17 +34,18 @@ async fn read(
     Segment(tenant): Segment,
 ) -> Result<Json<Settings>> {
     let tenant = tenant_of(&admin, &tenant)?;
-    tenant_settings::get(&state.db, &tenant).await.map(Json)
+    settings::get(&state.db, &tenant).await.map(Json)
 }
 
 async fn replace(
-    State(state): State<AppState>,
     admin: Admin,
+    recorder: Recorder,
     Segment(tenant): Segment,
     Body(update): Body<Update>,
 ) -> Result<Json<Settings>> {
     let tenant = tenant_of(&admin, &tenant)?;
-    tenant_settings::put(&state.db, &state.changes, &admin, &tenant, update)
+    validate::assignable_tenant(&tenant).map_err(Error::BadRequest)?;
+    settings::put(&recorder, &admin, &tenant, update)
         .await
         .map(Json)
 }

@@ -7,8 +7,8 @@ use axum::{Json, Router};
 use crate::auth::Admin;
 use crate::delivery::Integration;
 use crate::error::Result;
-use crate::state::AppState;
-use crate::sync::filters;
+use crate::filters::registry;
+use crate::http::AppState;
 use crate::tenants::{self, Tenant};
 
 pub fn router() -> Router<AppState> {
@@ -40,7 +40,7 @@ async fn integrations(
             }
         }
     }
-    out.push(filters::audit_ingest(&state.db).await?);
+    out.push(registry::audit_ingest(&state.db).await?);
     Ok(Json(out))
 }
 

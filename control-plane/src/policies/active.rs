@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::audit::Recorder;
 use crate::auth::Admin;
-use crate::changes::{Change, Changes};
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::store::changes::Change;
 use crate::{audit, time, validate};
 
 const COLUMNS: &str = "tenant, draft_id, name, promoted_by, promoted_at, rego_sha256";
@@ -107,14 +108,13 @@ async fn promotion(conn: &mut AnyConnection, pos: i64) -> Result<Active> {
 }
 
 pub async fn promote(
-    db: &Db,
-    changes: &Changes,
+    recorder: &Recorder,
     admin: &Admin,
     request: PromoteRequest,
 ) -> Result<Active> {
     let promoted_by = admin.labelled("promoted_by", request.promoted_by)?;
     validate::id("draft_id", &request.draft_id).map_err(Error::BadRequest)?;
-    let draft = super::drafts::get(db, admin, &request.draft_id).await?;
+    let draft = super::drafts::get(recorder.db(), admin, &request.draft_id).await?;
     // A superadmin naming a tenant must name the draft's.
     if matches!(admin, Admin::Super) && request.tenant.as_deref().is_some_and(|t| t != draft.tenant)
     {
@@ -137,7 +137,7 @@ pub async fn promote(
             policy.sha256()
         ),
     )?;
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     lock_pointer(&mut tx, &tenant).await?;
     let pos: i64 = sqlx::query(
         "INSERT INTO policy_promotions (tenant, draft_id, name, rego_source, rego_sha256, \
@@ -156,20 +156,17 @@ pub async fn promote(
     .try_get("pos")?;
     point(&mut tx, &tenant, Some(pos)).await?;
     let active = promotion(&mut tx, pos).await?;
-    audit::store::append_in(&mut tx, &[event]).await?;
     let change = Change::PolicyActivated {
         tenant,
         rego_sha256: active.rego_sha256.clone(),
     };
-    let version = Changes::record(&mut tx, db.backend(), &change).await?;
-    tx.commit().await?;
-    changes.publish(version, change);
+    tx.commit_announcing(event, change).await?;
     Ok(active)
 }
 
 /// Leaves the tenant without an active policy. Clearing an already clear tenant changes nothing.
-pub async fn clear(db: &Db, changes: &Changes, admin: &Admin, tenant: &str) -> Result<()> {
-    let mut tx = db.begin().await?;
+pub async fn clear(recorder: &Recorder, admin: &Admin, tenant: &str) -> Result<()> {
+    let mut tx = recorder.begin().await?;
     let Some(pos) = lock_pointer(&mut tx, tenant).await? else {
         return Ok(());
     };
@@ -184,18 +181,15 @@ pub async fn clear(db: &Db, changes: &Changes, admin: &Admin, tenant: &str) -> R
             was.draft_id, was.rego_sha256
         ),
     )?;
-    audit::store::append_in(&mut tx, &[event]).await?;
     let change = Change::PolicyCleared {
         tenant: tenant.to_owned(),
     };
-    let version = Changes::record(&mut tx, db.backend(), &change).await?;
-    tx.commit().await?;
-    changes.publish(version, change);
+    tx.commit_announcing(event, change).await?;
     Ok(())
 }
 
-pub async fn rollback(db: &Db, changes: &Changes, admin: &Admin, tenant: &str) -> Result<Active> {
-    let mut tx = db.begin().await?;
+pub async fn rollback(recorder: &Recorder, admin: &Admin, tenant: &str) -> Result<Active> {
+    let mut tx = recorder.begin().await?;
     let current = lock_pointer(&mut tx, tenant).await?;
     let target: Option<i64> = sqlx::query(
         "SELECT MAX(pos) AS pos FROM policy_promotions \
@@ -229,13 +223,10 @@ pub async fn rollback(db: &Db, changes: &Changes, admin: &Admin, tenant: &str) -
             active.draft_id, active.name, active.rego_sha256
         ),
     )?;
-    audit::store::append_in(&mut tx, &[event]).await?;
     let change = Change::PolicyActivated {
         tenant: tenant.to_owned(),
         rego_sha256: active.rego_sha256.clone(),
     };
-    let version = Changes::record(&mut tx, db.backend(), &change).await?;
-    tx.commit().await?;
-    changes.publish(version, change);
+    tx.commit_announcing(event, change).await?;
     Ok(active)
 }

@@ -4,9 +4,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::audit::Recorder;
 use crate::auth::Admin;
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 use crate::{audit, ids, time, validate};
 
 const MAX_NAME: usize = 200;
@@ -79,10 +80,10 @@ fn check_fields(name: Option<&str>, description: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-pub async fn create(db: &Db, admin: &Admin, new: NewDraft) -> Result<Draft> {
+pub async fn create(recorder: &Recorder, admin: &Admin, new: NewDraft) -> Result<Draft> {
     check_fields(Some(&new.name), new.description.as_deref())?;
     let created_by = admin.labelled("created_by", new.created_by)?;
-    let tenant = admin.tenant(new.tenant.as_deref())?;
+    let tenant = admin.tenant_for_change(new.tenant.as_deref())?;
     let policy = super::compile(&new.rego_source)?;
     let id = ids::new_id()?;
     let now = time::now_ms();
@@ -96,7 +97,7 @@ pub async fn create(db: &Db, admin: &Admin, new: NewDraft) -> Result<Draft> {
             policy.sha256()
         ),
     )?;
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     sqlx::query(
         "INSERT INTO policy_drafts (id, tenant, name, description, created_by, created_at, \
          updated_at, rego_source, rego_sha256) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
@@ -111,9 +112,8 @@ pub async fn create(db: &Db, admin: &Admin, new: NewDraft) -> Result<Draft> {
     .bind(policy.sha256())
     .execute(&mut *tx)
     .await?;
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    get(db, admin, &id).await
+    tx.commit(event).await?;
+    get(recorder.db(), admin, &id).await
 }
 
 /// A tenant's drafts (or every tenant's), oldest first, without their source.
@@ -147,16 +147,21 @@ pub async fn get(db: &Db, admin: &Admin, id: &str) -> Result<Draft> {
     }
 }
 
-pub async fn update(db: &Db, admin: &Admin, id: &str, change: DraftUpdate) -> Result<Draft> {
-    let current = get(db, admin, id).await?;
-    update_from(db, admin, current, change).await
+pub async fn update(
+    recorder: &Recorder,
+    admin: &Admin,
+    id: &str,
+    change: DraftUpdate,
+) -> Result<Draft> {
+    let current = get(recorder.db(), admin, id).await?;
+    update_from(recorder, admin, current, change).await
 }
 
 /// Applies `change` over `current`, the draft as it was read. The write only lands while the draft
 /// is still that (compare-and-set on its fields): a concurrent update is 409 rather than silently
 /// overwritten with fields read before it, and a concurrent delete is 404, with nothing audited.
 pub async fn update_from(
-    db: &Db,
+    recorder: &Recorder,
     admin: &Admin,
     current: Draft,
     change: DraftUpdate,
@@ -175,7 +180,7 @@ pub async fn update_from(
         &admin.actor(),
         format!("updated draft {id} ({name}) sha256 {}", policy.sha256()),
     )?;
-    let mut tx = db.begin().await?;
+    let mut tx = recorder.begin().await?;
     let updated = sqlx::query(
         "UPDATE policy_drafts SET name = $2, description = $3, rego_source = $4, \
          rego_sha256 = $5, updated_at = $6 \
@@ -198,32 +203,28 @@ pub async fn update_from(
     .await?
     .rows_affected();
     if updated == 0 {
-        // Dropping the transaction rolls back: nothing written, nothing audited.
-        get(db, admin, &id).await?;
+        // Dropping the change rolls it back: nothing written, nothing audited.
+        get(recorder.db(), admin, &id).await?;
         return Err(Error::Conflict(format!(
             "draft {id} changed while this update was made; read it again and retry"
         )));
     }
-    audit::store::append_in(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    get(db, admin, &id).await
+    tx.commit(event).await?;
+    get(recorder.db(), admin, &id).await
 }
 
 /// Deleting a draft never changes the active policy: promotion took a snapshot.
-pub async fn delete(db: &Db, admin: &Admin, id: &str) -> Result<()> {
-    let current = get(db, admin, id).await?;
+pub async fn delete(recorder: &Recorder, admin: &Admin, id: &str) -> Result<()> {
+    let current = get(recorder.db(), admin, id).await?;
     let event = audit::record::admin(
         &current.tenant,
         "draft_delete",
         &admin.actor(),
         format!("deleted draft {id} ({})", current.name),
     )?;
-    audit::store::delete_recorded(
-        db,
-        "DELETE FROM policy_drafts WHERE id = $1",
-        id,
-        event,
-        || Error::not_found(format!("no draft {id}")),
-    )
-    .await
+    recorder
+        .delete("policy_drafts", id, event, || {
+            Error::not_found(format!("no draft {id}"))
+        })
+        .await
 }

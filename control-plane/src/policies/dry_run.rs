@@ -16,8 +16,8 @@ use serde_json::value::RawValue;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 use crate::time;
 
 pub const MAX_SAMPLE: u32 = 1000;

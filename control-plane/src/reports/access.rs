@@ -8,9 +8,9 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Report, Table};
-use crate::db::Db;
 use crate::discovery::inventory;
 use crate::error::Result;
+use crate::store::Db;
 use crate::time;
 
 #[derive(Debug, Clone, Serialize)]

@@ -9,8 +9,8 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Report, Table, Window};
-use crate::db::Db;
 use crate::error::Result;
+use crate::store::Db;
 
 pub const TOP: usize = 10;
 

@@ -2,9 +2,9 @@
 //! The flat form has one row per campaign item.
 
 use super::{Report, Table};
-use crate::db::Db;
 use crate::discovery::attestation;
 use crate::error::Result;
+use crate::store::Db;
 
 const COLUMNS: &[&str] = &[
     "tenant",

@@ -9,8 +9,8 @@ mod posture;
 
 use serde_json::Value;
 
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 use crate::time;
 
 /// The flat form: one header row, then rows of text cells.

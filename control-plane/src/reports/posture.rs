@@ -8,9 +8,9 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Report, Table, pct};
-use crate::db::Db;
 use crate::discovery::inventory;
 use crate::error::Result;
+use crate::store::Db;
 
 #[derive(Debug, Clone, Default, Serialize)]
 struct Coverage {

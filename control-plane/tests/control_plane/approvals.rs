@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use intentgate_control_plane::approvals::{self, Approval, NewApproval};
-use intentgate_control_plane::changes::Change;
+use intentgate_control_plane::store::changes::Change;
 use serde_json::json;
 
 use crate::on_both_backends;

@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use intentgate_control_plane::audit;
-use intentgate_control_plane::db::Db;
+use intentgate_control_plane::store::Db;
 use intentgate_core::audit::{AuditEvent, EventKind, GENESIS, link};
 use intentgate_core::decision::AuditDecision;
 use serde_json::Value;

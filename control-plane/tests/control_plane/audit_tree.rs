@@ -351,7 +351,7 @@ async fn proof_endpoints_refuse_bad_parameters(app: TestApp) {
 async fn scheduled_heads_follow_growing_trees(app: TestApp) {
     append(&app, "acme", 1..=4).await;
     append(&app, "globex", 1..=2).await;
-    let keys = &app.state.keys;
+    let keys = app.state.keys.issuer();
     assert_eq!(
         tree::heads::issue_due(&app.state.db, keys).await.unwrap(),
         2

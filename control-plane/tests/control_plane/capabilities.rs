@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use intentgate_control_plane::changes::Change;
+use intentgate_control_plane::store::changes::Change;
 use intentgate_core::memory::derive_memory_key;
 use intentgate_core::token::{PublicKeys, verify};
 use serde_json::json;

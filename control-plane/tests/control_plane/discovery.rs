@@ -198,7 +198,8 @@ async fn a_source_update_over_a_stale_read_changes_and_audits_nothing(app: TestA
     assert_eq!(status, StatusCode::OK);
     let change = || -> SourceUpdate { serde_json::from_value(json!({"enabled": false})).unwrap() };
     let seed = app.state.keys.seed();
-    let lost = sources::update_from(&app.state.db, seed, &admin, stale.clone(), change()).await;
+    let lost =
+        sources::update_from(&app.state.recorder(), seed, &admin, stale.clone(), change()).await;
     assert!(matches!(lost, Err(Error::Conflict(_))), "{lost:?}");
     let (_, now) = app.get(ACME, &uri).await;
     assert_eq!(
@@ -206,7 +207,7 @@ async fn a_source_update_over_a_stale_read_changes_and_audits_nothing(app: TestA
         (Some("renamed"), Some(true))
     );
     app.delete(ACME, &uri).await;
-    let gone = sources::update_from(&app.state.db, seed, &admin, stale, change()).await;
+    let gone = sources::update_from(&app.state.recorder(), seed, &admin, stale, change()).await;
     assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
     let updates = app
         .events("acme")

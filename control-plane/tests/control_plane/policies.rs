@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use intentgate_control_plane::audit;
-use intentgate_control_plane::changes::Change;
+use intentgate_control_plane::store::changes::Change;
 use intentgate_core::audit::{AuditEvent, EventKind};
 use intentgate_core::decision::AuditDecision;
 use intentgate_core::policy::{Policy, sha256_hex};
@@ -44,7 +44,7 @@ async fn an_update_over_a_stale_read_changes_and_audits_nothing(app: TestApp) {
         description: None,
         rego_source: Some(DENY_ALL.into()),
     };
-    let lost = drafts::update_from(&app.state.db, &admin, stale.clone(), change()).await;
+    let lost = drafts::update_from(&app.state.recorder(), &admin, stale.clone(), change()).await;
     assert!(matches!(lost, Err(Error::Conflict(_))), "{lost:?}");
     let (_, now) = app
         .get(ACME, &format!("/v1/admin/policies/drafts/{id}"))
@@ -56,7 +56,7 @@ async fn an_update_over_a_stale_read_changes_and_audits_nothing(app: TestApp) {
     // Deleted meanwhile: 404, and still nothing audited for it.
     app.delete(ACME, &format!("/v1/admin/policies/drafts/{id}"))
         .await;
-    let gone = drafts::update_from(&app.state.db, &admin, stale, change()).await;
+    let gone = drafts::update_from(&app.state.recorder(), &admin, stale, change()).await;
     assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
     let updates = app
         .events("acme")

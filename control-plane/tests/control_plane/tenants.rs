@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::approvals::park;
 use crate::on_both_backends;
-use crate::support::{ACME, POLICY, SUPER, TestApp};
+use crate::support::{ACME, POLICY, REPORTS, SUPER, TestApp};
 
 on_both_backends!(
     tenants_summarise_state,
@@ -13,6 +13,7 @@ on_both_backends!(
     integrations_count_the_audit_events_filters_dropped,
     a_destinations_error_text_is_for_the_superadmin_only,
     health_checks_the_database_and_metrics_count_requests,
+    the_control_planes_own_chain_is_not_a_tenant,
 );
 
 async fn tenants_summarise_state(app: TestApp) {
@@ -103,7 +104,7 @@ async fn a_destinations_error_text_is_for_the_superadmin_only(app: TestApp) {
 }
 
 async fn integrations_count_the_audit_events_filters_dropped(app: TestApp) {
-    use intentgate_control_plane::sync::filters;
+    use intentgate_control_plane::filters::registry as filters;
     filters::audit_batch(&app.state.db, "envoy-a/vm-1", 10, 0)
         .await
         .unwrap();
@@ -160,4 +161,84 @@ async fn health_checks_the_database_and_metrics_count_requests(app: TestApp) {
     assert_eq!(body["error"], "database unavailable");
     let (status, _) = app.get(SUPER, "/v1/admin/tenants").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// `_system` holds the control plane's own changes (key rotations): it is listed nowhere as a
+/// tenant, and no admin change can be made in it.
+async fn the_control_planes_own_chain_is_not_a_tenant(app: TestApp) {
+    app.mint("acme", "agent-a").await;
+    let (status, _) = app.post(SUPER, "/v1/admin/keys/rotate", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        app.events("_system").await.len(),
+        1,
+        "the rotation is audited"
+    );
+
+    let (status, tenants) = app.get(SUPER, "/v1/admin/tenants").await;
+    assert_eq!(status, StatusCode::OK, "{tenants}");
+    let listed = tenants.as_array().unwrap().iter().map(|t| &t["name"]);
+    assert!(listed.eq([&json!("acme"), &json!("globex")]), "{tenants}");
+    for report in ["posture", "access", "attestation", "activity"] {
+        for format in ["json", "csv"] {
+            let uri = format!("/api/reports/{report}?format={format}");
+            let (status, body) = app.send("GET", &uri, Some(REPORTS), Vec::new()).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            let text = String::from_utf8(body).unwrap();
+            assert!(!text.contains("_system"), "{uri}: {text}");
+        }
+    }
+
+    let refused = [
+        (
+            "POST",
+            "/v1/admin/policies/drafts".to_owned(),
+            json!({"name": "p", "tenant": "_system", "rego_source": POLICY}),
+        ),
+        (
+            "POST",
+            "/v1/admin/discovery/sources".to_owned(),
+            json!({"name": "s", "vendor": "generic", "tenant": "_system"}),
+        ),
+        (
+            "POST",
+            "/v1/admin/attestations".to_owned(),
+            json!({"name": "c", "tenant": "_system"}),
+        ),
+        (
+            "PUT",
+            "/v1/admin/tenants/_system/settings".to_owned(),
+            json!({"settings": {"approval_mode": "sync", "approval_timeout_secs": 30}}),
+        ),
+        (
+            "PUT",
+            "/v1/admin/discovery/agents/agent-a".to_owned(),
+            json!({"tenant": "_system", "owner": "joe"}),
+        ),
+    ];
+    for (method, uri, body) in refused {
+        let (status, answer) = app.call(method, &uri, Some(SUPER), Some(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("reserved"),
+            "{answer}"
+        );
+    }
+    for uri in [
+        "/v1/admin/policies/active?tenant=_system",
+        "/v1/admin/policies/rollback?tenant=_system",
+    ] {
+        let method = if uri.contains("rollback") {
+            "POST"
+        } else {
+            "DELETE"
+        };
+        let (status, answer) = app.call(method, uri, Some(SUPER), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {answer}");
+    }
+    assert_eq!(
+        app.events("_system").await.len(),
+        1,
+        "nothing written there"
+    );
 }

@@ -1,4 +1,4 @@
-//! Signed tree heads: the control plane's master key (the Ed25519 key of `keys.rs`) signs
+//! Signed tree heads: the control plane's master key (the Ed25519 key of `keys::master`) signs
 //! `{tenant, tree_size, root_hash, timestamp}`. Issued on demand, and on a schedule for every tenant
 //! whose tree has grown since its last head (or whose last head another key signed), so that an
 //! auditor holding only the public key can pin the log's state at regular points.
@@ -6,19 +6,18 @@
 use std::time::Duration;
 
 use intentgate_core::audit::merkle::{SignedTreeHead, TreeHead};
-use intentgate_core::token::SigningKey;
+use intentgate_core::token::{IssuerKey, SigningKey};
 use sqlx::Row;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::nodes::{self, hash, signed, size};
-use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::keys::Keys;
+use crate::store::Db;
 use crate::time;
 
 /// Signs the tenant's tree as it is now and records the head.
-pub async fn issue(db: &Db, keys: &Keys, tenant: &str) -> Result<SignedTreeHead> {
+pub async fn issue(db: &Db, issuer: &IssuerKey, tenant: &str) -> Result<SignedTreeHead> {
     let mut conn = db.pool().acquire().await?;
     let state = nodes::state(&mut conn, tenant).await?;
     let head = TreeHead {
@@ -28,7 +27,7 @@ pub async fn issue(db: &Db, keys: &Keys, tenant: &str) -> Result<SignedTreeHead>
         timestamp: time::now_ms(),
     };
     let sth = head
-        .sign(&SigningKey::from_bytes(keys.seed()))
+        .sign(&SigningKey::from_bytes(issuer.seed()))
         .map_err(|e| Error::Internal(format!("cannot sign the tree head: {e}")))?;
     sqlx::query(
         "INSERT INTO audit_signed_tree_heads \
@@ -73,18 +72,18 @@ pub async fn latest(db: &Db, tenant: &str, key_id: Option<&str>) -> Result<Optio
 }
 
 /// Issues a head for every tenant whose tree has no head of its current size by this key.
-pub async fn issue_due(db: &Db, keys: &Keys) -> Result<usize> {
+pub async fn issue_due(db: &Db, issuer: &IssuerKey) -> Result<usize> {
     let rows = sqlx::query(
         "SELECT h.tenant FROM audit_tree_heads h WHERE NOT EXISTS (\
            SELECT 1 FROM audit_signed_tree_heads s \
            WHERE s.tenant = h.tenant AND s.tree_size = h.size AND s.key_id = $1)",
     )
-    .bind(keys.issuer().kid())
+    .bind(issuer.kid())
     .fetch_all(db.pool())
     .await?;
     for row in &rows {
         let tenant: String = row.try_get("tenant")?;
-        issue(db, keys, &tenant).await?;
+        issue(db, issuer, &tenant).await?;
     }
     Ok(rows.len())
 }
@@ -93,13 +92,13 @@ pub async fn issue_due(db: &Db, keys: &Keys) -> Result<usize> {
 /// logged and retried at the next tick: the heads already issued stay valid meanwhile.
 pub fn schedule(
     db: Db,
-    keys: std::sync::Arc<Keys>,
+    issuer: IssuerKey,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            if let Err(err) = issue_due(&db, &keys).await {
+            if let Err(err) = issue_due(&db, &issuer).await {
                 tracing::error!(error = %err, "scheduled tree heads were not issued");
             }
             tokio::select! {

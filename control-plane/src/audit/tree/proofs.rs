@@ -14,8 +14,8 @@ use sqlx::Row;
 use super::cache::UpperNodes;
 use super::nodes::{self, TreeState};
 use super::sqlite;
-use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::store::Db;
 
 /// The event a proof is about: its chain position and canonical JSON, with the tree as recorded.
 pub struct Leaf {

@@ -1,4 +1,4 @@
-//! The reads a proof makes, over a direct SQLite reader ([`crate::db::SqliteReaders`]): the same
+//! The reads a proof makes, over a direct SQLite reader ([`crate::store::SqliteReaders`]): the same
 //! statements as the sqlx path, run in one blocking task instead of a thread round trip each.
 
 use std::collections::HashMap;
@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, ToSql};
 
 use super::nodes::{self, TreeState};
 use super::proofs::{LEAF_SQL, Leaf};
-use crate::db::sqlite_unavailable;
 use crate::error::Result;
+use crate::store::sqlite_unavailable;
 
 pub fn leaf(conn: &Connection, tenant: &str, event_id: &str) -> Result<Option<Leaf>> {
     let row = conn

@@ -22,12 +22,11 @@ use sqlx::Row;
 
 use checker::{Edge, Range};
 use intentgate_core::audit::merkle::SignedTreeHead;
-use intentgate_core::token::PublicKeys;
+use intentgate_core::token::{IssuerKey, PublicKeys};
 
 use super::tree;
-use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::keys::Keys;
+use crate::store::Db;
 
 /// Chains shorter than this are checked by one worker: a connection per range costs more.
 const MIN_EVENTS_PER_WORKER: i64 = 50_000;
@@ -68,9 +67,9 @@ enum Broken {
     Missing(String, String),
 }
 
-pub async fn verify(db: &Db, keys: &Keys, tenant: &str) -> Result<Report> {
+pub async fn verify(db: &Db, issuer: &IssuerKey, tenant: &str) -> Result<Report> {
     let started = Instant::now();
-    let signed_head = tree::latest(db, tenant, Some(keys.issuer().kid())).await?;
+    let signed_head = tree::latest(db, tenant, Some(issuer.kid())).await?;
     let cut = signed_head.as_ref().map_or(0, |sth| sth.head.tree_size);
     // The head and the stored positions in one snapshot; later appends land beyond `last`.
     let mut tx = db.pool().begin().await?;
@@ -129,7 +128,7 @@ pub async fn verify(db: &Db, keys: &Keys, tenant: &str) -> Result<Report> {
     let intact = broken.is_none();
     let roots = intact.then(|| checker::tree_roots(&checked, cut)).flatten();
     let matches = match (&signed_head, intact) {
-        (Some(sth), true) => Some(head_matches(sth, keys, roots.and_then(|(_, at)| at))),
+        (Some(sth), true) => Some(head_matches(sth, issuer, roots.and_then(|(_, at)| at))),
         _ => None,
     };
     let (first_broken_event_id, mut reason) = match broken {
@@ -169,9 +168,9 @@ pub async fn verify(db: &Db, keys: &Keys, tenant: &str) -> Result<Report> {
 
 /// The head's signature holds under the control plane's key, and the walk reached its size with
 /// the same root.
-fn head_matches(sth: &SignedTreeHead, keys: &Keys, root_at_size: Option<[u8; 32]>) -> bool {
+fn head_matches(sth: &SignedTreeHead, issuer: &IssuerKey, root_at_size: Option<[u8; 32]>) -> bool {
     let mut trusted = PublicKeys::new();
-    trusted.insert(keys.issuer().public());
+    trusted.insert(issuer.public());
     sth.verify(&trusted).is_ok() && root_at_size == Some(sth.head.root_hash)
 }
 

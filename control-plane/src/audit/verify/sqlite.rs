@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use super::checker::{Checker, Range};
-use crate::db::{open_reader, sqlite_unavailable as unavailable};
 use crate::error::Result;
+use crate::store::{open_reader, sqlite_unavailable as unavailable};
 
 /// Checks `tenant`'s events stored at positions `first..=last`, their Merkle leaves split at `cut`. Blocking.
 pub fn check_range(path: &Path, tenant: &str, first: i64, last: i64, cut: u64) -> Result<Range> {

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use crate::audit::tree::{self, proofs};
 use crate::auth::Admin;
 use crate::error::{Error, Result};
+use crate::http::AppState;
 use crate::http::TenantParam;
 use crate::http::extract::Params;
-use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -40,7 +40,7 @@ async fn sign_now(
     Params(params): Params<TenantParam>,
 ) -> Result<(StatusCode, Json<SignedTreeHead>)> {
     let tenant = admin.tenant(params.tenant.as_deref())?;
-    let sth = tree::issue(&state.db, &state.keys, &tenant).await?;
+    let sth = tree::issue(&state.db, state.keys.issuer(), &tenant).await?;
     Ok((StatusCode::CREATED, Json(sth)))
 }
 

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use intentgate_control_plane::audit;
 use intentgate_control_plane::config::Config;
-use intentgate_control_plane::db::Db;
 use intentgate_control_plane::delivery::{self, Configured, DeliveryConfig, Integration};
+use intentgate_control_plane::store::Db;
 use intentgate_core::audit::{AuditEvent, EventKind};
 use intentgate_core::decision::AuditDecision;
 use tokio::sync::watch;

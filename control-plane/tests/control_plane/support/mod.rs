@@ -77,7 +77,7 @@ impl TestApp {
         steps: usize,
         event: fn(&str, usize) -> intentgate_core::audit::AuditEvent,
     ) {
-        let replica = intentgate_control_plane::db::Db::connect(self.state.db.url())
+        let replica = intentgate_control_plane::store::Db::connect(self.state.db.url())
             .await
             .expect("second connection");
         let mut tasks = Vec::new();
@@ -131,12 +131,46 @@ impl TestApp {
         token: Option<&str>,
         body: Vec<u8>,
     ) -> (StatusCode, Vec<u8>) {
+        self.send_with(method, uri, token, &[], body).await
+    }
+
+    /// A superadmin request with extra headers (raw bytes, so that malformed ones can be sent);
+    /// returns the status and the JSON body (null when empty).
+    pub async fn call_with(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &[u8])],
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let raw = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let (status, bytes) = self.send_with(method, uri, Some(SUPER), headers, raw).await;
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("a JSON body")
+        };
+        (status, value)
+    }
+
+    async fn send_with(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        headers: &[(&str, &[u8])],
+        body: Vec<u8>,
+    ) -> (StatusCode, Vec<u8>) {
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
             .header(header::CONTENT_TYPE, "application/json");
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            let value = header::HeaderValue::from_bytes(value).expect("a header value");
+            request = request.header(*name, value);
         }
         let response = self
             .router
