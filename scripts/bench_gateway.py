@@ -123,6 +123,8 @@ def write_script(path: Path, credential: str, body: dict[str, Any]) -> Path:
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(json.dumps(body))}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
+        # What a Streamable HTTP client sends; Envoy's MCP filter parses only such a POST.
+        'wrk.headers["Accept"] = "application/json, text/event-stream"\n'
         f'wrk.headers["Authorization"] = "Bearer {credential}"\n'
     )
     return path

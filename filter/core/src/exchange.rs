@@ -146,13 +146,25 @@ pub struct Env<'a> {
     pub approved_rule: Option<&'a Option<String>>,
 }
 
-/// How many `tools/call`s of a body pass envelope and token checks and will be evaluated: whether
-/// intent is worth extracting before [`decide`], and how many budget calls to have leased.
-pub fn evaluations(message: &Message<'_>, auth: &Result<Arc<VerifiedToken>, Denial>) -> usize {
+/// What to do with each element of a body, in body order (envelope and token checks): planned once,
+/// counted by [`evaluations`], carried out by [`decide_planned`].
+pub fn plans<'a>(
+    message: &Message<'a>,
+    auth: &Result<Arc<VerifiedToken>, Denial>,
+) -> Vec<Plan<'a>> {
     message
         .entries()
         .iter()
-        .filter(|e| matches!(pipeline::plan(e, auth), Plan::Evaluate(_)))
+        .map(|entry| pipeline::plan(entry, auth))
+        .collect()
+}
+
+/// How many `tools/call`s of a body pass envelope and token checks and will be evaluated: whether
+/// intent is worth extracting before deciding, and how many budget calls to have leased.
+pub fn evaluations(plans: &[Plan<'_>]) -> usize {
+    plans
+        .iter()
+        .filter(|plan| matches!(plan, Plan::Evaluate(_)))
         .count()
 }
 
@@ -223,6 +235,19 @@ pub fn decide_message(
     body: &[u8],
     intent: &IntentSource,
 ) -> Disposition {
+    let planned = plans(message, env.auth);
+    decide_planned(env, message, planned, body, intent)
+}
+
+/// [`decide_message`] with the elements already planned (`planned` is [`plans`] of `message` with
+/// the same token), so a host that counted the evaluations does not check the envelope twice.
+pub fn decide_planned(
+    env: &mut Env<'_>,
+    message: &Message<'_>,
+    planned: Vec<Plan<'_>>,
+    body: &[u8],
+    intent: &IntentSource,
+) -> Disposition {
     let layout = Layout {
         kept: Vec::new(),
         entries: message.entries().len(),
@@ -239,10 +264,10 @@ pub fn decide_message(
         layout,
     };
     let mut has_request = false;
-    for (index, entry) in message.entries().iter().enumerate() {
+    for (index, (entry, plan)) in message.entries().iter().zip(planned).enumerate() {
         let id = entry_id(entry);
         has_request |= id.is_some();
-        match decide_entry(env, entry, intent, &mut out) {
+        match decide_entry(env, entry, plan, intent, &mut out) {
             Outcome::Forward => {
                 out.layout.kept.push(index);
                 if let Some(id) = id {
@@ -345,6 +370,7 @@ enum Outcome {
 fn decide_entry(
     env: &mut Env<'_>,
     entry: &Entry<'_>,
+    plan: Plan<'_>,
     intent: &IntentSource,
     out: &mut Disposition,
 ) -> Outcome {
@@ -353,7 +379,7 @@ fn decide_entry(
         Entry::Call(call) => call.method.as_ref(),
         _ => "",
     };
-    match pipeline::plan(entry, env.auth) {
+    match plan {
         Plan::Forward | Plan::ForwardToolList => {
             out.events.push(pipeline::request_event(
                 (env.next_id)(),

@@ -339,7 +339,8 @@ fn unfilterable_tools_list_answer_is_replaced_not_passed_through() {
 fn only_tool_calls_that_passed_the_token_check_are_evaluated() {
     let h = Harness::new();
     let ok = h.auth(Some(&token()));
-    let count = |body: &str, auth| evaluations(&jsonrpc::parse(body.as_bytes()).unwrap(), auth);
+    let count =
+        |body: &str, auth| evaluations(&plans(&jsonrpc::parse(body.as_bytes()).unwrap(), auth));
     assert_eq!(count(&tools_call(1, "read_x").to_string(), &ok), 1);
     let batch =
         json!([tools_call(1, "a"), tools_call(2, "b"), {"jsonrpc":"2.0","id":3,"method":"ping"}]);

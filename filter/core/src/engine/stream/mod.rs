@@ -308,7 +308,8 @@ impl Stream {
                 return self.decide_now(rt, host, |env| exchange::decide_unparsable(env, denial));
             }
         };
-        let evaluations = exchange::evaluations(&message, &self.auth);
+        let planned = exchange::plans(&message, &self.auth);
+        let evaluations = exchange::evaluations(&planned);
         let intent = if evaluations > 0 {
             self.intent_for(rt)
         } else {
@@ -319,8 +320,12 @@ impl Stream {
             && !self.needs_leases(rt, evaluations)
             && let Some(intent) = &intent
         {
-            return self.decide_message(rt, host, &message, &body, intent, None, true);
+            let disposition = self.with_env(rt, host, None, |env| {
+                exchange::decide_planned(env, &message, planned, &body, intent)
+            });
+            return self.decided_body(rt, host, disposition, &body, intent, true);
         }
+        drop(planned);
         drop(message);
         let asks_extractor = intent.is_none();
         let mut waiting = Waiting::new(body, intent, evaluations);

@@ -266,7 +266,9 @@ impl Stream {
         rule: Option<String>,
     ) -> Step {
         let evaluations = match jsonrpc::parse(&body) {
-            Ok(message) => crate::exchange::evaluations(&message, &self.auth),
+            Ok(message) => {
+                crate::exchange::evaluations(&crate::exchange::plans(&message, &self.auth))
+            }
             Err(_) => 0,
         };
         let mut waiting = Waiting::new(body, Some(intent), evaluations);
