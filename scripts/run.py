@@ -146,6 +146,7 @@ def print_banner(admin_token: str, token: str) -> None:
         f"""
 IntentGate is running on {GATEWAY}   (Ctrl-C stops it; logs in .run/)
 
+  admin console     {GATEWAY}/console/   (sign in with the admin token)
   admin token       {admin_token}
   demo tenant       {DEMO_TENANT}   (policy: envoy/demo-policy.rego, promoted through the admin API)
   capability token  minted for demo-agent, tools echo, get-sum, get-env:

@@ -5,6 +5,7 @@ mod approvals;
 mod attestations;
 mod audit;
 mod clients;
+mod console;
 mod discovery;
 pub mod error;
 pub mod extract;
@@ -47,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         .merge(oauth::router())
         .merge(clients::router())
         .merge(trust::router())
+        .merge(console::router())
         .fallback(|| async { Error::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             (

@@ -10,6 +10,7 @@ mod audit_tree;
 mod audited_change;
 mod auth;
 mod capabilities;
+mod console;
 mod delivery;
 mod discovery;
 mod elevation;

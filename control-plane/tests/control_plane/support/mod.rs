@@ -188,18 +188,21 @@ impl TestApp {
         (status, bytes.to_vec())
     }
 
+    /// The router's whole answer to a request, headers included.
+    pub async fn answer(&self, request: Request<Body>) -> axum::response::Response {
+        self.router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router answers")
+    }
+
     /// Sends a request as built, and returns the status, the headers and the raw body.
     pub async fn request(
         &self,
         request: Request<Body>,
     ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("router answers");
-        let (parts, body) = response.into_parts();
+        let (parts, body) = self.answer(request).await.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
         (parts.status, parts.headers, bytes.to_vec())
     }

@@ -10,7 +10,7 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
-pub use cache::TokenCache;
+pub use cache::{TokenCache, TokenVerifier};
 pub use claims::{AttenuationClaims, AuthorityClaims, Caveat, TOKEN_VERSION};
 pub use codec::{MAX_TOKEN_CHARS, PREFIX};
 /// The Ed25519 key types tokens name, so callers need not depend on ed25519-dalek themselves.
