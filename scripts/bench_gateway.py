@@ -1,21 +1,29 @@
-"""Plain Envoy and Envoy with the IntentGate filter, side by side in one run, in front of the same upstream:
-`tools/call` with a valid token (max_calls counted) and the demo policy. Reports the throughput ratio, the
-latency the filter adds at p50/p99, and Envoy's memory with and without the filter. A third Envoy runs an
-empty wasm filter that holds requests the same way (filter/baseline), so the added cost splits into
-Envoy's wasm machinery and IntentGate's own work.
+"""Envoy gateways side by side in one run, in front of the same upstream: `tools/call` with a valid
+credential. Four gateways: plain Envoy; an empty wasm filter that holds requests the way ours does
+(filter/baseline), Envoy's wasm machinery alone; the IntentGate filter (token with max_calls counted,
+the demo policy); and Envoy's own C++ chain (jwt_authn with an EdDSA JWT, `envoy.filters.http.mcp`,
+RBAC on the tool name), which checks less. Reports throughput, the latency each adds at p50/p99, and
+Envoy's memory at 1 and at 4 workers.
 
 The upstream is a second Envoy answering a fixed JSON-RPC result, so the measurement is the gateway's
-own cost. The gateway Envoy runs one worker pinned to CPU 0; wrk and the upstream share CPU 1."""
+own cost. Each gateway runs one worker pinned to CPU 0; wrk and the upstream share CPU 1. Memory is
+measured on gateways started again with 1 and with 4 workers, after the same short load."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
 import statistics
 import subprocess
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from e2e.envoy import EnvoyConfig, PreparedBootstrap, start_envoy
 from e2e.gateway import DEMO_POLICY, Issuer, plugin_config, tenant_config, wasm_filter
@@ -26,6 +34,8 @@ BASELINE = REPO / "target" / "wasm32-wasip1" / "release" / "intentgate_baseline_
 BODY = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "hello"}}}
 DURATION = "10s"
 ROUNDS = 3
+GATEWAYS = ("plain", "empty", "filter", "chain")
+
 
 def upstream_bootstrap() -> PreparedBootstrap:
     answer = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "hello"}]}})
@@ -50,17 +60,80 @@ def upstream_bootstrap() -> PreparedBootstrap:
     })
 
 
-def wrk(url: str, token: str, connections: int, script_dir: Path) -> tuple[float, float, float]:
-    """(requests/s, p50 µs, p99 µs) from one wrk run pinned to CPU 1."""
-    script = script_dir / "call.lua"
-    script.write_text(
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class EdDsaIssuer:
+    """An Ed25519 key, its JWKS for Envoy's jwt_authn, and JWTs it signs."""
+
+    def __init__(self) -> None:
+        self.key = Ed25519PrivateKey.generate()
+        raw = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.jwks = json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "bench", "x": b64url(raw)}]})
+
+    def jwt(self, subject: str) -> str:
+        header = b64url(json.dumps({"alg": "EdDSA", "typ": "JWT", "kid": "bench"}).encode())
+        now = int(time.time())
+        claims = {"iss": "bench-issuer", "sub": subject, "aud": "tools", "iat": now, "exp": now + 3600}
+        payload = b64url(json.dumps(claims).encode())
+        signature = self.key.sign(f"{header}.{payload}".encode())
+        return f"{header}.{payload}.{b64url(signature)}"
+
+
+def cpp_chain(issuer: EdDsaIssuer) -> list[dict[str, Any]]:
+    """Envoy's own filters: the JWT verified, the MCP body parsed into metadata, the tool name checked."""
+    jwt_authn = {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"bench": {
+                "issuer": "bench-issuer",
+                "audiences": ["tools"],
+                "local_jwks": {"inline_string": issuer.jwks},
+                "forward": False,
+                "payload_in_metadata": "jwt_payload",
+            }},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}],
+        },
+    }
+    mcp = {"name": "envoy.filters.http.mcp", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"}}
+    tool_is = lambda name: {  # noqa: E731
+        "metadata": {"filter": "envoy.filters.http.mcp", "path": [{"key": "params"}, {"key": "name"}], "value": {"string_match": {"exact": name}}}
+    }
+    rbac = {
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"action": "ALLOW", "policies": {"safe-tools": {
+                "permissions": [{"or_rules": {"rules": [tool_is("echo"), tool_is("get-sum")]}}],
+                "principals": [{"metadata": {
+                    "filter": "envoy.filters.http.jwt_authn",
+                    "path": [{"key": "jwt_payload"}, {"key": "sub"}],
+                    "value": {"string_match": {"exact": "bench-agent"}},
+                }}],
+            }}},
+        },
+    }
+    return [jwt_authn, mcp, rbac]
+
+
+def write_script(path: Path, credential: str, body: dict[str, Any]) -> Path:
+    path.write_text(
         'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        # What a Streamable HTTP client sends; Envoy's MCP filter parses only such a POST.
+        'wrk.headers["Accept"] = "application/json, text/event-stream"\n'
+        f'wrk.headers["Authorization"] = "Bearer {credential}"\n'
     )
+    return path
+
+
+def wrk(url: str, script: Path, connections: int, duration: str = DURATION) -> tuple[float, float, float]:
+    """(requests/s, p50 µs, p99 µs) from one wrk run pinned to CPU 1."""
     out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{DURATION}", "--latency", "-s", str(script), url],
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -76,7 +149,7 @@ def wrk(url: str, token: str, connections: int, script_dir: Path) -> tuple[float
 
 
 def filter_p50s(envoy) -> dict[str, float]:
-    """p50 of the filter's own histograms (µs): its callbacks in all, token verify, policy eval."""
+    """p50 of the filter's own histograms (µs), sampled exchanges: the deciding callback, token verify, checks."""
     body = envoy.admin_get("/stats", format="json", filter="intentgate").json()
     out: dict[str, float] = {}
     for stat in body.get("stats", []):
@@ -98,64 +171,102 @@ def pin(pid: int, cpu: str) -> None:
     subprocess.run(["taskset", "-a", "-p", "-c", cpu, str(pid)], capture_output=True, check=True)
 
 
+def verify_chain(envoy, tmp: Path, jwt: str) -> None:
+    """The C++ chain must refuse what it should, or its column measures nothing."""
+    denied = write_script(tmp / "denied.lua", jwt, {**BODY, "params": {"name": "get-env", "arguments": {}}})
+    out = subprocess.run(["wrk", "-t1", "-c1", "-d1s", "-s", str(denied), envoy.mcp_url], capture_output=True, text=True).stdout
+    if "Non-2xx or 3xx responses" not in out:
+        raise RuntimeError(f"the C++ chain let a tool outside its RBAC policy through:\n{out}")
+
+
 def run() -> str:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: make bench installs it (apt-get install wrk)")
     issuer = Issuer.generate(cli_path=CLI)
     token = issuer.token("bench-agent", "bench", tools=["echo", "get-*"], max_calls=10**12)
-    plugin = plugin_config([issuer.public_key], {"bench": tenant_config(DEMO_POLICY.read_text())})
+    plugin = plugin_config([issuer.public_key], {"bench": tenant_config(DEMO_POLICY.read_text(), cli_path=CLI)})
+    jwt_issuer = EdDsaIssuer()
+    jwt = jwt_issuer.jwt("bench-agent")
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
+        scripts = {
+            "plain": write_script(tmp_path / "token.lua", token, BODY),
+            "empty": write_script(tmp_path / "token.lua", token, BODY),
+            "filter": write_script(tmp_path / "token.lua", token, BODY),
+            "chain": write_script(tmp_path / "jwt.lua", jwt, BODY),
+        }
         with start_envoy(upstream_bootstrap(), tmp_path / "upstream", concurrency=1) as upstream:
             pin(upstream.pid, "1")
-            plain_cfg = EnvoyConfig(upstream_port=upstream.port)
-            empty_cfg = EnvoyConfig(upstream_port=upstream.port, http_filters=[wasm_filter({}, wasm=BASELINE, vm_id="baseline")])
-            filtered_cfg = EnvoyConfig(upstream_port=upstream.port, http_filters=[wasm_filter(plugin)])
-            with start_envoy(plain_cfg, tmp_path / "plain", concurrency=1, log_level="warning") as plain, \
-                 start_envoy(empty_cfg, tmp_path / "empty", concurrency=1, log_level="warning") as empty, \
-                 start_envoy(filtered_cfg, tmp_path / "filter", concurrency=1, log_level="warning", timeout=180) as filtered:
-                gateways = (("plain", plain), ("empty", empty), ("filter", filtered))
-                for _, envoy in gateways:
+            configs = {
+                "plain": EnvoyConfig(upstream_port=upstream.port),
+                "empty": EnvoyConfig(upstream_port=upstream.port, http_filters=[wasm_filter({}, wasm=BASELINE, vm_id="baseline")]),
+                "filter": EnvoyConfig(upstream_port=upstream.port, http_filters=[wasm_filter(plugin)]),
+                "chain": EnvoyConfig(upstream_port=upstream.port, http_filters=cpp_chain(jwt_issuer)),
+            }
+
+            def start(name: str, workers: int):
+                return start_envoy(configs[name], tmp_path / f"{name}-{workers}", concurrency=workers, log_level="warning", timeout=180)
+
+            with start("plain", 1) as plain, start("empty", 1) as empty, start("filter", 1) as filtered, start("chain", 1) as chain:
+                gateways = {"plain": plain, "empty": empty, "filter": filtered, "chain": chain}
+                verify_chain(chain, tmp_path, jwt)
+                for name, envoy in gateways.items():
                     pin(envoy.pid, "0")
-                    wrk(envoy.mcp_url, token, 4, tmp_path)  # warm up: token cache, connections, JIT
-                results: dict[str, dict[str, list[float]]] = {name: {} for name, _ in gateways}
+                    wrk(envoy.mcp_url, scripts[name], 4)  # warm up: token cache, connections, JIT
+                results: dict[str, dict[str, list[float]]] = {name: {} for name in GATEWAYS}
                 for _ in range(ROUNDS):
-                    for name, envoy in gateways:
-                        _, p50, p99 = wrk(envoy.mcp_url, token, 1, tmp_path)
-                        rps, _, _ = wrk(envoy.mcp_url, token, 16, tmp_path)
+                    for name, envoy in gateways.items():
+                        _, p50, p99 = wrk(envoy.mcp_url, scripts[name], 1)
+                        rps, _, _ = wrk(envoy.mcp_url, scripts[name], 16)
                         r = results[name]
                         r.setdefault("p50", []).append(p50)
                         r.setdefault("p99", []).append(p99)
                         r.setdefault("rps", []).append(rps)
-                memory = {name: rss_mib(envoy.pid) for name, envoy in gateways}
                 inside = filter_p50s(filtered)
-    med = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
-    ratio = med["filter"]["rps"] / med["plain"]["rps"]
-    added50 = med["filter"]["p50"] - med["plain"]["p50"]
-    added99 = med["filter"]["p99"] - med["plain"]["p99"]
-    machinery50 = med["empty"]["p50"] - med["plain"]["p50"]
-    empty_ratio = med["empty"]["rps"] / med["plain"]["rps"]
+            memory: dict[int, dict[str, float]] = {}
+            for workers in (1, 4):
+                memory[workers] = {}
+                for name in GATEWAYS:
+                    with start(name, workers) as envoy:
+                        wrk(envoy.mcp_url, scripts[name], 2 * workers, "3s")
+                        time.sleep(1)
+                        memory[workers][name] = rss_mib(envoy.pid)
+    return report({name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}, memory, inside)
+
+
+def report(med: dict[str, dict[str, float]], memory: dict[int, dict[str, float]], inside: dict[str, float]) -> str:
+    plain = med["plain"]
+    ratio = {name: med[name]["rps"] / plain["rps"] for name in GATEWAYS}
+    added50 = {name: med[name]["p50"] - plain["p50"] for name in GATEWAYS}
+    added99 = {name: med[name]["p99"] - plain["p99"] for name in GATEWAYS}
+    extra1 = {name: memory[1][name] - memory[1]["plain"] for name in GATEWAYS}
+    extra4 = {name: memory[4][name] - memory[4]["plain"] for name in GATEWAYS}
+    per_worker = {name: (extra4[name] - extra1[name]) / 3 for name in GATEWAYS}
     verdict = lambda ok: "met" if ok else "**not met**"  # noqa: E731
-    return f"""## Gateway: plain Envoy vs Envoy + IntentGate filter
-
-`tools/call` (echo) with a valid token carrying `max_calls` (counted in shared data) and the demo policy
-(envoy/demo-policy.rego), same fixed-answer upstream, one run, {ROUNDS} alternating rounds of {DURATION}
-each, medians. Gateway Envoy: 1 worker pinned to CPU 0; wrk (1 thread) and the upstream on CPU 1.
-
-| | plain Envoy | Envoy + empty wasm filter | Envoy + IntentGate filter | IntentGate vs plain |
-|---|---:|---:|---:|---:|
-| throughput, 16 connections (req/s) | {med['plain']['rps']:,.0f} | {med['empty']['rps']:,.0f} ({empty_ratio:.2f}×) | {med['filter']['rps']:,.0f} | **{ratio:.2f}×** |
-| latency p50, 1 connection (µs) | {med['plain']['p50']:.0f} | {med['empty']['p50']:.0f} (+{machinery50:.0f} µs) | {med['filter']['p50']:.0f} | **+{added50:.0f} µs** |
-| latency p99, 1 connection (µs) | {med['plain']['p99']:.0f} | {med['empty']['p99']:.0f} | {med['filter']['p99']:.0f} | +{added99:.0f} µs |
-| Envoy resident memory (MiB) | {memory['plain']:.0f} | {memory['empty']:.0f} | {memory['filter']:.0f} | +{memory['filter'] - memory['plain']:.0f} MiB |
-
-The empty wasm filter (filter/baseline) does nothing but hold each request's headers until its body is in,
-as IntentGate's filter does: its column is what Envoy's wasm machinery costs before any check runs.
-
-Where the added time goes (filter's own histograms, p50 over the whole run): {inside.get('filter_us', 0):.0f} µs inside
-the filter's callbacks (`intentgate.filter_us`), of which token verify (cached) {inside.get('verify_us', 0):.0f} µs and
-the checks after it (tool caveat, intent, policy, budget: `intentgate.eval_us`) {inside.get('eval_us', 0):.0f} µs. Each header or property read from the filter
-is a host call of about 4–9 µs in this Envoy (measured), so the filter reads the request headers once.
-
-Targets (issue 3): throughput ≥ 0.85× plain — {verdict(ratio >= 0.85)}; ≤ 50 µs added at p50 — {verdict(added50 <= 50)}.
-"""
+    row = lambda label, cells: f"| {label} | " + " | ".join(cells) + " |"  # noqa: E731
+    return "\n".join([
+        "## Gateway: plain Envoy, the empty wasm filter, IntentGate, Envoy's C++ chain",
+        "",
+        f"`tools/call` (echo), same fixed-answer upstream, one run, {ROUNDS} alternating rounds of {DURATION} each, medians.",
+        "Each gateway: 1 worker pinned to CPU 0; wrk (1 thread) and the upstream on CPU 1. IntentGate: a token carrying",
+        "`max_calls` (counted) and the demo policy (envoy/demo-policy.rego) as bytecode. C++ chain: `jwt_authn` (EdDSA JWT),",
+        "`envoy.filters.http.mcp`, RBAC allowing two tool names to the JWT's subject.",
+        "",
+        "| | plain Envoy | empty wasm filter | IntentGate (wasm) | C++ chain |",
+        "|---|---:|---:|---:|---:|",
+        row("throughput, 16 connections (req/s)", [f"{med[n]['rps']:,.0f}" + ("" if n == "plain" else f" ({ratio[n]:.2f}×)") for n in GATEWAYS]),
+        row("latency p50, 1 connection (µs)", [f"{med[n]['p50']:.0f}" + ("" if n == "plain" else f" (+{added50[n]:.0f})") for n in GATEWAYS]),
+        row("latency p99, 1 connection (µs)", [f"{med[n]['p99']:.0f}" + ("" if n == "plain" else f" (+{added99[n]:.0f})") for n in GATEWAYS]),
+        row("Envoy memory, 1 worker (MiB)", [f"{memory[1][n]:.0f}" + ("" if n == "plain" else f" (+{extra1[n]:.0f})") for n in GATEWAYS]),
+        row("Envoy memory, 4 workers (MiB)", [f"{memory[4][n]:.0f}" + ("" if n == "plain" else f" (+{extra4[n]:.0f})") for n in GATEWAYS]),
+        row("memory per further worker (MiB)", ["" if n == "plain" else f"{per_worker[n]:+.1f}" for n in GATEWAYS]),
+        "",
+        f"Inside the filter (its own histograms, sampled exchanges, p50): {inside.get('filter_us', 0):.0f} µs in the callback that",
+        f"decides a request (`intentgate.filter_us`), of which token verify (cached) {inside.get('verify_us', 0):.0f} µs and the",
+        f"checks after it (`intentgate.eval_us`) {inside.get('eval_us', 0):.0f} µs.",
+        "",
+        f"Targets: IntentGate ≥ 0.75× plain throughput — {verdict(ratio['filter'] >= 0.75)} ({ratio['filter']:.2f}×; the C++ chain",
+        f"{ratio['chain']:.2f}×); ≤ 100 µs added at p50 — {verdict(added50['filter'] <= 100)} (+{added50['filter']:.0f} µs);",
+        f"≤ +60 MiB at 1 worker — {verdict(extra1['filter'] <= 60)} (+{extra1['filter']:.0f} MiB); ≤ +15 MiB per further worker",
+        f"— {verdict(per_worker['filter'] <= 15)} ({per_worker['filter']:+.1f} MiB).",
+    ])

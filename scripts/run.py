@@ -104,6 +104,8 @@ def main() -> None:
         # envoy/standalone.yaml expects these two addresses.
         "INTENTGATE_HTTP_ADDR": CONTROL_PLANE_ADDR,
         "INTENTGATE_GRPC_ADDR": CONTROL_PLANE_GRPC,
+        # The OAuth issuer: the gateway's own address (the token endpoint is routed through Envoy).
+        "INTENTGATE_PUBLIC_URL": os.environ.get("INTENTGATE_PUBLIC_URL", GATEWAY),
     }
     control_plane = ManagedProcess(
         "control-plane", [str(BIN / "intentgate-control-plane")], log_path=RUN_DIR / "control-plane.log", env=env
@@ -144,6 +146,7 @@ def print_banner(admin_token: str, token: str) -> None:
         f"""
 IntentGate is running on {GATEWAY}   (Ctrl-C stops it; logs in .run/)
 
+  admin console     {GATEWAY}/console/   (sign in with the admin token)
   admin token       {admin_token}
   demo tenant       {DEMO_TENANT}   (policy: envoy/demo-policy.rego, promoted through the admin API)
   capability token  minted for demo-agent, tools echo, get-sum, get-env:

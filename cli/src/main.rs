@@ -1,4 +1,4 @@
-//! `intentgate`: keys, capability tokens and offline policy evaluation, on the same
+//! `intentgate`: keys, capability tokens, policy compilation and offline evaluation, on the same
 //! `intentgate-core` code the Envoy filter and the control plane run.
 //!
 //! Every command prints JSON on stdout. Exit codes: 0 done (for `eval`, whatever the decisions),
@@ -7,6 +7,7 @@
 mod attenuate;
 mod audit;
 mod common;
+mod compile;
 mod error;
 mod eval;
 mod inspect;
@@ -38,6 +39,8 @@ enum Command {
     Attenuate(attenuate::Args),
     /// Decode a token's blocks; with --public-key, also verify it.
     Inspect(inspect::Args),
+    /// Compile a Rego policy to the bytecode a standalone filter configuration carries.
+    Compile(compile::Args),
     /// Run the gateway's pipeline on a JSON-RPC body, a token and a policy, and print each decision.
     Eval(eval::Args),
     /// Verifiable audit log: check signed tree heads and Merkle proofs offline.
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Mint(args) => mint::run(&args),
         Command::Attenuate(args) => attenuate::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Compile(args) => compile::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Audit(args) => audit::run(&args),
     };

@@ -43,6 +43,9 @@ pub enum ConfigError {
     /// An audit delivery or tree head variable; the message names it.
     #[error("{0}")]
     Audit(String),
+    /// An OAuth authorization server variable; the message names it.
+    #[error("{0}")]
+    OAuth(String),
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +71,8 @@ pub struct Config {
     pub delivery: crate::delivery::DeliveryConfig,
     /// `INTENTGATE_AUDIT_TREE_HEAD_INTERVAL_SECS`: how often tree heads are signed; zero: only on demand.
     pub tree_head_interval: std::time::Duration,
+    /// The OAuth authorization server's issuer and trusted proxies.
+    pub oauth: crate::oauth::Settings,
 }
 
 impl Config {
@@ -142,6 +147,7 @@ impl Config {
                 .map_err(ConfigError::Audit)?,
             tree_head_interval: crate::audit::tree::heads::interval(&get)
                 .map_err(ConfigError::Audit)?,
+            oauth: crate::oauth::Settings::from_lookup(get).map_err(ConfigError::OAuth)?,
         })
     }
 }
@@ -381,6 +387,23 @@ mod tests {
             with("INTENTGATE_SYNC_POLL_MS", "60001"),
             Err(ConfigError::SyncPoll(_))
         ));
+        assert!(matches!(
+            with("INTENTGATE_PUBLIC_URL", "gw.example.com"),
+            Err(ConfigError::OAuth(m)) if m.contains("INTENTGATE_PUBLIC_URL")
+        ));
+        assert!(matches!(
+            with("INTENTGATE_TRUSTED_PROXIES", "10.0.0.0/99"),
+            Err(ConfigError::OAuth(m)) if m.contains("INTENTGATE_TRUSTED_PROXIES")
+        ));
+        assert_eq!(
+            with("INTENTGATE_PUBLIC_URL", "http://localhost:8080/")
+                .unwrap()
+                .oauth
+                .issuer
+                .unwrap()
+                .as_str(),
+            "http://localhost:8080"
+        );
         let seed = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
         assert_eq!(
             with("INTENTGATE_MASTER_KEY", seed)

@@ -79,7 +79,6 @@ fn check_exchange(fixture: &Fixture, data: &[u8]) {
         auth: &auth,
         budget: &budget,
         next_id: &mut next_id,
-        elapsed_ms: &|| 0.0,
         approvals: false,
         approved_rule: None,
     };
@@ -157,15 +156,15 @@ fuzz_target!(|data: &[u8]| {
                     if let intentgate_core::decision::Verdict::Deny(denial) = &verdict {
                         check_error_body(id, denial);
                     }
-                    let event = tool_call_event(
+                    let mut event = tool_call_event(
                         "01JEVENT000000000000000000".into(),
                         &fixture.ctx,
                         Some(token),
                         Some(&call),
                         &verdict,
                         &intent,
-                        0.5,
                     );
+                    event.set_latency(0.5);
                     let canonical = event.canonical();
                     serde_json::from_str::<Value>(&canonical).expect("canonical audit JSON parses");
                 }

@@ -23,6 +23,7 @@ fn narrowing() -> Narrowing {
         tools: Some(vec!["read_invoice".into()]),
         max_calls: Some(1),
         expires_at: None,
+        audience: None,
     }
 }
 

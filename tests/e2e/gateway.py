@@ -21,9 +21,9 @@ _WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 _STRING_TYPE = "type.googleapis.com/google.protobuf.StringValue"
 
 
-def cli(*args: str, cli_path: Path = CLI) -> dict[str, Any]:
+def cli(*args: str, cli_path: Path = CLI, stdin: str | None = None) -> dict[str, Any]:
     """Runs the intentgate CLI and returns its JSON output; raises with its stderr on failure."""
-    done = subprocess.run([str(cli_path), *args], capture_output=True, text=True, timeout=30)
+    done = subprocess.run([str(cli_path), *args], capture_output=True, text=True, timeout=30, input=stdin)
     if done.returncode != 0:
         raise RuntimeError(f"intentgate {' '.join(args[:1])} failed ({done.returncode}): {done.stderr.strip()}")
     return json.loads(done.stdout)
@@ -72,15 +72,22 @@ class Issuer:
         return self.mint(subject, tenant, **kwargs)["token"]
 
 
+def compiled_policy(rego: str, *, cli_path: Path = CLI) -> dict[str, Any]:
+    """A tenant's `policy` entry: the Rego compiled to bytecode by `intentgate compile`, as an operator
+    prepares a standalone configuration (the filter does not compile Rego)."""
+    return cli("compile", "-", cli_path=cli_path, stdin=rego)["policy"]
+
+
 def tenant_config(
     policy: str | None,
     *,
     settings: dict[str, Any] | None = None,
     intent_rules: list[dict[str, Any]] | None = None,
+    cli_path: Path = CLI,
 ) -> dict[str, Any]:
     tenant: dict[str, Any] = {}
     if policy is not None:
-        tenant["policy"] = {"rego": policy}
+        tenant["policy"] = compiled_policy(policy, cli_path=cli_path)
     if settings:
         tenant["settings"] = settings
     if intent_rules:

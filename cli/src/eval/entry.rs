@@ -35,14 +35,9 @@ impl Run<'_> {
         let message = match jsonrpc::parse(body) {
             Ok(message) => message,
             Err(denial) => {
-                let event = request_event(
-                    self.event_id()?,
-                    self.ctx,
-                    self.token(),
-                    "",
-                    Some(&denial),
-                    elapsed_ms(started),
-                );
+                let mut event =
+                    request_event(self.event_id()?, self.ctx, self.token(), "", Some(&denial));
+                event.set_latency(elapsed_ms(started));
                 let mut result = Map::new();
                 result.insert("index".into(), Value::Null);
                 result.insert("id".into(), Value::Null);
@@ -84,7 +79,7 @@ impl Run<'_> {
         if matches!(entry, Entry::Response { .. }) {
             result.insert("kind".into(), Value::from("response"));
         }
-        let event = match plan(entry, self.auth) {
+        let mut event = match plan(entry, self.auth) {
             Plan::Forward | Plan::ForwardToolList => {
                 result.insert("decision".into(), Value::from("forward"));
                 if method == Some(intentgate_core::mcp::TOOLS_LIST) {
@@ -96,7 +91,6 @@ impl Run<'_> {
                     self.token(),
                     method.unwrap_or_default(),
                     None,
-                    elapsed_ms(started),
                 )
             }
             Plan::Refuse(denial) => {
@@ -123,7 +117,6 @@ impl Run<'_> {
                         tool_call.as_ref(),
                         &Verdict::Deny(denial),
                         self.intent,
-                        elapsed_ms(started),
                     )
                 } else {
                     request_event(
@@ -132,7 +125,6 @@ impl Run<'_> {
                         self.token(),
                         method.unwrap_or_default(),
                         Some(&denial),
-                        elapsed_ms(started),
                     )
                 }
             }
@@ -157,10 +149,10 @@ impl Run<'_> {
                     Some(&tool_call),
                     &verdict,
                     self.intent,
-                    elapsed_ms(started),
                 )
             }
         };
+        event.set_latency(elapsed_ms(started));
         result.insert("audit".into(), to_json(&event)?);
         Ok(Value::Object(result))
     }

@@ -25,19 +25,18 @@ pub fn decide(
     let budget = MemoryBudget::new();
     let started = Instant::now();
     let mut next_id = || new_ulid(ctx.now_ms).unwrap_or_default();
-    let elapsed = || started.elapsed().as_secs_f64() * 1000.0;
     let mut env = Env {
         gateway,
         ctx,
         auth,
         budget: &budget,
         next_id: &mut next_id,
-        elapsed_ms: &elapsed,
         // The CLI has no approval service: an escalation is shown as the filter would answer alone.
         approvals: false,
         approved_rule: None,
     };
-    let disposition = exchange::decide(&mut env, body, intent);
+    let mut disposition = exchange::decide(&mut env, body, intent);
+    disposition.stamp_latency(started.elapsed().as_secs_f64() * 1000.0);
     let mut tools_list_ids: Vec<Value> = disposition
         .response
         .tools_list_ids

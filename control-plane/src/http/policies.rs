@@ -1,19 +1,20 @@
-//! `/v1/admin/policies/*`: drafts, the active pointer, rollback and dry-run.
+//! `/v1/admin/policies/*`: drafts, the active pointer, its promotion history, rollback and dry-run.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::TenantParam;
 use super::extract::{Body, Id, Params};
+use super::{ListParams, TenantParam, list};
 use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::Result;
 use crate::http::AppState;
-use crate::policies::active::{self, Active, PromoteRequest};
+use crate::policies::active::{self, Active, PromoteRequest, Promotion};
 use crate::policies::drafts::{self, Draft, DraftUpdate, NewDraft};
 use crate::policies::dry_run::{self, DryRun, DryRunRequest};
+use crate::store::page::Paged;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
             "/v1/admin/policies/active",
             get(get_active).post(promote).delete(clear),
         )
+        .route("/v1/admin/policies/history", get(history))
         .route("/v1/admin/policies/rollback", post(rollback))
         .route("/v1/admin/policies/dry-run", post(dry_run))
 }
@@ -96,6 +98,22 @@ async fn clear(
     let tenant = admin.tenant_for_change(params.tenant.as_deref())?;
     active::clear(&recorder, &admin, &tenant).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn history(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(params): Params<ListParams>,
+) -> Result<Json<Paged<Promotion>>> {
+    let tenant = admin.tenant(params.tenant.as_deref())?;
+    let page = list::page(
+        &state,
+        active::HISTORY,
+        &tenant,
+        params.limit.as_deref(),
+        params.cursor.as_deref(),
+    )?;
+    active::history(&state.db, &tenant, page).await.map(Json)
 }
 
 async fn rollback(

@@ -1,5 +1,7 @@
-//! `GET /api/reports/{type}` (`INTENTGATE_REPORTS_API_TOKEN`): `?format=csv` for a flat file,
-//! JSON by default; `?tenant=` to scope; `?since=`/`?until=` set the activity window.
+//! `GET /api/reports/{type}`: `?format=csv` for a flat file, JSON by default; `?tenant=` to scope;
+//! `?since=`/`?until=` set the activity window. Read with `INTENTGATE_REPORTS_API_TOKEN` (every
+//! tenant, or the one named) or with an admin token, scoped as the admin lists are: the superadmin
+//! sees every tenant or the one it names, a per-tenant admin only its own.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -10,6 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::extract::{Params, Segment, bearer};
+use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::reports::{self, Kind, Window};
@@ -33,11 +36,7 @@ async fn report(
     Segment(kind): Segment,
     Params(params): Params<ReportParams>,
 ) -> Result<Response> {
-    auth::require(
-        state.discovery.reports_token.as_ref(),
-        "INTENTGATE_REPORTS_API_TOKEN",
-        bearer(&headers),
-    )?;
+    let scope = scope(&state, &headers, params.tenant.as_deref())?;
     let kind = Kind::parse(&kind).ok_or_else(|| {
         Error::not_found("no such report (posture, access, attestation or activity)")
     })?;
@@ -46,11 +45,8 @@ async fn report(
         Some("csv") => true,
         Some(_) => return Err(Error::bad_request("format must be json or csv")),
     };
-    if let Some(tenant) = params.tenant.as_deref() {
-        validate::tenant(tenant).map_err(Error::BadRequest)?;
-    }
     let window = Window::parse(params.since.as_deref(), params.until.as_deref())?;
-    let report = reports::build(&state.reads, kind, params.tenant.as_deref(), &window).await?;
+    let report = reports::build(&state.reads, kind, scope.as_deref(), &window).await?;
     if csv {
         Ok((
             [
@@ -66,4 +62,23 @@ async fn report(
     } else {
         Ok(Json(report.json).into_response())
     }
+}
+
+/// The tenants a report covers (`None`: all), from whoever asks: an admin token is scoped like the
+/// admin lists; otherwise the reports token must match, and reads any tenant.
+fn scope(state: &AppState, headers: &HeaderMap, requested: Option<&str>) -> Result<Option<String>> {
+    let presented = bearer(headers);
+    let admin: Option<Admin> = presented.and_then(|token| state.tokens.authenticate(token));
+    if let Some(admin) = admin {
+        return admin.scope(requested);
+    }
+    auth::require(
+        state.discovery.reports_token.as_ref(),
+        "INTENTGATE_REPORTS_API_TOKEN",
+        presented,
+    )?;
+    if let Some(tenant) = requested {
+        validate::tenant(tenant).map_err(Error::BadRequest)?;
+    }
+    Ok(requested.map(str::to_owned))
 }

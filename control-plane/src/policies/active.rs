@@ -15,9 +15,13 @@ use crate::auth::Admin;
 use crate::error::{Error, Result};
 use crate::store::Db;
 use crate::store::changes::Change;
+use crate::store::page::{Page, Paged};
 use crate::{audit, time, validate};
 
 const COLUMNS: &str = "tenant, draft_id, name, promoted_by, promoted_at, rego_sha256";
+
+/// The cursor list of [`history`].
+pub const HISTORY: &str = "policy_history";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +54,40 @@ impl Active {
             tenant: row.try_get("tenant")?,
         })
     }
+}
+
+/// One entry of the promotion history: the policy as promoted, whether the tenant runs it now, and
+/// when a rollback took it off the stack.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Promotion {
+    #[serde(flatten)]
+    pub policy: Active,
+    pub active: bool,
+    pub rolled_back_at: Option<String>,
+}
+
+/// The tenant's promotions, newest first.
+pub async fn history(db: &Db, tenant: &str, page: Page) -> Result<Paged<Promotion>> {
+    let sql = format!(
+        "SELECT pos, {COLUMNS}, rolled_back_at, \
+         COALESCE((SELECT promotion_pos FROM active_policies WHERE tenant = $1), -1) AS active_pos \
+         FROM policy_promotions WHERE tenant = $1 AND pos < $2 ORDER BY pos DESC LIMIT $3"
+    );
+    let query = sqlx::query(&sql).bind(tenant);
+    page.run(db, query, |row| {
+        let pos: i64 = row.try_get("pos")?;
+        let active_pos: i64 = row.try_get("active_pos")?;
+        let rolled_back_at: Option<i64> = row.try_get("rolled_back_at")?;
+        Ok((
+            pos,
+            Promotion {
+                policy: Active::from_row(row)?,
+                active: pos == active_pos,
+                rolled_back_at: rolled_back_at.map(time::rfc3339),
+            },
+        ))
+    })
+    .await
 }
 
 fn none_active(tenant: &str) -> Error {

@@ -1,6 +1,8 @@
 //! Revoking capability tokens minted here, scoped to the tenant each was minted for, and the list of
 //! revocations filters enforce.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -72,6 +74,21 @@ pub async fn revoke(recorder: &Recorder, admin: &Admin, request: RevokeRequest) 
     };
     tx.commit_announcing(event, change).await?;
     Ok(())
+}
+
+/// Which of `jtis` (the blocks of one token) are revoked.
+pub async fn revoked_among(db: &Db, jtis: &[String]) -> Result<HashSet<String>> {
+    let mut revoked = HashSet::new();
+    for jti in jtis {
+        let row = sqlx::query("SELECT jti FROM revocations WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(db.pool())
+            .await?;
+        if row.is_some() {
+            revoked.insert(jti.clone());
+        }
+    }
+    Ok(revoked)
 }
 
 #[derive(Debug, Serialize)]

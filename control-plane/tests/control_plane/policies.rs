@@ -1,4 +1,4 @@
-//! Drafts, promote, clear, rollback, dry-run.
+//! Drafts, promote, clear, rollback, the promotion history, dry-run.
 
 use axum::http::StatusCode;
 use intentgate_control_plane::audit;
@@ -20,6 +20,7 @@ on_both_backends!(
     dry_run_rejects_bad_requests,
     a_label_in_the_body_cannot_pass_for_another_admin_in_the_chain,
     an_update_over_a_stale_read_changes_and_audits_nothing,
+    the_promotion_history_shows_each_promotion_and_what_became_of_it,
 );
 
 async fn an_update_over_a_stale_read_changes_and_audits_nothing(app: TestApp) {
@@ -449,5 +450,106 @@ async fn dry_run_rejects_bad_requests(app: TestApp) {
     assert_eq!(
         answer["error"],
         Policy::compile("package x\n{").unwrap_err().to_string()
+    );
+}
+
+async fn the_promotion_history_shows_each_promotion_and_what_became_of_it(app: TestApp) {
+    let history = |token: &'static str, uri: &'static str| {
+        let app = &app;
+        async move {
+            let (status, body) = app.get(token, uri).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    let empty = history(ACME, "/v1/admin/policies/history").await;
+    assert_eq!(empty, json!({"items": [], "next_cursor": null}));
+    for name in ["first", "second", "third"] {
+        let draft = app.draft("acme", name, POLICY).await;
+        let (status, _) = app
+            .post(
+                ACME,
+                "/v1/admin/policies/active",
+                json!({"draft_id": draft, "promoted_by": "joe"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let globex = app.draft("globex", "globex-only", DENY_ALL).await;
+    app.post(
+        GLOBEX,
+        "/v1/admin/policies/active",
+        json!({"draft_id": globex}),
+    )
+    .await;
+    let (status, _) = app
+        .post(ACME, "/v1/admin/policies/rollback", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let page = history(ACME, "/v1/admin/policies/history?tenant=globex").await;
+    let rows: Vec<_> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["active"].as_bool().unwrap(),
+                p["rolled_back_at"].is_string(),
+                p["tenant"].as_str().unwrap(),
+                p["promoted_by"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("third", false, true, "acme", "joe"),
+            ("second", true, false, "acme", "joe"),
+            ("first", false, false, "acme", "joe"),
+        ],
+        "a tenant admin's own history, newest first, whatever tenant it names"
+    );
+    assert_eq!(
+        page["items"][0]["rego_sha256"],
+        sha256_hex(POLICY.as_bytes())
+    );
+
+    app.delete(ACME, "/v1/admin/policies/active").await;
+    let cleared = history(SUPER, "/v1/admin/policies/history?tenant=acme&limit=2").await;
+    assert!(
+        cleared["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["active"] == false)
+    );
+    let cursor = cleared["next_cursor"].as_str().unwrap();
+    let (status, rest) = app
+        .get(
+            SUPER,
+            &format!("/v1/admin/policies/history?tenant=acme&limit=2&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rest["items"][0]["name"], "first");
+    assert_eq!(rest["next_cursor"], json!(null));
+    let (status, _) = app
+        .get(
+            SUPER,
+            &format!("/v1/admin/policies/history?tenant=globex&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a cursor is bound to its tenant"
+    );
+    let (status, _) = app.get(SUPER, "/v1/admin/policies/history").await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the superadmin names the tenant"
     );
 }

@@ -1,6 +1,6 @@
 //! Governance reports in JSON and CSV against a seeded database: the inventory from a discovery
 //! source, the gateway's audit log, owners, an attestation campaign; tenant scoping; the reports
-//! and sync tokens (503 when unset, 401 when wrong).
+//! and sync tokens (503 when unset, 401 when wrong); admin tokens, scoped like the admin lists.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -17,6 +17,7 @@ use crate::support::{ACME, GLOBEX, POLICY, REPORTS, SUPER, TestApp};
 
 on_both_backends!(
     reports_match_the_seeded_database_in_json_and_csv,
+    admin_tokens_read_reports_within_their_scope,
     attestation_campaigns_record_answers_once,
 );
 
@@ -205,13 +206,13 @@ async fn reports_match_the_seeded_database_in_json_and_csv(app: TestApp) {
     assert_eq!(scoped["tenants"].as_array().unwrap().len(), 1);
     assert!(!scoped.to_string().contains("acme"));
 
-    // Tokens: admin tokens are not reports tokens; bad parameters are named.
-    for token in [SUPER, ACME, "wrong-token-0123456789"] {
-        assert_eq!(
-            app.get(token, "/api/reports/posture").await.0,
-            StatusCode::UNAUTHORIZED
-        );
-    }
+    // Tokens: a wrong one is refused; bad parameters are named.
+    assert_eq!(
+        app.get("wrong-token-0123456789", "/api/reports/posture")
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(
         report(&app, "/api/reports/everything").await.0,
         StatusCode::NOT_FOUND
@@ -221,6 +222,60 @@ async fn reports_match_the_seeded_database_in_json_and_csv(app: TestApp) {
     assert!(error["error"].as_str().unwrap().contains("format"));
     assert_eq!(
         report(&app, "/api/reports/posture?tenant=bad%20name")
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+/// The console reads reports with the admin token it signed in with: the superadmin every tenant
+/// (or the one it names), a per-tenant admin its own only, whatever `tenant` it sends.
+async fn admin_tokens_read_reports_within_their_scope(app: TestApp) {
+    seed(&app).await;
+    let tenants = |report: &Value| -> Vec<String> {
+        report["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tenant"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, all) = app.get(SUPER, "/api/reports/activity").await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(tenants(&all), ["acme", "globex"]);
+    assert_eq!(all["tenant"], Value::Null);
+    let (_, named) = app.get(SUPER, "/api/reports/activity?tenant=globex").await;
+    assert_eq!(tenants(&named), ["globex"]);
+    for uri in [
+        "/api/reports/activity",
+        "/api/reports/activity?tenant=globex",
+    ] {
+        let (status, own) = app.get(ACME, uri).await;
+        assert_eq!(status, StatusCode::OK, "{own}");
+        assert_eq!(own["tenant"], "acme");
+        assert_eq!(tenants(&own), ["acme"]);
+        assert!(!own.to_string().contains("globex"), "{own}");
+    }
+    let (_, posture) = app.get(GLOBEX, "/api/reports/posture").await;
+    assert_eq!(tenants(&posture), ["globex"]);
+    let rows = {
+        let (status, body) = app
+            .send(
+                "GET",
+                "/api/reports/access?format=csv",
+                Some(GLOBEX),
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        String::from_utf8(body).unwrap()
+    };
+    assert!(
+        !rows.contains("acme") && !rows.contains("agent-pay"),
+        "{rows}"
+    );
+    assert_eq!(
+        app.get(SUPER, "/api/reports/posture?tenant=bad%20name")
             .await
             .0,
         StatusCode::BAD_REQUEST
@@ -318,7 +373,7 @@ async fn reports_and_sync_are_unavailable_until_their_tokens_are_set() {
         let request = Request::builder()
             .method(method)
             .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {SUPER}"))
+            .header(header::AUTHORIZATION, "Bearer someone-else-0123456789")
             .body(Body::empty())
             .unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
@@ -328,4 +383,15 @@ async fn reports_and_sync_are_unavailable_until_their_tokens_are_set() {
             .unwrap();
         assert!(String::from_utf8_lossy(&body).contains(variable));
     }
+    let request = Request::builder()
+        .uri("/api/reports/posture")
+        .header(header::AUTHORIZATION, format!("Bearer {SUPER}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "an admin token needs no reports token"
+    );
 }

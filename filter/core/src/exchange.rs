@@ -112,10 +112,9 @@ impl ResponsePlan {
 pub struct Disposition {
     pub action: Action,
     pub response: ResponsePlan,
-    /// One event per decision, in body order.
+    /// One event per decision, in body order. Their `latency_ms` is 0 until the caller stamps the
+    /// time the decision took ([`Disposition::stamp_latency`]).
     pub events: Vec<AuditEvent>,
-    /// Milliseconds each evaluated `tools/call` spent in checks after token verification.
-    pub eval_ms: Vec<f64>,
     /// Calls the policy escalated to a human. When any, `action` is [`Action::Escalate`]: the host
     /// creates the approvals, then holds a lone call or [`Disposition::park`]s them.
     pub escalations: Vec<Escalated>,
@@ -139,8 +138,6 @@ pub struct Env<'a> {
     pub budget: &'a dyn BudgetStore,
     /// A fresh unique audit event id on each call.
     pub next_id: &'a mut dyn FnMut() -> String,
-    /// Milliseconds since the request arrived.
-    pub elapsed_ms: &'a dyn Fn() -> f64,
     /// Whether escalations can wait for a human (a control plane keeps approvals). Without one, an
     /// escalation is a denial.
     pub approvals: bool,
@@ -149,17 +146,26 @@ pub struct Env<'a> {
     pub approved_rule: Option<&'a Option<String>>,
 }
 
-/// How many `tools/call`s of the body pass envelope and token checks and will be evaluated: whether
-/// intent is worth extracting before [`decide`], and how many budget calls to have leased.
-pub fn evaluations(body: &[u8], auth: &Result<Arc<VerifiedToken>, Denial>) -> usize {
-    match jsonrpc::parse(body) {
-        Ok(message) => message
-            .entries()
-            .iter()
-            .filter(|e| matches!(pipeline::plan(e, auth), Plan::Evaluate(_)))
-            .count(),
-        Err(_) => 0,
-    }
+/// What to do with each element of a body, in body order (envelope and token checks): planned once,
+/// counted by [`evaluations`], carried out by [`decide_planned`].
+pub fn plans<'a>(
+    message: &Message<'a>,
+    auth: &Result<Arc<VerifiedToken>, Denial>,
+) -> Vec<Plan<'a>> {
+    message
+        .entries()
+        .iter()
+        .map(|entry| pipeline::plan(entry, auth))
+        .collect()
+}
+
+/// How many `tools/call`s of a body pass envelope and token checks and will be evaluated: whether
+/// intent is worth extracting before deciding, and how many budget calls to have leased.
+pub fn evaluations(plans: &[Plan<'_>]) -> usize {
+    plans
+        .iter()
+        .filter(|plan| matches!(plan, Plan::Evaluate(_)))
+        .count()
 }
 
 /// Decides a request without a JSON-RPC body (the GET that opens a stream, the DELETE that ends a
@@ -176,14 +182,7 @@ pub fn decide_bodyless(env: &mut Env<'_>, http_method: &str) -> Disposition {
             None,
         ),
     };
-    let event = pipeline::request_event(
-        (env.next_id)(),
-        env.ctx,
-        token,
-        http_method,
-        denial,
-        (env.elapsed_ms)(),
-    );
+    let event = pipeline::request_event((env.next_id)(), env.ctx, token, http_method, denial);
     Disposition::local(action, vec![event])
 }
 
@@ -206,7 +205,6 @@ fn local_failure(env: &mut Env<'_>, denial: Denial) -> Disposition {
         env.auth.as_ref().ok().map(Arc::as_ref),
         "",
         Some(&denial),
-        (env.elapsed_ms)(),
     );
     Disposition::local(
         Action::Respond {
@@ -219,10 +217,37 @@ fn local_failure(env: &mut Env<'_>, denial: Denial) -> Disposition {
 
 /// Decides a request body: every element through the pipeline, then one action for the whole.
 pub fn decide(env: &mut Env<'_>, body: &[u8], intent: &IntentSource) -> Disposition {
-    let message = match jsonrpc::parse(body) {
-        Ok(message) => message,
-        Err(denial) => return local_failure(env, denial),
-    };
+    match jsonrpc::parse(body) {
+        Ok(message) => decide_message(env, &message, body, intent),
+        Err(denial) => decide_unparsable(env, denial),
+    }
+}
+
+/// The answer to a body [`jsonrpc::parse`] refused as a whole.
+pub fn decide_unparsable(env: &mut Env<'_>, denial: Denial) -> Disposition {
+    local_failure(env, denial)
+}
+
+/// [`decide`] on a body already parsed (`message` is `body` parsed), so a host parses it once.
+pub fn decide_message(
+    env: &mut Env<'_>,
+    message: &Message<'_>,
+    body: &[u8],
+    intent: &IntentSource,
+) -> Disposition {
+    let planned = plans(message, env.auth);
+    decide_planned(env, message, planned, body, intent)
+}
+
+/// [`decide_message`] with the elements already planned (`planned` is [`plans`] of `message` with
+/// the same token), so a host that counted the evaluations does not check the envelope twice.
+pub fn decide_planned(
+    env: &mut Env<'_>,
+    message: &Message<'_>,
+    planned: Vec<Plan<'_>>,
+    body: &[u8],
+    intent: &IntentSource,
+) -> Disposition {
     let layout = Layout {
         kept: Vec::new(),
         entries: message.entries().len(),
@@ -235,15 +260,14 @@ pub fn decide(env: &mut Env<'_>, body: &[u8], intent: &IntentSource) -> Disposit
             ..ResponsePlan::default()
         },
         events: Vec::with_capacity(layout.entries),
-        eval_ms: Vec::new(),
         escalations: Vec::new(),
         layout,
     };
     let mut has_request = false;
-    for (index, entry) in message.entries().iter().enumerate() {
+    for (index, (entry, plan)) in message.entries().iter().zip(planned).enumerate() {
         let id = entry_id(entry);
         has_request |= id.is_some();
-        match decide_entry(env, entry, intent, &mut out) {
+        match decide_entry(env, entry, plan, intent, &mut out) {
             Outcome::Forward => {
                 out.layout.kept.push(index);
                 if let Some(id) = id {
@@ -274,12 +298,18 @@ pub fn decide(env: &mut Env<'_>, body: &[u8], intent: &IntentSource) -> Disposit
 }
 
 impl Disposition {
+    /// Records how long the decision took in its audit events.
+    pub fn stamp_latency(&mut self, latency_ms: f64) {
+        for event in &mut self.events {
+            event.set_latency(latency_ms);
+        }
+    }
+
     fn local(action: Action, events: Vec<AuditEvent>) -> Self {
         Disposition {
             action,
             response: ResponsePlan::default(),
             events,
-            eval_ms: Vec::new(),
             escalations: Vec::new(),
             layout: Layout::default(),
         }
@@ -340,6 +370,7 @@ enum Outcome {
 fn decide_entry(
     env: &mut Env<'_>,
     entry: &Entry<'_>,
+    plan: Plan<'_>,
     intent: &IntentSource,
     out: &mut Disposition,
 ) -> Outcome {
@@ -348,7 +379,7 @@ fn decide_entry(
         Entry::Call(call) => call.method.as_ref(),
         _ => "",
     };
-    match pipeline::plan(entry, env.auth) {
+    match plan {
         Plan::Forward | Plan::ForwardToolList => {
             out.events.push(pipeline::request_event(
                 (env.next_id)(),
@@ -356,7 +387,6 @@ fn decide_entry(
                 token,
                 method,
                 None,
-                (env.elapsed_ms)(),
             ));
             Outcome::Forward
         }
@@ -373,17 +403,9 @@ fn decide_entry(
                     call.as_ref(),
                     &Verdict::Deny(denial.clone()),
                     intent,
-                    (env.elapsed_ms)(),
                 )
             } else {
-                pipeline::request_event(
-                    (env.next_id)(),
-                    env.ctx,
-                    token,
-                    method,
-                    Some(&denial),
-                    (env.elapsed_ms)(),
-                )
+                pipeline::request_event((env.next_id)(), env.ctx, token, method, Some(&denial))
             };
             out.events.push(event);
             Outcome::Refuse(denial)
@@ -392,7 +414,6 @@ fn decide_entry(
             let Some(token) = token else {
                 return Outcome::Refuse(Denial::capability("missing bearer token"));
             };
-            let started = (env.elapsed_ms)();
             let verdict = env.gateway.decide_tool_call(
                 env.ctx,
                 token,
@@ -401,7 +422,6 @@ fn decide_entry(
                 env.budget,
                 env.approved_rule,
             );
-            out.eval_ms.push((env.elapsed_ms)() - started);
             let verdict = match verdict {
                 Verdict::Escalate(escalation) if !env.approvals => {
                     let mut denial = Denial::policy(
@@ -423,7 +443,6 @@ fn decide_entry(
                 Some(&call),
                 &verdict,
                 intent,
-                (env.elapsed_ms)(),
             ));
             match verdict {
                 Verdict::Allow { .. } => Outcome::Forward,

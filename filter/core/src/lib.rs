@@ -6,6 +6,7 @@ pub mod audit;
 pub mod budget;
 pub mod config;
 pub mod decision;
+pub mod engine;
 pub mod exchange;
 pub mod glob;
 pub mod ids;

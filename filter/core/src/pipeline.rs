@@ -18,7 +18,7 @@ use crate::jsonrpc::{self, Entry, ToolCall};
 use crate::mcp::{self, MethodClass};
 use crate::memory;
 use crate::policy::{CapabilityInput, PolicyInput, PolicyOutcome, RequestInput, empty_args};
-use crate::token::{self, TokenCache, VerifiedToken};
+use crate::token::{self, TokenVerifier, VerifiedToken};
 
 /// Headers never shown to policies or logs: they carry credentials.
 const CREDENTIAL_HEADERS: [&str; 5] = [
@@ -113,10 +113,10 @@ pub fn plan<'a>(entry: &Entry<'a>, auth: &Result<Arc<VerifiedToken>, Denial>) ->
 
 impl Gateway {
     /// The capability check for a request as a whole: a valid token from a trusted key, live, not
-    /// revoked, of a tenant served here. Uses and fills the per-VM verification cache.
+    /// revoked, of a tenant served here. Uses and fills the verification cache.
     pub fn authenticate(
         &self,
-        cache: &mut TokenCache,
+        cache: &mut dyn TokenVerifier,
         authorization: Option<&str>,
         tenant_header: Option<&str>,
         now_secs: i64,
@@ -314,7 +314,7 @@ fn check_budget(
         .budgets
         .iter()
         .map(|b| Counter {
-            key: format!("calls/{}", b.counter),
+            key: crate::budget::calls_key(&b.counter),
             limit: b.max_calls,
             window: Window::Lifetime,
             label: format!("max_calls of token {}", b.counter),
@@ -376,7 +376,6 @@ pub fn tool_call_event(
     call: Option<&ToolCall<'_>>,
     verdict: &Verdict,
     intent: &IntentSource,
-    latency_ms: f64,
 ) -> AuditEvent {
     let mut event = AuditEvent::new(
         id,
@@ -407,7 +406,7 @@ pub fn tool_call_event(
     if let IntentSource::Extracted(intent) = intent {
         event.intent_summary.clone_from(&intent.summary);
     }
-    finish(event, ctx, mcp::TOOLS_CALL, latency_ms)
+    finish(event, ctx, mcp::TOOLS_CALL)
 }
 
 /// The audit event of a request that is not a `tools/call`: allowed, or refused with `denial`.
@@ -417,7 +416,6 @@ pub fn request_event(
     token: Option<&VerifiedToken>,
     method: &str,
     denial: Option<&Denial>,
-    latency_ms: f64,
 ) -> AuditEvent {
     let decision = if denial.is_some() {
         AuditDecision::Deny
@@ -431,23 +429,13 @@ pub fn request_event(
     if let Some(denial) = denial {
         event = event.with_denial(denial);
     }
-    finish(event, ctx, method, latency_ms)
+    finish(event, ctx, method)
 }
 
-fn finish(
-    mut event: AuditEvent,
-    ctx: &RequestContext,
-    method: &str,
-    latency_ms: f64,
-) -> AuditEvent {
+fn finish(mut event: AuditEvent, ctx: &RequestContext, method: &str) -> AuditEvent {
     event.method = method.to_owned();
     event.session_id.clone_from(&ctx.session_id);
     event.remote_ip.clone_from(&ctx.remote_ip);
-    event.latency_ms = if latency_ms.is_finite() {
-        (latency_ms * 1000.0).round() / 1000.0
-    } else {
-        0.0
-    };
     event
 }
 

@@ -3,9 +3,18 @@
 //! succeeds), so counters are created under a lock key that the first VM configured creates before any
 //! worker serves traffic.
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
-use crate::host;
+type Stored = (Option<Vec<u8>>, Option<u32>);
+
+fn shared_get(key: &str) -> Result<Stored, Status> {
+    hostcalls::get_shared_data(key)
+}
+
+fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+    hostcalls::set_shared_data(key, Some(value), cas)
+}
 
 const LOCK: &str = "intentgate/.lock";
 const MAX_CAS_ATTEMPTS: usize = 64;
@@ -17,8 +26,8 @@ pub struct CounterError(&'static str);
 
 /// Creates the lock key if no VM has yet. Called from `on_configure`.
 pub fn init() {
-    if let Ok((None, _)) = host::shared_get(LOCK) {
-        let _ = host::shared_set(LOCK, b"0", None);
+    if let Ok((None, _)) = shared_get(LOCK) {
+        let _ = shared_set(LOCK, b"0", None);
     }
 }
 
@@ -40,9 +49,9 @@ fn decode(bytes: &[u8]) -> Option<(u64, u64)> {
 fn create(key: &str, window: u64) -> Result<(), CounterError> {
     let mut acquired = false;
     for _ in 0..MAX_LOCK_SPINS {
-        match host::shared_get(LOCK) {
+        match shared_get(LOCK) {
             Ok((Some(v), Some(cas))) if v.as_slice() != b"1" && cas != 0 => {
-                if host::shared_set(LOCK, b"1", Some(cas)).is_ok() {
+                if shared_set(LOCK, b"1", Some(cas)).is_ok() {
                     acquired = true;
                     break;
                 }
@@ -54,25 +63,25 @@ fn create(key: &str, window: u64) -> Result<(), CounterError> {
     if !acquired {
         return Err(CounterError("lock contention"));
     }
-    let result = match host::shared_get(key) {
-        Ok((None, _)) => host::shared_set(key, &encode(window, 0), None)
+    let result = match shared_get(key) {
+        Ok((None, _)) => shared_set(key, &encode(window, 0), None)
             .map_err(|_| CounterError("cannot create counter")),
         Ok(_) => Ok(()),
         Err(_) => Err(CounterError("cannot read counter")),
     };
-    let _ = host::shared_set(LOCK, b"0", None);
+    let _ = shared_set(LOCK, b"0", None);
     result
 }
 
-/// Applies `step` to the counter `key` of `window` by compare-and-swap. A count stored for another
-/// window reads as 0. `step` returns the new count, or `None` to leave it, and a value to return.
-pub fn update<T>(
+/// Applies `step` to the counter `key` of `window` by compare-and-swap. `step` gets the count, `None`
+/// when stored for another window, and returns the new count, or `None` to leave it.
+pub fn update(
     key: &str,
     window: u64,
-    mut step: impl FnMut(u64) -> (Option<u64>, T),
-) -> Result<T, CounterError> {
+    step: &mut dyn FnMut(Option<u64>) -> Option<u64>,
+) -> Result<(), CounterError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let (value, cas) = match host::shared_get(key) {
+        let (value, cas) = match shared_get(key) {
             Ok((Some(value), Some(cas))) if cas != 0 => (value, cas),
             Ok((None, _)) => {
                 create(key, window)?;
@@ -81,13 +90,11 @@ pub fn update<T>(
             _ => return Err(CounterError("cannot read counter")),
         };
         let (stored_window, stored) = decode(&value).ok_or(CounterError("corrupt counter"))?;
-        let count = if stored_window == window { stored } else { 0 };
-        let (next, out) = step(count);
-        let Some(next) = next else {
-            return Ok(out);
+        let Some(next) = step((stored_window == window).then_some(stored)) else {
+            return Ok(());
         };
-        match host::shared_set(key, &encode(window, next), Some(cas)) {
-            Ok(()) => return Ok(out),
+        match shared_set(key, &encode(window, next), Some(cas)) {
+            Ok(()) => return Ok(()),
             Err(Status::CasMismatch) => continue,
             Err(_) => return Err(CounterError("cannot write counter")),
         }

@@ -1,24 +1,20 @@
-//! The IntentGate proxy-wasm HTTP filter: a thin layer that moves bytes between Envoy and
-//! `intentgate-core`, which makes every decision.
+//! The IntentGate proxy-wasm HTTP filter: a thin adapter between Envoy's callbacks and the core's
+//! exchange engine, which makes every decision.
 #![deny(clippy::indexing_slicing)]
 
-mod audit;
-mod budget;
-mod config;
-mod control_plane;
 mod counters;
 mod host;
 mod http;
-mod leases;
 mod metrics;
 mod root;
 
+use intentgate_core::engine::Level;
 use proxy_wasm::types::LogLevel;
 
 fn start() {
     // A panic aborts the VM; say why in Envoy's log first.
     std::panic::set_hook(Box::new(|info| {
-        host::log(LogLevel::Critical, &format!("intentgate: panic: {info}"));
+        host::log(Level::Critical, &format!("intentgate: panic: {info}"));
     }));
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {

@@ -135,6 +135,16 @@ impl AuditEvent {
         self.error_code = denial.code.code();
     }
 
+    /// Records the decision's latency, to the microsecond; a non-finite value records 0 (the event
+    /// must stay serializable).
+    pub fn set_latency(&mut self, latency_ms: f64) {
+        self.latency_ms = if latency_ms.is_finite() {
+            (latency_ms * 1000.0).round() / 1000.0
+        } else {
+            0.0
+        };
+    }
+
     /// Canonical JSON of the whole event: what the hash chain covers. Serializing an event cannot
     /// fail: its fields are strings, integers, a string map and one finite float (`latency_ms` is
     /// kept finite where it is set), so the fallback is never taken.

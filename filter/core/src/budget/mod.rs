@@ -6,6 +6,15 @@ pub mod lease;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// Counter keys of a token's `max_calls` start with this: the filter leases them from the control
+/// plane, while every other counter (rate limits) stays local to one Envoy.
+pub const CALLS_PREFIX: &str = "calls/";
+
+/// The counter key of a token's `max_calls` budget named `counter` (see `VerifiedToken::budgets`).
+pub fn calls_key(counter: &str) -> String {
+    format!("{CALLS_PREFIX}{counter}")
+}
+
 /// Which period a count belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Window {

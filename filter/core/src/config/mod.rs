@@ -111,7 +111,13 @@ pub fn compile_tenant(name: &str, tenant: TenantConfig) -> Result<TenantState, C
 
 pub fn compile_policy(source: &PolicySource) -> Result<Policy, String> {
     match source {
+        #[cfg(feature = "compiler")]
         PolicySource::Rego(text) => Policy::compile(text).map_err(|e| e.to_string()),
+        #[cfg(not(feature = "compiler"))]
+        PolicySource::Rego(_) => Err(
+            "this filter takes policies as bytecode ({\"bytecode\": ...}): compile the Rego with `intentgate compile`"
+                .to_owned(),
+        ),
         PolicySource::Bytecode(b64) => {
             let bytes = STANDARD
                 .decode(b64.trim())

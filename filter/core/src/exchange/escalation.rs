@@ -174,7 +174,6 @@ pub fn refuse(
         tool_call.as_ref(),
         &Verdict::Deny(denial.clone()),
         intent,
-        (env.elapsed_ms)(),
     );
     Disposition::local(
         Action::Respond {

@@ -96,7 +96,6 @@ impl Harness {
             auth: &auth,
             budget: &self.budget,
             next_id: &mut next_id,
-            elapsed_ms: &|| 0.5,
             approvals: false,
             approved_rule: None,
         };
@@ -232,7 +231,6 @@ fn bodyless_requests_need_a_valid_token() {
         auth: &auth,
         budget: &h.budget,
         next_id: &mut next,
-        elapsed_ms: &|| 0.0,
         approvals: false,
         approved_rule: None,
     };
@@ -249,7 +247,6 @@ fn bodyless_requests_need_a_valid_token() {
         auth: &auth,
         budget: &h.budget,
         next_id: &mut next,
-        elapsed_ms: &|| 0.0,
         approvals: false,
         approved_rule: None,
     };
@@ -268,7 +265,6 @@ fn oversized_body_is_refused_unread() {
         auth: &auth,
         budget: &h.budget,
         next_id: &mut next,
-        elapsed_ms: &|| 0.0,
         approvals: false,
         approved_rule: None,
     };
@@ -343,23 +339,16 @@ fn unfilterable_tools_list_answer_is_replaced_not_passed_through() {
 fn only_tool_calls_that_passed_the_token_check_are_evaluated() {
     let h = Harness::new();
     let ok = h.auth(Some(&token()));
-    assert_eq!(
-        evaluations(tools_call(1, "read_x").to_string().as_bytes(), &ok),
-        1
-    );
+    let count =
+        |body: &str, auth| evaluations(&plans(&jsonrpc::parse(body.as_bytes()).unwrap(), auth));
+    assert_eq!(count(&tools_call(1, "read_x").to_string(), &ok), 1);
     let batch =
         json!([tools_call(1, "a"), tools_call(2, "b"), {"jsonrpc":"2.0","id":3,"method":"ping"}]);
-    assert_eq!(evaluations(batch.to_string().as_bytes(), &ok), 2);
-    assert_eq!(
-        evaluations(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, &ok),
-        0
-    );
+    assert_eq!(count(&batch.to_string(), &ok), 2);
+    assert_eq!(count(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, &ok), 0);
     let unauthenticated = h.auth(None);
     assert_eq!(
-        evaluations(
-            tools_call(1, "read_x").to_string().as_bytes(),
-            &unauthenticated
-        ),
+        count(&tools_call(1, "read_x").to_string(), &unauthenticated),
         0
     );
 }
@@ -399,7 +388,6 @@ fn decide_with(
         auth: &auth,
         budget: &h.budget,
         next_id: &mut next,
-        elapsed_ms: &|| 0.0,
         approvals,
         approved_rule: approved,
     };
@@ -525,7 +513,6 @@ fn a_refused_approval_answers_the_held_call_and_audits_it() {
         auth: &auth,
         budget: &h.budget,
         next_id: &mut next,
-        elapsed_ms: &|| 0.0,
         approvals: true,
         approved_rule: None,
     };

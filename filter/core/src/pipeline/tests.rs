@@ -788,15 +788,15 @@ fn audit_event_of_a_decision_has_the_schema_fields() {
     let tc = crate::jsonrpc::tool_call(&c).unwrap();
     let intent = gw.builtin_intent("acme-corp", Some("close my account"));
     let verdict = gw.decide_tool_call(&ctx(), &token, &tc, &intent, &MemoryBudget::new(), None);
-    let event = tool_call_event(
+    let mut event = tool_call_event(
         "01JEVT".into(),
         &ctx(),
         Some(&token),
         Some(&tc),
         &verdict,
         &intent,
-        0.1234,
     );
+    event.set_latency(0.1234);
     let v = serde_json::to_value(&event).unwrap();
     for field in [
         "ts",

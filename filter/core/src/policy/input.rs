@@ -65,26 +65,26 @@ impl PolicyInput<'_> {
     /// of a policy check. The token's part comes ready-made from the verified token.
     pub fn to_value(&self, capability: Option<&Value>) -> Result<Value, String> {
         let mut input = BTreeMap::new();
-        insert(&mut input, "method", Value::from(self.method));
-        insert(&mut input, "tool", Value::from(self.tool));
+        insert(&mut input, Key::Method, Value::from(self.method));
+        insert(&mut input, Key::Tool, Value::from(self.tool));
         let args: Value = serde_json::from_str(self.args.get()).map_err(|e| e.to_string())?;
-        insert(&mut input, "args", args);
-        insert(&mut input, "agent_id", Value::from(self.agent_id));
-        insert(&mut input, "tenant", Value::from(self.tenant));
+        insert(&mut input, Key::Args, args);
+        insert(&mut input, Key::AgentId, Value::from(self.agent_id));
+        insert(&mut input, Key::Tenant, Value::from(self.tenant));
         let capability = match capability {
             Some(ready) => ready.clone(),
             None => self.capability.to_value()?,
         };
-        insert(&mut input, "capability", capability);
+        insert(&mut input, Key::Capability, capability);
         if let Some(intent) = self.intent {
-            insert(&mut input, "intent", to_value(intent)?);
+            insert(&mut input, Key::Intent, to_value(intent)?);
         }
         let mut request = BTreeMap::new();
-        insert(&mut request, "method", Value::from(self.request.method));
-        insert(&mut request, "path", Value::from(self.request.path));
+        insert(&mut request, Key::Method, Value::from(self.request.method));
+        insert(&mut request, Key::Path, Value::from(self.request.path));
         insert(
             &mut request,
-            "remote_ip",
+            Key::RemoteIp,
             Value::from(self.request.remote_ip),
         );
         let headers: BTreeMap<Value, Value> = self
@@ -93,9 +93,9 @@ impl PolicyInput<'_> {
             .iter()
             .map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str())))
             .collect();
-        insert(&mut request, "headers", Value::from(headers));
-        insert(&mut input, "request", Value::from(request));
-        insert(&mut input, "now", Value::from(self.now));
+        insert(&mut request, Key::Headers, Value::from(headers));
+        insert(&mut input, Key::Request, Value::from(request));
+        insert(&mut input, Key::Now, Value::from(self.now));
         Ok(Value::from(input))
     }
 }
@@ -107,7 +107,23 @@ impl CapabilityInput<'_> {
 }
 
 /// Every key the input uses, made once: a regorus string is a reference-counted allocation.
-const KEYS: [&str; 13] = [
+#[derive(Clone, Copy)]
+enum Key {
+    Method,
+    Tool,
+    Args,
+    AgentId,
+    Tenant,
+    Capability,
+    Intent,
+    Request,
+    Path,
+    RemoteIp,
+    Headers,
+    Now,
+}
+
+const KEYS: [&str; 12] = [
     "method",
     "tool",
     "args",
@@ -120,17 +136,15 @@ const KEYS: [&str; 13] = [
     "remote_ip",
     "headers",
     "now",
-    "",
 ];
 
-fn insert(map: &mut BTreeMap<Value, Value>, key: &str, value: Value) {
+fn insert(map: &mut BTreeMap<Value, Value>, key: Key, value: Value) {
     static MADE: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
     let made = MADE.get_or_init(|| KEYS.iter().map(|k| Value::from(*k)).collect());
-    let key = KEYS
-        .iter()
-        .position(|k| *k == key)
-        .and_then(|i| made.get(i).cloned())
-        .unwrap_or_else(|| Value::from(key));
+    let key = made
+        .get(key as usize)
+        .cloned()
+        .unwrap_or_else(|| Value::from(KEYS.get(key as usize).copied().unwrap_or_default()));
     map.insert(key, value);
 }
 

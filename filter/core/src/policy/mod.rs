@@ -10,10 +10,13 @@ pub use input::{CapabilityInput, PolicyInput, RequestInput, empty_args};
 
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "compiler")]
+use regorus::Engine;
+use regorus::Value;
+#[cfg(feature = "compiler")]
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::RegoVM;
 use regorus::rvm::program::{DeserializationResult, Program};
-use regorus::{Engine, Value};
 use sha2::{Digest, Sha256};
 
 /// The rule every tenant policy defines.
@@ -40,6 +43,7 @@ pub struct Policy {
     vm: Mutex<RegoVM>,
     /// The interpreter over the embedded source, built on first need: the RVM reports a conflict
     /// between rule bodies as an undefined result, and only the interpreter can tell the two apart.
+    #[cfg(feature = "compiler")]
     diagnostics: Mutex<Option<Engine>>,
 }
 
@@ -53,6 +57,7 @@ impl std::fmt::Debug for Policy {
 
 impl Policy {
     /// Parses and compiles Rego source to RVM bytecode.
+    #[cfg(feature = "compiler")]
     pub fn compile(source: &str) -> Result<Self, PolicyError> {
         if source.len() > MAX_SOURCE_BYTES {
             return Err(PolicyError::Compile(format!(
@@ -105,6 +110,7 @@ impl Policy {
             sha256,
             instruction_limit: DEFAULT_INSTRUCTION_LIMIT,
             vm: Mutex::new(vm),
+            #[cfg(feature = "compiler")]
             diagnostics: Mutex::new(None),
         }
     }
@@ -152,7 +158,15 @@ impl Policy {
         }
     }
 
+    /// Why the decision is undefined: without the interpreter, the RVM cannot tell a missing rule
+    /// from rule bodies that conflict.
+    #[cfg(not(feature = "compiler"))]
+    fn explain_undefined(&self, _input: Value) -> String {
+        "policy produced no decision (data.intentgate.policy.decision is undefined, or its rule bodies conflict)".into()
+    }
+
     /// Why the decision is undefined: no rule matched, or rule bodies conflicted.
+    #[cfg(feature = "compiler")]
     fn explain_undefined(&self, input: Value) -> String {
         const NO_DECISION: &str =
             "policy produced no decision (data.intentgate.policy.decision is undefined)";

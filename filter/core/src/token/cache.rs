@@ -9,6 +9,24 @@ use super::TokenError;
 use super::keys::PublicKeys;
 use super::verify::{VerifiedToken, verify};
 
+/// What the capability check verifies tokens with: a cache, or a cache shared by threads that
+/// verifies outside its lock.
+pub trait TokenVerifier {
+    /// Verifies `text`, or returns the earlier verification while its key is still in `keys`.
+    fn verify(&mut self, text: &str, keys: &PublicKeys) -> Result<Arc<VerifiedToken>, TokenError>;
+}
+
+impl TokenVerifier for TokenCache {
+    fn verify(&mut self, text: &str, keys: &PublicKeys) -> Result<Arc<VerifiedToken>, TokenError> {
+        if let Some(hit) = self.get(text, keys) {
+            return hit;
+        }
+        let verified = Arc::new(verify(text, keys)?);
+        self.insert(text, Arc::clone(&verified));
+        Ok(verified)
+    }
+}
+
 pub struct TokenCache {
     capacity: usize,
     entries: HashMap<Box<str>, Arc<VerifiedToken>>,
@@ -25,19 +43,25 @@ impl TokenCache {
         }
     }
 
-    /// Verifies `text`, or returns the earlier verification while its key is still in `keys`.
-    pub fn verify(
-        &mut self,
+    /// The earlier verification of `text`: `Some(Err)` when its key is no longer trusted.
+    pub fn get(
+        &self,
         text: &str,
         keys: &PublicKeys,
-    ) -> Result<Arc<VerifiedToken>, TokenError> {
-        if let Some(hit) = self.entries.get(text) {
-            if keys.contains(&hit.kid) {
-                return Ok(Arc::clone(hit));
-            }
-            return Err(TokenError::UnknownKey(hit.kid.clone()));
+    ) -> Option<Result<Arc<VerifiedToken>, TokenError>> {
+        let hit = self.entries.get(text)?;
+        Some(if keys.contains(&hit.kid) {
+            Ok(Arc::clone(hit))
+        } else {
+            Err(TokenError::UnknownKey(hit.kid.clone()))
+        })
+    }
+
+    /// Remembers a verification, evicting the oldest entry when full.
+    pub fn insert(&mut self, text: &str, verified: Arc<VerifiedToken>) {
+        if self.entries.contains_key(text) {
+            return;
         }
-        let verified = Arc::new(verify(text, keys)?);
         if self.entries.len() >= self.capacity
             && let Some(oldest) = self.order.pop_front()
         {
@@ -45,8 +69,7 @@ impl TokenCache {
         }
         let key: Box<str> = text.into();
         self.order.push_back(key.clone());
-        self.entries.insert(key, Arc::clone(&verified));
-        Ok(verified)
+        self.entries.insert(key, verified);
     }
 
     pub fn len(&self) -> usize {

@@ -10,14 +10,17 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
-pub use cache::TokenCache;
+pub use cache::{TokenCache, TokenVerifier};
 pub use claims::{AttenuationClaims, AuthorityClaims, Caveat, TOKEN_VERSION};
 pub use codec::{MAX_TOKEN_CHARS, PREFIX};
 /// The Ed25519 key types tokens name, so callers need not depend on ed25519-dalek themselves.
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use issue::{Grant, Narrowing, attenuate, mint};
+pub use issue::{Grant, Narrowing, attenuate, mint, mint_for_audience};
 pub use keys::{IssuerKey, PublicKeys, key_id, parse_public_key};
-pub use verify::{CLOCK_SKEW_SECS, CallBudget, Revocations, VerifiedToken, verify};
+pub use verify::{
+    CLOCK_SKEW_SECS, CallBudget, MAX_AUDIENCE_BYTES, Revocations, VerifiedToken, check_audience,
+    verify,
+};
 
 /// What a token says, signature unchecked: for inspection tools only, never for a decision.
 #[derive(Debug, Clone, PartialEq)]

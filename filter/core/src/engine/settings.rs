@@ -1,10 +1,9 @@
-//! The plugin configuration (Envoy's `configuration` StringValue): the gateway state the core
-//! compiles, plus what only the filter needs.
+//! The plugin configuration (the JSON every host takes, Envoy's `configuration` StringValue for the
+//! wasm filter): the gateway state the core compiles, plus how the engine reaches its peers.
 
-use std::time::Duration;
-
-use intentgate_core::config::GatewayConfig;
 use serde::Deserialize;
+
+use crate::config::GatewayConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,8 +15,9 @@ pub struct PluginConfig {
     pub intent_extractor: Option<ExtractorConfig>,
     #[serde(default = "default_token_cache")]
     pub token_cache_size: usize,
-    /// Write each audit event as a JSON line to Envoy's log. Defaults to on without a control plane
-    /// (the log is then the audit sink) and off with one (events go to the control plane).
+    /// Write each audit event as a JSON line to the proxy's log (on each tick, every line the tick
+    /// collected in one write). Defaults to on without a control plane (the log is then the audit
+    /// sink) and off with one (events go to the control plane).
     #[serde(default)]
     pub audit_log: Option<bool>,
     /// Hold the request headers until the body is decided (needs Envoy's
@@ -31,9 +31,20 @@ pub struct PluginConfig {
     pub control_plane: Option<ControlPlaneConfig>,
 }
 
+/// How often a runtime without a control plane flushes its audit lines and stats.
+pub const STANDALONE_TICK_MS: u64 = 100;
+
 impl PluginConfig {
     pub fn audit_log(&self) -> bool {
         self.audit_log.unwrap_or(self.control_plane.is_none())
+    }
+
+    /// The period of [`Runtime::tick`](super::Runtime::tick); never under 10 ms.
+    pub fn tick_ms(&self) -> u64 {
+        self.control_plane
+            .as_ref()
+            .map_or(STANDALONE_TICK_MS, |c| c.tick_ms)
+            .max(10)
     }
 }
 
@@ -45,13 +56,14 @@ pub struct ControlPlaneConfig {
     /// The control plane's `INTENTGATE_FILTER_TOKEN`, sent as `authorization: Bearer` on every call.
     #[serde(default)]
     pub token: Option<String>,
-    /// How often the root context reconnects, ships audit events and returns expired leases.
+    /// How often the engine reconnects, ships audit events and returns expired leases.
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
     #[serde(default = "default_call_timeout_ms")]
     pub call_timeout_ms: u64,
-    /// Audit events buffered in shared memory while the control plane is away; beyond it, events
-    /// are dropped and counted (metric `intentgate.audit.dropped`, and reported to the control plane).
+    /// Audit events one runtime (a wasm VM, a native module's process) buffers while the control
+    /// plane is away; beyond it, events are dropped and counted (metric `intentgate.audit.dropped`,
+    /// and reported to the control plane).
     #[serde(default = "default_audit_buffer")]
     pub audit_buffer_events: u64,
     #[serde(default = "default_audit_batch")]
@@ -65,10 +77,6 @@ pub struct ControlPlaneConfig {
 }
 
 impl ControlPlaneConfig {
-    pub fn call_timeout(&self) -> Duration {
-        Duration::from_millis(self.call_timeout_ms)
-    }
-
     /// gRPC initial metadata for every call.
     pub fn metadata(&self) -> Option<String> {
         self.token.as_ref().map(|t| format!("Bearer {t}"))
@@ -94,10 +102,6 @@ pub struct ExtractorConfig {
 }
 
 impl ExtractorConfig {
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
-    }
-
     pub fn authority(&self) -> &str {
         self.authority.as_deref().unwrap_or(&self.cluster)
     }

@@ -1,0 +1,214 @@
+//! What the engine needs from the proxy it runs in, and what it asks the proxy to do. A host (the
+//! proxy-wasm filter, a native module, the tests' fake) implements [`Host`] and applies [`Step`]s.
+//! Every method of `Host` is one call into the proxy: the engine calls them sparingly, and the
+//! tests count them.
+
+use crate::engine::settings::ControlPlaneConfig;
+
+/// A callout's handle, as the host numbers them; answers name it.
+pub type CallId = u32;
+
+/// Levels the engine logs at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+    Critical,
+}
+
+/// The control plane's unary methods (`intentgate.v1.FilterSync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rpc {
+    IngestAudit,
+    LeaseBudget,
+    CreateApproval,
+    AwaitApproval,
+    UseApproval,
+}
+
+impl Rpc {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Rpc::IngestAudit => "IngestAudit",
+            Rpc::LeaseBudget => "LeaseBudget",
+            Rpc::CreateApproval => "CreateApproval",
+            Rpc::AwaitApproval => "AwaitApproval",
+            Rpc::UseApproval => "UseApproval",
+        }
+    }
+}
+
+/// An HTTP callout (the intent extractor): a JSON POST to a cluster of the proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpCallout<'a> {
+    pub cluster: &'a str,
+    pub path: &'a str,
+    pub authority: &'a str,
+    pub body: &'a [u8],
+    pub timeout_ms: u64,
+}
+
+/// A callout's answer, read by the host when it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// `status` is `None` when the call failed outright (reset, no upstream).
+    Http { status: Option<u16>, body: Vec<u8> },
+    /// `status` is the gRPC status; 0 is OK.
+    Grpc { status: u32, message: Vec<u8> },
+}
+
+/// Why a shared counter could not be updated; the budget check then fails closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shared counter: {0}")]
+pub struct CounterError(pub String);
+
+/// The proxy's facilities. Implementations must not block and must not panic.
+pub trait Host {
+    /// Wall-clock time, unix nanoseconds.
+    fn now_ns(&mut self) -> u64;
+    fn log(&mut self, level: Level, message: &str);
+    /// The proxy's own log level: audit lines are written at least at this level, so a proxy that
+    /// only prints warnings still prints them.
+    fn log_level(&mut self) -> Level;
+
+    // --- the current exchange ---
+    /// The request's headers (lower-case names), or `Err` naming the first whose value is not UTF-8.
+    fn request_headers(&mut self) -> Result<Vec<(String, String)>, String>;
+    /// The downstream peer's address, without the port.
+    fn source_address(&mut self) -> String;
+    /// The first `size` bytes of the buffered request body.
+    fn request_body(&mut self, size: usize) -> Option<Vec<u8>>;
+    /// One response header (`:status`, `content-type`), decoded lossily.
+    fn response_header(&mut self, name: &str) -> Option<String>;
+    fn response_body(&mut self, size: usize) -> Option<Vec<u8>>;
+
+    // --- shared by every worker of this proxy ---
+    /// Applies `step` to the counter `key` of `window` atomically (compare-and-swap, retried on a
+    /// race): `step` gets the count, `None` when there is none for this window (absent, or stored
+    /// for another), and returns the new count, or `None` to leave the counter as it is.
+    fn update_counter(
+        &mut self,
+        key: &str,
+        window: u64,
+        step: &mut dyn FnMut(Option<u64>) -> Option<u64>,
+    ) -> Result<(), CounterError>;
+
+    // --- callouts; the answer arrives later as an event naming the returned id ---
+    /// `None` when the call could not be dispatched.
+    fn http_callout(&mut self, callout: &HttpCallout<'_>) -> Option<CallId>;
+    fn grpc_call(
+        &mut self,
+        to: &ControlPlaneConfig,
+        rpc: Rpc,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Option<CallId>;
+    /// Opens `FilterSync/Sync` and sends its first message.
+    fn open_sync(&mut self, to: &ControlPlaneConfig, first: &[u8]) -> Option<CallId>;
+    fn send_sync(&mut self, stream: CallId, message: &[u8]) -> bool;
+    fn close_sync(&mut self, stream: CallId);
+}
+
+/// Which side of the exchange an edit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Request,
+    Response,
+}
+
+/// A change to the exchange the host carries out before the step's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Set a header, or remove it (`None`).
+    Header {
+        side: Side,
+        name: &'static str,
+        value: Option<String>,
+    },
+    /// Replace the first `size` bytes of the buffered body of `side`.
+    Body {
+        side: Side,
+        size: usize,
+        body: Vec<u8>,
+    },
+}
+
+/// An answer the gateway gives itself; nothing (more) goes upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAnswer {
+    pub status: u16,
+    /// JSON; empty for no body.
+    pub body: String,
+}
+
+impl LocalAnswer {
+    /// 503 with -32603: the gateway itself cannot decide (`detail`, a fixed text, says why), so
+    /// nothing is forwarded.
+    pub fn unavailable(detail: &'static str) -> Self {
+        LocalAnswer {
+            status: 503,
+            body: format!(
+                r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32603,"message":"Gateway unavailable","data":{{"upstream_status":null,"detail":"{detail}"}}}}}}"#
+            ),
+        }
+    }
+
+    /// Extra headers the answer carries besides `content-type` (JSON when the body is not empty).
+    pub fn headers(&self) -> &'static [(&'static str, &'static str)] {
+        if self.status == 401 {
+            &[("www-authenticate", "Bearer")]
+        } else {
+            &[]
+        }
+    }
+}
+
+/// What the host does once the edits are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Let the exchange go on: continue the callback's side, or, for an event that is not a stream
+    /// callback (a callout's answer), resume the held request.
+    Continue,
+    /// Hold the exchange: more is awaited (the rest of the body, a callout's answer).
+    Pause,
+    /// Answer locally and hold the exchange.
+    Respond(LocalAnswer),
+}
+
+/// What the engine decided on one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub edits: Vec<Edit>,
+    pub outcome: Outcome,
+}
+
+impl Step {
+    pub fn go() -> Self {
+        Step {
+            edits: Vec::new(),
+            outcome: Outcome::Continue,
+        }
+    }
+
+    pub fn pause() -> Self {
+        Step {
+            edits: Vec::new(),
+            outcome: Outcome::Pause,
+        }
+    }
+
+    pub fn respond(status: u16, body: String) -> Self {
+        Step {
+            edits: Vec::new(),
+            outcome: Outcome::Respond(LocalAnswer { status, body }),
+        }
+    }
+
+    /// The same step with `edits` made first.
+    pub fn after(mut self, mut edits: Vec<Edit>) -> Self {
+        edits.append(&mut self.edits);
+        self.edits = edits;
+        self
+    }
+}
