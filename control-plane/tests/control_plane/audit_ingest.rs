@@ -8,14 +8,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::http::StatusCode;
 use intentgate_control_plane::filters::Ingest;
 use intentgate_control_plane::store::Db;
+use intentgate_core::audit::AuditEvent;
 use intentgate_core::audit::merkle::InclusionProof;
-use intentgate_core::audit::{AuditEvent, EventKind};
 use intentgate_core::decision::AuditDecision;
 use intentgate_proto::v1;
 use serde_json::Value;
 
 use crate::on_both_backends;
-use crate::support::{SUPER, TestApp};
+use crate::support::{SUPER, TestApp, tool_call};
 
 on_both_backends!(
     a_batch_repeating_written_ids_writes_only_the_new_events,
@@ -25,16 +25,12 @@ on_both_backends!(
 const TENANT: &str = "acme";
 
 fn event(n: usize) -> AuditEvent {
-    let mut e = AuditEvent::new(
+    tool_call(
         format!("ingest-{n:05}"),
+        TENANT,
         1_781_444_520_000 + n as i64,
-        EventKind::ToolCall,
         AuditDecision::Allow,
-    );
-    e.tenant = TENANT.into();
-    e.agent_id = "agent-1".into();
-    e.tool = "read_invoice".into();
-    e
+    )
 }
 
 fn batch(filter: &str, numbers: impl IntoIterator<Item = usize>) -> v1::AuditBatch {
@@ -69,10 +65,7 @@ async fn chain(db: &Db) -> BTreeMap<i64, String> {
 }
 
 async fn verify(app: &TestApp) -> Value {
-    let (status, report) = app
-        .get(SUPER, &format!("/v1/admin/audit/verify?tenant={TENANT}"))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{report}");
+    let report = app.verify(TENANT).await;
     assert_eq!(report["verified"], true, "{report}");
     report
 }

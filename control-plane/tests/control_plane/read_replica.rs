@@ -10,34 +10,22 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use intentgate_control_plane::audit;
 use intentgate_control_plane::store::Db;
-use intentgate_core::audit::{AuditEvent, EventKind};
+use intentgate_core::audit::AuditEvent;
 use intentgate_core::decision::AuditDecision;
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection, Row};
 
-use crate::support::{REPORTS, SUPER, TestApp, postgres};
+use crate::support::{REPORTS, SUPER, TestApp, postgres, tool_call};
 
 const TENANT: &str = "acme";
 
 fn event(task: usize, n: usize) -> AuditEvent {
-    let mut e = AuditEvent::new(
+    tool_call(
         format!("replica-{task}-{n:06}"),
+        TENANT,
         intentgate_control_plane::time::now_ms(),
-        EventKind::ToolCall,
         AuditDecision::Deny,
-    );
-    e.tenant = TENANT.into();
-    e.agent_id = "agent-1".into();
-    e.tool = "read_invoice".into();
-    e
-}
-
-async fn verify(app: &TestApp) -> Value {
-    let (status, report) = app
-        .get(SUPER, &format!("/v1/admin/audit/verify?tenant={TENANT}"))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{report}");
-    report
+    )
 }
 
 /// The chain's length as recorded on `db`'s side.
@@ -113,7 +101,7 @@ async fn a_read_replica_answers_for_the_point_it_has_reached() {
         .collect();
     let mut sizes = std::collections::BTreeSet::new();
     for run in 0..150 {
-        let report = verify(&app).await;
+        let report = app.verify(TENANT).await;
         assert_eq!(report["verified"], true, "run {run}: {report}");
         let checked = report["events_checked"].as_i64().unwrap();
         assert!(checked <= chain_length(&primary).await, "{report}");
@@ -172,7 +160,7 @@ async fn a_read_replica_answers_for_the_point_it_has_reached() {
     assert_eq!(status, StatusCode::CREATED, "{head_after}");
     assert_eq!(head_after["tree_size"], reached + 10);
 
-    let report = verify(&app).await;
+    let report = app.verify(TENANT).await;
     assert_eq!(report["verified"], true, "{report}");
     assert_eq!(report["events_checked"], reached, "{report}");
     assert_eq!(
@@ -222,7 +210,7 @@ async fn a_read_replica_answers_for_the_point_it_has_reached() {
     let report = caught_up(&app, reached + 10).await;
     assert_eq!(report["verified"], true, "{report}");
     wait_for_head(&app, reached + 10).await;
-    let report = verify(&app).await;
+    let report = app.verify(TENANT).await;
     assert_eq!(report["signed_tree_head"], head_after, "{report}");
     assert_eq!(report["signed_tree_head_matches"], true, "{report}");
     let (status, proof) = app.get(SUPER, &proof_uri).await;

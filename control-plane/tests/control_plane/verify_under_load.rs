@@ -6,30 +6,24 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::http::StatusCode;
 use intentgate_control_plane::audit;
 use intentgate_control_plane::store::Db;
-use intentgate_core::audit::{AuditEvent, EventKind};
+use intentgate_core::audit::AuditEvent;
 use intentgate_core::decision::AuditDecision;
-use serde_json::Value;
 
-use crate::support::{SUPER, TestApp};
+use crate::support::{TestApp, tool_call};
 
 /// Verifies made while the appends run, half before the tampering and half after.
 const RUNS: usize = 500;
 const TENANT: &str = "acme";
 
 fn event(task: usize, n: usize) -> AuditEvent {
-    let mut e = AuditEvent::new(
+    tool_call(
         format!("load-{task}-{n:06}"),
+        TENANT,
         1_781_444_520_000 + n as i64,
-        EventKind::ToolCall,
         AuditDecision::Allow,
-    );
-    e.tenant = TENANT.into();
-    e.agent_id = "agent-1".into();
-    e.tool = "read_invoice".into();
-    e
+    )
 }
 
 /// Appends small batches from each of `writers` until told to stop.
@@ -56,14 +50,6 @@ fn spawn_appenders(
         .collect()
 }
 
-async fn verify(app: &TestApp) -> Value {
-    let (status, report) = app
-        .get(SUPER, &format!("/v1/admin/audit/verify?tenant={TENANT}"))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{report}");
-    report
-}
-
 async fn verify_under_load(app: TestApp, writers: Vec<Db>) {
     let db = app.state.db.clone();
     audit::append(&db, &(0..20).map(|n| event(9, n)).collect::<Vec<_>>())
@@ -74,7 +60,7 @@ async fn verify_under_load(app: TestApp, writers: Vec<Db>) {
 
     let mut sizes = std::collections::BTreeSet::new();
     for run in 0..RUNS / 2 {
-        let report = verify(&app).await;
+        let report = app.verify(TENANT).await;
         assert_eq!(
             report["verified"], true,
             "run {run}: a false alarm under appends: {report}"
@@ -98,7 +84,7 @@ async fn verify_under_load(app: TestApp, writers: Vec<Db>) {
     .await
     .unwrap();
     for run in 0..RUNS / 2 {
-        let report = verify(&app).await;
+        let report = app.verify(TENANT).await;
         assert_eq!(report["verified"], false, "run {run}: {report}");
         assert_eq!(
             report["first_broken_event_id"],

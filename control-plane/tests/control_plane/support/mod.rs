@@ -265,6 +265,15 @@ impl TestApp {
         body["id"].as_str().expect("id").to_owned()
     }
 
+    /// The tenant's chain as `GET /v1/admin/audit/verify` reports it (asserting it answered).
+    pub async fn verify(&self, tenant: &str) -> Value {
+        let (status, report) = self
+            .get(SUPER, &format!("/v1/admin/audit/verify?tenant={tenant}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        report
+    }
+
     /// The tenant's audit events, newest first.
     pub async fn events(&self, tenant: &str) -> Vec<Value> {
         let (status, body) = self
@@ -276,6 +285,25 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "{body}");
         body["items"].as_array().expect("items").clone()
     }
+}
+
+/// A tool call of `agent-1` to `read_invoice`, as a filter records it.
+pub fn tool_call(
+    id: String,
+    tenant: &str,
+    ts_ms: i64,
+    decision: intentgate_core::decision::AuditDecision,
+) -> intentgate_core::audit::AuditEvent {
+    let mut e = intentgate_core::audit::AuditEvent::new(
+        id,
+        ts_ms,
+        intentgate_core::audit::EventKind::ToolCall,
+        decision,
+    );
+    e.tenant = tenant.into();
+    e.agent_id = "agent-1".into();
+    e.tool = "read_invoice".into();
+    e
 }
 
 /// A policy that allows everything except `transfer_funds`, naming its rules.
