@@ -50,7 +50,7 @@ wasm: rust-tools
 
 # Envoy dynamic modules, with the unwinding `native` profile (the panic barrier needs it).
 native: rust-tools
-	$(CARGO) build --profile native -p intentgate-native-baseline
+	$(CARGO) build --profile native -p intentgate-native -p intentgate-native-baseline
 
 ## --- checks ------------------------------------------------------------------------------------
 lint: rust-tools
