@@ -178,6 +178,15 @@ class Build:
         one per process for the native module."""
         return concurrency + 1 if self.name == "wasm" else 1
 
+    def audit_buffers(self, concurrency: int = 2) -> int:
+        """Audit buffers serving requests: one per worker VM (wasm), one per process (native)."""
+        return concurrency if self.name == "wasm" else 1
+
+    @property
+    def log_marker(self) -> str:
+        """What Envoy's log lines written by the filter carry."""
+        return "] wasm log" if self.name == "wasm" else "[dynamic_modules]"
+
     def __str__(self) -> str:
         return self.name
 
