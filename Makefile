@@ -14,7 +14,7 @@ export CARGO_TERM_COLOR ?= never
 .PHONY: help run test bench bench-tools wasm native lint unit e2e contract console-test console-tools deploy-test deploy-tools tools rust-tools test-tools py-tools node-tools fuzz clean
 
 help:
-	@echo "make run    build everything and start the gateway on localhost:8080"
+	@echo "make run    build everything and start the gateway on localhost:8080 (FILTER=native: the native module)"
 	@echo "make test   run every test (lint, unit, integration, end to end)"
 	@echo "make bench  benchmarks, written to BENCHMARKS.md"
 	@echo "make wasm   build $(WASM)"
@@ -108,7 +108,8 @@ deploy-test: deploy-tools wasm
 test: lint unit e2e console-test contract deploy-test
 
 ## --- run and measure ---------------------------------------------------------------------------
-run: tools wasm
+# FILTER=native: the native module (envoy/standalone-native.yaml) instead of the wasm filter.
+run: tools $(if $(filter native,$(FILTER)),native,wasm)
 	$(CARGO) build --profile server -p intentgate-cli -p intentgate-control-plane
 	$(PY) scripts/run.py
 
