@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass
-from typing import Literal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from .native import dynamic_module_filter
 from .processes import REPO_ROOT
 
 WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "intentgate_filter.wasm"
@@ -22,7 +22,6 @@ CLI = REPO_ROOT / "target" / "debug" / "intentgate"
 DEMO_POLICY = REPO_ROOT / "envoy" / "demo-policy.rego"
 
 _WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
-_NATIVE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
 _STRING_TYPE = "type.googleapis.com/google.protobuf.StringValue"
 
 
@@ -148,15 +147,7 @@ def wasm_filter(plugin: dict[str, Any], *, wasm: Path = WASM, vm_id: str = "inte
 def native_filter(plugin: dict[str, Any], *, module: Path = NATIVE) -> dict[str, Any]:
     """The `envoy.filters.http.dynamic_modules` entry that loads the native IntentGate module (by path) with
     this configuration, the same JSON the wasm filter takes."""
-    return {
-        "name": "envoy.filters.http.dynamic_modules",
-        "typed_config": {
-            "@type": _NATIVE_TYPE,
-            "dynamic_module_config": {"module": {"local": {"filename": str(module)}}},
-            "filter_name": "intentgate",
-            "filter_config": {"@type": _STRING_TYPE, "value": json.dumps(plugin)},
-        },
-    }
+    return dynamic_module_filter(module, plugin)
 
 
 @dataclass(frozen=True)
