@@ -1,6 +1,6 @@
-//! The engine's [`Host`] in Envoy's process: [`Plain`] off any stream (the background thread, a
-//! configuration being made or dropped) and [`StreamHost`] inside a stream's hook, which also
-//! carries out the engine's steps on the stream. Every method is one call into Envoy or none, and
+//! The engine's [`Host`] inside a stream's hook ([`StreamHost`], which also carries out the engine's
+//! steps on the stream), and what every host in Envoy's process shares: the clock and the log (off
+//! any stream: `background::LinkedHost`). Every method is one call into Envoy or none, and
 //! none blocks: a gRPC call a stream makes goes to the background thread, which answers later.
 
 use std::sync::Arc;
@@ -53,63 +53,6 @@ pub fn log_level() -> Level {
 
 fn lossy(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-/// Envoy off any stream: the clock, the log and the shared counters. Nothing to call out with.
-pub struct Plain;
-
-impl Host for Plain {
-    fn now_ns(&mut self) -> u64 {
-        now_ns()
-    }
-    fn log(&mut self, level: Level, message: &str) {
-        log(level, message);
-    }
-    fn log_level(&mut self) -> Level {
-        log_level()
-    }
-    fn request_headers(&mut self) -> Result<Vec<(String, String)>, String> {
-        Ok(Vec::new())
-    }
-    fn source_address(&mut self) -> String {
-        String::new()
-    }
-    fn request_body(&mut self, _size: usize) -> Option<Vec<u8>> {
-        None
-    }
-    fn response_header(&mut self, _name: &str) -> Option<String> {
-        None
-    }
-    fn response_body(&mut self, _size: usize) -> Option<Vec<u8>> {
-        None
-    }
-    fn update_counter(
-        &mut self,
-        key: &str,
-        window: u64,
-        step: &mut dyn FnMut(Option<u64>) -> Option<u64>,
-    ) -> Result<(), CounterError> {
-        counters::update(key, window, step)
-    }
-    fn http_callout(&mut self, _callout: &HttpCallout<'_>) -> Option<CallId> {
-        None
-    }
-    fn grpc_call(
-        &mut self,
-        _to: &ControlPlaneConfig,
-        _rpc: Rpc,
-        _message: &[u8],
-        _timeout_ms: u64,
-    ) -> Option<CallId> {
-        None
-    }
-    fn open_sync(&mut self, _to: &ControlPlaneConfig, _first: &[u8]) -> Option<CallId> {
-        None
-    }
-    fn send_sync(&mut self, _stream: CallId, _message: &[u8]) -> bool {
-        false
-    }
-    fn close_sync(&mut self, _stream: CallId) {}
 }
 
 /// What a stream called out for and waits on: the extractor's callouts (Envoy's ids to the

@@ -9,8 +9,7 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use intentgate_core::engine::Runtime;
 use intentgate_core::engine::settings::Reach;
 
-use crate::background::{self, Link};
-use crate::host::Plain;
+use crate::background::{self, Link, LinkedHost};
 use crate::stats::Pending;
 
 /// A runtime and what the process keeps beside it.
@@ -25,7 +24,7 @@ pub struct Process {
 impl Drop for Process {
     /// The last configuration using it is gone: write what waits (audit lines, budget blocks).
     fn drop(&mut self) {
-        let _ = self.runtime.stop(&mut Plain);
+        let _ = self.runtime.stop(&mut LinkedHost::unlinked());
     }
 }
 
@@ -35,7 +34,7 @@ static PROCESSES: LazyLock<Mutex<HashMap<Vec<u8>, Weak<Process>>>> =
 
 /// Parses and compiles the configuration; refuses one this build cannot serve.
 fn configure(config: &[u8]) -> Result<Runtime, String> {
-    let runtime = Runtime::configure(config, &node_id(), seed(), &mut Plain)?;
+    let runtime = Runtime::configure(config, &node_id(), seed(), &mut LinkedHost::unlinked())?;
     runtime.settings.check_reach(Reach::Address)?;
     Ok(runtime)
 }

@@ -1,23 +1,36 @@
-//! The engine's [`Host`] for a runtime's own work on the background thread (the tick, the control
-//! plane's answers): the clock, the log, the shared counters, and the control plane through the
-//! runtime's [`Link`](super::Link).
+//! The engine's [`Host`] off any stream: a runtime's own work on the background thread (the tick,
+//! the control plane's answers) and a configuration being made or dropped. The clock, the log, the
+//! shared counters and, with a process that has one, the control plane through its
+//! [`Link`](super::Link); no stream, so no headers, bodies or callouts.
 
 use std::sync::Arc;
 
 use intentgate_core::engine::settings::ControlPlaneConfig;
 use intentgate_core::engine::{CallId, CounterError, Host, HttpCallout, Level, Rpc};
 
-use super::{guarded, next_call_id, spawn};
-use crate::host::{self, Plain};
+use super::{Link, guarded, next_call_id, spawn};
+use crate::counters;
+use crate::host;
 use crate::process::Process;
 
 pub struct LinkedHost<'p> {
-    process: &'p Arc<Process>,
+    process: Option<&'p Arc<Process>>,
 }
 
 impl<'p> LinkedHost<'p> {
     pub fn new(process: &'p Arc<Process>) -> Self {
-        LinkedHost { process }
+        LinkedHost {
+            process: Some(process),
+        }
+    }
+
+    /// Without a process: nothing to call the control plane with.
+    pub fn unlinked() -> Self {
+        LinkedHost { process: None }
+    }
+
+    fn link(&self) -> Option<&'p Link> {
+        self.process.and_then(|process| process.link.as_ref())
     }
 }
 
@@ -35,7 +48,7 @@ impl Host for LinkedHost<'_> {
     }
 
     fn request_headers(&mut self) -> Result<Vec<(String, String)>, String> {
-        Plain.request_headers()
+        Ok(Vec::new())
     }
 
     fn source_address(&mut self) -> String {
@@ -60,7 +73,7 @@ impl Host for LinkedHost<'_> {
         window: u64,
         step: &mut dyn FnMut(Option<u64>) -> Option<u64>,
     ) -> Result<(), CounterError> {
-        Plain.update_counter(key, window, step)
+        counters::update(key, window, step)
     }
 
     fn http_callout(&mut self, _callout: &HttpCallout<'_>) -> Option<CallId> {
@@ -75,9 +88,9 @@ impl Host for LinkedHost<'_> {
         message: &[u8],
         timeout_ms: u64,
     ) -> Option<CallId> {
-        let target = self.process.link.as_ref()?.target();
+        let target = self.link()?.target();
         let call = next_call_id();
-        let process = Arc::downgrade(self.process);
+        let process = Arc::downgrade(self.process?);
         let message = message.to_vec();
         let timeout = std::time::Duration::from_millis(timeout_ms);
         spawn(async move {
@@ -97,18 +110,15 @@ impl Host for LinkedHost<'_> {
     }
 
     fn open_sync(&mut self, _to: &ControlPlaneConfig, first: &[u8]) -> Option<CallId> {
-        self.process.link.as_ref()?.open_sync(self.process, first)
+        self.link()?.open_sync(self.process?, first)
     }
 
     fn send_sync(&mut self, stream: CallId, message: &[u8]) -> bool {
-        self.process
-            .link
-            .as_ref()
-            .is_some_and(|link| link.send_sync(stream, message))
+        self.link().is_some_and(|link| link.send_sync(stream, message))
     }
 
     fn close_sync(&mut self, stream: CallId) {
-        if let Some(link) = &self.process.link {
+        if let Some(link) = self.link() {
             link.close_sync(stream);
         }
     }
