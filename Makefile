@@ -117,7 +117,7 @@ run: tools $(if $(filter native,$(FILTER)),native,wasm)
 bench-tools:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
-bench: tools wasm bench-tools
+bench: tools wasm native bench-tools
 	$(CARGO) build -p intentgate-baseline-filter --target wasm32-wasip1 --release
 	$(CARGO) build --profile server -p intentgate-cli -p intentgate-control-plane
 	$(PY) scripts/bench.py
