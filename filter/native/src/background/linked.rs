@@ -114,7 +114,8 @@ impl Host for LinkedHost<'_> {
     }
 
     fn send_sync(&mut self, stream: CallId, message: &[u8]) -> bool {
-        self.link().is_some_and(|link| link.send_sync(stream, message))
+        self.link()
+            .is_some_and(|link| link.send_sync(stream, message))
     }
 
     fn close_sync(&mut self, stream: CallId) {
