@@ -23,6 +23,9 @@ from .peers import EverythingServer
 from .rpc import RawMcp, tool_call
 
 TENANT = "acme-corp"
+VMS_PER_ENVOY = Build("wasm").subscriptions()
+"""Sync streams of one wasm-filter Envoy at the default concurrency (each worker VM and the main thread's), for
+tests that run the wasm build only."""
 TOOLS = ["echo", "get-sum", "get-env"]
 DENY_ALL = """package intentgate.policy
 import rego.v1
