@@ -26,7 +26,7 @@ from e2e.control_plane import free_port
 from e2e.rpc import ACCEPT, encode, initialize_request, messages_in, notification, padded_tool_call, request, tool_call
 from e2e.test_control_plane import gateway_envoy
 
-from .runtime_gateway import DENIED_TOOL, ESCALATED_TOOL, INVOICE_PROMPT, TENANT, RuntimeGateway
+from .runtime_gateway import BUILD, DENIED_TOOL, ESCALATED_TOOL, INVOICE_PROMPT, TENANT, RuntimeGateway
 from .runtime_messages import SPEC
 
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_headers_conformance,
@@ -314,7 +314,7 @@ def gateway_without_upstream(
 ) -> Iterator[RuntimeGateway]:
     """A second Envoy of the same system whose tool server cannot be reached."""
     upstream = UnreachableUpstream(free_port())
-    with gateway_envoy(upstream, gateway.control_plane, tmp_path_factory.mktemp("no-upstream")) as envoy:
+    with gateway_envoy(BUILD, upstream, gateway.control_plane, tmp_path_factory.mktemp("no-upstream")) as envoy:
         degraded = RuntimeGateway(gateway.control_plane, envoy)
         degraded.sync("the second Envoy's filters to sync")
         yield degraded

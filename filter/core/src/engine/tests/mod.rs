@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::settings::ControlPlaneConfig;
+use super::settings::{ControlPlaneConfig, PluginConfig, Reach};
 use super::*;
 use crate::token::{Grant, IssuerKey, mint};
 
