@@ -224,25 +224,66 @@ def test_a_body_over_one_mebibyte_is_refused_whole(gateway, contract, token) -> 
     assert "exceeds the limit" in data["reason"]
 
 
+def metadata_url(gateway: RuntimeGateway, path: str) -> str:
+    return f"{gateway.base_url}/.well-known/oauth-protected-resource{path}"
+
+
 @pytest.mark.parametrize("path", PATHS)
-def test_a_call_without_a_token_is_32010_in_band(gateway, contract, path) -> None:
-    data = assert_refused(send(gateway, "POST", tool_call("echo", {"message": "x"}), path=path), contract, -32010)
+@pytest.mark.parametrize("body", [tool_call("echo", {"message": "x"}), initialize_request()])
+def test_a_request_without_a_token_is_401_with_its_32010_and_the_metadata_url(gateway, contract, path, body) -> None:
+    exchange = send(gateway, "POST", body, path=path)
+    data = assert_refused(exchange, contract, -32010, status=401)
     assert data == {"check": "capability", "reason": "missing bearer token"}
+    assert exchange.messages()[0]["id"] == body["id"]
+    challenge = exchange.response.headers["www-authenticate"]
+    assert challenge == f'Bearer resource_metadata="{metadata_url(gateway, path)}"'
 
 
-def test_a_revoked_token_is_32010(gateway, contract) -> None:
+def test_a_revoked_token_is_401_invalid_token(gateway, contract) -> None:
     minted = gateway.mint("contract-revoked")
     gateway.control_plane.revoke(minted["jti"], "contract")
     gateway.sync("the revocation to reach every filter")
-    data = assert_refused(send(gateway, "POST", tool_call("echo", {"message": "x"}), token=minted["token"]),
-                          contract, -32010)
+    exchange = send(gateway, "POST", tool_call("echo", {"message": "x"}), token=minted["token"])
+    data = assert_refused(exchange, contract, -32010, status=401)
     assert "revoked" in data["reason"]
+    assert exchange.response.headers["www-authenticate"] == (
+        f'Bearer error="invalid_token", resource_metadata="{metadata_url(gateway, "/v1/mcp")}"'
+    )
 
 
-def test_a_token_of_another_tenant_than_requested_is_32010(gateway, contract, token) -> None:
+def test_a_token_of_another_tenant_than_requested_is_401(gateway, contract, token) -> None:
     exchange = send(gateway, "POST", tool_call("echo", {"message": "x"}), token=token,
                     headers={"X-IntentGate-Tenant": TENANT + "-other"})
-    assert "does not match" in assert_refused(exchange, contract, -32010)["reason"]
+    assert "does not match" in assert_refused(exchange, contract, -32010, status=401)["reason"]
+
+
+def test_a_tool_the_token_does_not_allow_is_32010_in_band(gateway, contract) -> None:
+    narrow = gateway.token("contract-narrow", tools=["echo"])
+    exchange = send(gateway, "POST", tool_call("get-sum", {"a": 1, "b": 2}), token=narrow)
+    assert "not allowed by the token" in assert_refused(exchange, contract, -32010)["reason"]
+    assert "www-authenticate" not in exchange.response.headers
+
+
+@pytest.mark.parametrize("path", ["", *PATHS])
+def test_the_protected_resource_metadata_needs_no_token(gateway, contract, path) -> None:
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        response = client.get(metadata_url(gateway, path))
+    operation = contract["/.well-known/oauth-protected-resource" + ("/{resource_path}" if path else "")]["GET"]
+    operation.Case(method="GET", path_parameters={"resource_path": path[1:]} if path else None).validate_response(
+        response, checks=CONFORMANCE
+    )
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert document["resource"] == gateway.base_url + path
+    assert document["authorization_servers"] == [gateway.control_plane.url]
+    assert document["bearer_methods_supported"] == ["header"] and document["scopes_supported"] == ["tool:*"]
+
+
+def test_protected_resource_metadata_of_a_path_not_served_is_404(gateway) -> None:
+    before = gateway.upstream_requests()
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        response = client.get(metadata_url(gateway, "/v1/admin"))
+    assert response.status_code == 404 and gateway.upstream_requests() == before
 
 
 def test_a_tool_outside_the_declared_intent_is_32011(gateway, contract, token) -> None:
@@ -283,7 +324,10 @@ def test_a_get_or_delete_without_a_valid_token_is_401(gateway, contract, gateway
     for token in (None, gateway_foreign_token):
         exchange = send(gateway, method, token=token, session="any", path=path)
         assert_refused(exchange, contract, -32010, status=401)
-        assert exchange.response.headers["www-authenticate"].startswith("Bearer")
+        error = "" if token is None else 'error="invalid_token", '
+        assert exchange.response.headers["www-authenticate"] == (
+            f'Bearer {error}resource_metadata="{metadata_url(gateway, path)}"'
+        )
 
 
 def test_notifications_without_a_valid_token_are_401(gateway, contract) -> None:

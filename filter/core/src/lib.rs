@@ -16,6 +16,7 @@ pub mod mcp;
 pub mod memory;
 pub mod pipeline;
 pub mod policy;
+pub mod resource_server;
 pub mod response;
 pub mod sync;
 pub mod time;

@@ -28,6 +28,7 @@ use crate::headers;
 use crate::intent::IntentSource;
 use crate::jsonrpc::{self, MAX_BODY_BYTES, Message};
 use crate::pipeline::{RequestContext, policy_headers};
+use crate::resource_server::{self, Challenge, MetadataAnswer};
 use crate::token::{self, PublicKeys, TokenCache, TokenError, TokenVerifier, VerifiedToken};
 
 use approval::Approval;
@@ -173,6 +174,13 @@ impl Stream {
                 value: None,
             })
             .collect();
+        if let Some(answer) = resource_server::metadata_answer(
+            rt.settings.protected_resource.as_ref(),
+            &method,
+            &self.ctx.path,
+        ) {
+            return self.answer_metadata(answer);
+        }
         let step = match method.as_str() {
             "POST" if end_of_stream => self.decide_body(rt, host, Vec::new()),
             "POST" if declared > MAX_BODY_BYTES => {
@@ -480,6 +488,14 @@ impl Stream {
                 self.response.plan = disposition.response;
                 Step::go().after(edits)
             }
+            Action::Respond { status: 401, body } => {
+                let mut answer = LocalAnswer::new(401, body);
+                answer
+                    .headers
+                    .push(("www-authenticate", self.challenge(rt)));
+                self.answered_locally = true;
+                Step::answer(answer)
+            }
             Action::Respond { status, body } => self.respond(status, body),
             Action::Escalate => self.fail_closed(host),
         }
@@ -491,6 +507,42 @@ impl Stream {
             rt.metrics.decision(event);
         }
         self.events.append(&mut disposition.events);
+    }
+
+    /// The `WWW-Authenticate` value of a 401: where the resource's metadata is, and whether the
+    /// token sent was refused or none was sent.
+    fn challenge(&self, rt: &Runtime) -> String {
+        let Some(resource) = &rt.settings.protected_resource else {
+            return resource_server::BARE_CHALLENGE.to_owned();
+        };
+        let why = if self.head.authorization.is_some() {
+            Challenge::InvalidToken
+        } else {
+            Challenge::Missing
+        };
+        resource.challenge(&self.ctx.path, why)
+    }
+
+    /// A metadata request, answered here: it needs no token and is not a tool-server exchange.
+    fn answer_metadata(&mut self, answer: MetadataAnswer) -> Step {
+        self.answered_locally = true;
+        self.state = State::Decided;
+        let answer = match answer {
+            MetadataAnswer::Document(document) => {
+                let mut answer = LocalAnswer::new(200, document);
+                answer
+                    .headers
+                    .push(("cache-control", "public, max-age=300".to_owned()));
+                answer
+            }
+            MetadataAnswer::Unknown => LocalAnswer::new(404, String::new()),
+            MetadataAnswer::MethodNotAllowed => {
+                let mut answer = LocalAnswer::new(405, String::new());
+                answer.headers.push(("allow", "GET, HEAD".to_owned()));
+                answer
+            }
+        };
+        Step::answer(answer)
     }
 
     fn respond(&mut self, status: u16, body: String) -> Step {

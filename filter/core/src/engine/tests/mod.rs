@@ -6,6 +6,7 @@ mod approvals;
 mod budgets;
 mod calls;
 mod exchanges;
+mod resource;
 mod runtime;
 mod waits;
 
@@ -441,10 +442,10 @@ impl Proxy {
     /// Sends a request's headers and body; stops where the engine holds or answers it.
     pub fn send(&mut self, request: Request<'_>) -> Flight {
         let length = request.body.len();
-        self.host.request = vec![
-            (":method".into(), request.method.into()),
-            (":path".into(), "/v1/mcp".into()),
-        ];
+        self.host.request = vec![(":method".into(), request.method.into())];
+        if request.headers.iter().all(|(name, _)| *name != ":path") {
+            self.host.request.push((":path".into(), "/v1/mcp".into()));
+        }
         if length > 0 {
             self.host
                 .request
