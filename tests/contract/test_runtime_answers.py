@@ -257,6 +257,25 @@ def test_a_token_of_another_tenant_than_requested_is_401(gateway, contract, toke
     assert "does not match" in assert_refused(exchange, contract, -32010, status=401)["reason"]
 
 
+@pytest.mark.parametrize("audience", ["https://another-gateway.example.com/v1/mcp", "{base}/v1/tool-call"])
+def test_a_token_for_another_resource_is_401(gateway, contract, session, audience) -> None:
+    audience = audience.format(base=gateway.base_url)
+    bound = gateway.token("contract-elsewhere", audience=audience)
+    exchange = send(gateway, "POST", tool_call("echo", {"message": "x"}), token=bound, session=session)
+    data = assert_refused(exchange, contract, -32010, status=401)
+    assert data["reason"] == f"the token is for the resource {audience}, not for {gateway.base_url}/v1/mcp"
+    assert exchange.response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+
+
+@pytest.mark.parametrize("audience", ["{base}/v1/mcp", "{base}"])
+def test_a_token_for_this_resource_is_served(gateway, contract, session, audience) -> None:
+    bound = gateway.token("contract-here", audience=audience.format(base=gateway.base_url))
+    exchange = send(gateway, "POST", tool_call("echo", {"message": "bound"}), token=bound, session=session)
+    exchange.conforms(contract)
+    assert exchange.response.status_code == 200 and exchange.reached_upstream == 1
+    assert exchange.messages()[0]["result"]["content"][0]["text"] == "Echo: bound"
+
+
 def test_a_tool_the_token_does_not_allow_is_32010_in_band(gateway, contract) -> None:
     narrow = gateway.token("contract-narrow", tools=["echo"])
     exchange = send(gateway, "POST", tool_call("get-sum", {"a": 1, "b": 2}), token=narrow)

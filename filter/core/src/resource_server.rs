@@ -9,6 +9,9 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::decision::Denial;
+use crate::token::VerifiedToken;
+
 /// Where RFC 9728 puts the metadata, before the resource's path.
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
@@ -157,6 +160,25 @@ impl ProtectedResource {
                 format!(r#"Bearer error="invalid_token", resource_metadata="{metadata}""#)
             }
         }
+    }
+}
+
+impl ProtectedResource {
+    /// Whether a token may be used for a request to `request_path`: one without an audience may
+    /// (it is for its tenant wherever that is served); one with an audience must name this request's
+    /// resource or the gateway as a whole.
+    pub fn admits(&self, token: &VerifiedToken, request_path: &str) -> Result<(), Denial> {
+        let Some(audience) = token.audience.as_deref() else {
+            return Ok(());
+        };
+        let audience = audience.trim_end_matches('/');
+        let resource = self.resource_for(request_path);
+        if audience == self.base() || audience == resource {
+            return Ok(());
+        }
+        Err(Denial::capability(format!(
+            "the token is for the resource {audience}, not for {resource}"
+        )))
     }
 }
 

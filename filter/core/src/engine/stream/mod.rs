@@ -296,13 +296,20 @@ impl Stream {
     }
 
     /// The capability check of the request as a whole, against the gateway this exchange uses.
+    /// A token bound to a resource is refused for any other when the gateway knows its own.
     fn authenticate(&mut self, rt: &Runtime) {
-        self.auth = self.gateway.authenticate(
-            &mut SharedTokens(&rt.tokens),
-            self.head.authorization.as_deref(),
-            self.head.tenant.as_deref(),
-            self.ctx.now_secs(),
-        );
+        self.auth = self
+            .gateway
+            .authenticate(
+                &mut SharedTokens(&rt.tokens),
+                self.head.authorization.as_deref(),
+                self.head.tenant.as_deref(),
+                self.ctx.now_secs(),
+            )
+            .and_then(|token| match &rt.settings.protected_resource {
+                Some(resource) => resource.admits(&token, &self.ctx.path).map(|()| token),
+                None => Ok(token),
+            });
     }
 
     /// A complete body, in the callback where it completed: parsed once, then decided at once or

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::settings::ControlPlaneConfig;
 use super::*;
-use crate::token::{Grant, IssuerKey, mint};
+use crate::token::{Grant, IssuerKey, mint_for_audience};
 
 pub const NOW_S: i64 = 1_781_444_520;
 pub const TENANT: &str = "acme";
@@ -39,6 +39,16 @@ pub fn issuer() -> IssuerKey {
 
 /// A token of `agent` for `tools`, with `max_calls` when given.
 pub fn token(agent: &str, tools: &[&str], max_calls: Option<u64>) -> String {
+    token_for(agent, tools, max_calls, None)
+}
+
+/// [`token`], bound to the resource `audience` when given.
+pub fn token_for(
+    agent: &str,
+    tools: &[&str],
+    max_calls: Option<u64>,
+    audience: Option<&str>,
+) -> String {
     let grant = Grant {
         jti: format!("jti-{agent}"),
         issuer: "test".into(),
@@ -52,7 +62,7 @@ pub fn token(agent: &str, tools: &[&str], max_calls: Option<u64>) -> String {
         step_up_at: None,
         memory_key: None,
     };
-    mint(&issuer(), &grant, &[9; 32]).unwrap()
+    mint_for_audience(&issuer(), &grant, audience, &[9; 32]).unwrap()
 }
 
 /// The plugin configuration: one tenant with [`POLICY`], plus `extra` top-level fields.

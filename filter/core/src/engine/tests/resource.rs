@@ -122,3 +122,53 @@ fn settings_that_cannot_describe_the_resource_refuse_the_configuration() {
         Runtime::configure(&config(json!({}), bad), "n", [1; 32], &mut Fake::new()).unwrap_err();
     assert!(err.contains("protected_resource.url"), "{err}");
 }
+
+#[test]
+fn a_token_for_another_resource_is_refused_and_one_for_this_gateway_is_served() {
+    let mut proxy = Proxy::new(&config(json!({}), resource()));
+    let call = || tools_call(1, "read_invoice", json!({}));
+    let elsewhere = token_for(
+        "a",
+        &["read_*"],
+        None,
+        Some("https://other.example.com/v1/mcp"),
+    );
+    let flight = proxy.send(Request::post(Some(&elsewhere), call()));
+    let answer = answered(&flight);
+    assert_eq!(answer.status, 401);
+    let body: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(body["error"]["code"], -32010);
+    let reason = body["error"]["data"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("https://other.example.com/v1/mcp") && reason.contains("not for"),
+        "{reason}"
+    );
+    assert!(
+        header(answer, "www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
+    // Another path of this gateway is another resource too.
+    let tool_call_only = token_for(
+        "a",
+        &["read_*"],
+        None,
+        Some(&format!("{BASE}/v1/tool-call")),
+    );
+    let flight = proxy.send(Request::post(Some(&tool_call_only), call()));
+    assert_eq!(answered(&flight).status, 401);
+    // This path's resource, the gateway as a whole (a trailing slash aside), or no audience: served.
+    for audience in [
+        Some(format!("{BASE}/v1/mcp")),
+        Some(format!("{BASE}/")),
+        None,
+    ] {
+        let token = token_for("a", &["read_*"], None, audience.as_deref());
+        let client = proxy.exchange(Request::post(Some(&token), call()), Upstream::result(1));
+        assert!(!client.local, "{audience:?}: {:?}", client.json());
+    }
+    // Without resource settings the filter does not know its own resource: any audience is served.
+    let mut bare = Proxy::standalone();
+    let client = bare.exchange(Request::post(Some(&elsewhere), call()), Upstream::result(1));
+    assert!(!client.local, "{:?}", client.json());
+}
