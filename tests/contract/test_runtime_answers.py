@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from e2e.control_plane import free_port
 from e2e.rpc import ACCEPT, encode, initialize_request, messages_in, notification, padded_tool_call, request, tool_call
-from e2e.test_control_plane import gateway_envoy
+from e2e.test_control_plane import gateway_envoy, wait_for
 
 from .runtime_gateway import DENIED_TOOL, ESCALATED_TOOL, INVOICE_PROMPT, TENANT, RuntimeGateway
 from .runtime_messages import SPEC
@@ -274,6 +274,58 @@ def test_a_token_for_this_resource_is_served(gateway, contract, session, audienc
     exchange.conforms(contract)
     assert exchange.response.status_code == 200 and exchange.reached_upstream == 1
     assert exchange.messages()[0]["result"]["content"][0]["text"] == "Echo: bound"
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Mcp-Method": "tools/list", "Mcp-Name": "echo"},
+        {"Mcp-Method": "tools/call", "Mcp-Name": DENIED_TOOL},
+        {"Mcp-Method": "tools/call"},
+        {"Mcp-Method": "tools/call", "Mcp-Name": "=?base64?not base64?="},
+    ],
+)
+def test_routing_headers_that_disagree_with_the_body_are_400_with_32020(gateway, contract, token, session, path,
+                                                                      headers) -> None:
+    body = tool_call("echo", {"message": "x"}, id=41)
+    exchange = send(gateway, "POST", body, token=token, session=session, path=path, headers=headers)
+    data = assert_refused(exchange, contract, -32020, status=400)
+    assert exchange.messages()[0]["id"] == 41 and data["reason"], exchange.response.text
+
+
+def test_routing_headers_that_repeat_the_body_are_served(gateway, contract, token, session) -> None:
+    for name in ("echo", "=?base64?ZWNobw==?="):
+        exchange = send(gateway, "POST", tool_call("echo", {"message": "routed"}), token=token, session=session,
+                        headers={"Mcp-Method": "tools/call", "Mcp-Name": name}).conforms(contract)
+        assert exchange.response.status_code == 200 and exchange.reached_upstream == 1, exchange.response.text
+        assert exchange.messages()[0]["result"]["content"][0]["text"] == "Echo: routed"
+
+
+def test_a_stateless_request_is_governed_like_any_other(gateway, contract) -> None:
+    """No initialize and no session (MCP 2026-07-28's stateless requests): the four checks decide it all
+    the same, and each decision is audited."""
+    token = gateway.token("contract-stateless")
+    denied = send(gateway, "POST", tool_call(DENIED_TOOL, id=51), token=token,
+                  headers={"Mcp-Method": "tools/call", "Mcp-Name": DENIED_TOOL})
+    assert assert_refused(denied, contract, -32012)["rule"] == "no_env"
+    narrow = gateway.token("contract-stateless-narrow", tools=["echo"])
+    outside = send(gateway, "POST", tool_call("get-sum", {"a": 1, "b": 2}, id=52), token=narrow)
+    assert "not allowed by the token" in assert_refused(outside, contract, -32010)["reason"]
+    allowed = send(gateway, "POST", tool_call("echo", {"message": "stateless"}, id=53), token=token,
+                   headers={"Mcp-Method": "tools/call", "Mcp-Name": "echo"}).conforms(contract)
+    # Forwarded: this tool server keeps sessions, so it answers the session-less call itself.
+    assert allowed.reached_upstream == 1, allowed.response.text
+
+    def decided() -> set[tuple[str, str, str]]:
+        events = gateway.control_plane.audit(TENANT)
+        found = {(e["agent_id"], e["tool"], e["decision"]) for e in events
+                 if e["agent_id"] in ("contract-stateless", "contract-stateless-narrow") and e.get("tool")}
+        return found if len(found) >= 3 else set()
+
+    assert wait_for(decided, "the decisions' audit events") == {
+        ("contract-stateless", DENIED_TOOL, "deny"), ("contract-stateless-narrow", "get-sum", "deny"),
+        ("contract-stateless", "echo", "allow")}
 
 
 def test_a_tool_the_token_does_not_allow_is_32010_in_band(gateway, contract) -> None:

@@ -195,21 +195,42 @@ pub fn decide_oversized(env: &mut Env<'_>, size: usize) -> Disposition {
             jsonrpc::MAX_BODY_BYTES
         ),
     );
-    local_failure(env, denial)
+    local_failure(env, denial, 200, None, "")
 }
 
-fn local_failure(env: &mut Env<'_>, denial: Denial) -> Disposition {
+/// A request whose `Mcp-Method` / `Mcp-Name` headers disagree with its body (`reason` says how):
+/// HTTP 400 with -32020, as MCP servers answer it; nothing is forwarded.
+pub fn decide_header_mismatch(
+    env: &mut Env<'_>,
+    message: &Message<'_>,
+    reason: String,
+) -> Disposition {
+    let (id, method) = match message {
+        Message::Single(Entry::Call(call)) => (call.id, call.method.as_ref()),
+        _ => (None, ""),
+    };
+    let denial = Denial::envelope(ErrorCode::HeaderMismatch, reason);
+    local_failure(env, denial, 400, id, method)
+}
+
+fn local_failure(
+    env: &mut Env<'_>,
+    denial: Denial,
+    status: u16,
+    id: Option<&RawValue>,
+    method: &str,
+) -> Disposition {
     let event = pipeline::request_event(
         (env.next_id)(),
         env.ctx,
         env.auth.as_ref().ok().map(Arc::as_ref),
-        "",
+        method,
         Some(&denial),
     );
     Disposition::local(
         Action::Respond {
-            status: 200,
-            body: jsonrpc::error_body(None, &denial),
+            status,
+            body: jsonrpc::error_body(id, &denial),
         },
         vec![event],
     )
@@ -225,7 +246,7 @@ pub fn decide(env: &mut Env<'_>, body: &[u8], intent: &IntentSource) -> Disposit
 
 /// The answer to a body [`jsonrpc::parse`] refused as a whole.
 pub fn decide_unparsable(env: &mut Env<'_>, denial: Denial) -> Disposition {
-    local_failure(env, denial)
+    local_failure(env, denial, 200, None, "")
 }
 
 /// [`decide`] on a body already parsed (`message` is `body` parsed), so a host parses it once.

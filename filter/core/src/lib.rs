@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod resource_server;
 pub mod response;
+pub mod routing_headers;
 pub mod sync;
 pub mod time;
 pub mod token;

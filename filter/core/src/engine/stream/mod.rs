@@ -29,6 +29,7 @@ use crate::intent::IntentSource;
 use crate::jsonrpc::{self, MAX_BODY_BYTES, Message};
 use crate::pipeline::{RequestContext, policy_headers};
 use crate::resource_server::{self, Challenge, MetadataAnswer};
+use crate::routing_headers::RoutingHeaders;
 use crate::token::{self, PublicKeys, TokenCache, TokenError, TokenVerifier, VerifiedToken};
 
 use approval::Approval;
@@ -46,6 +47,8 @@ struct Head {
     prompt: Option<String>,
     /// `X-IntentGate-Approval-Id`: a retry of a call a human approved.
     approval_id: Option<String>,
+    /// `Mcp-Method` / `Mcp-Name`, to hold against the body.
+    routing: RoutingHeaders,
 }
 
 /// Where the request is.
@@ -154,6 +157,7 @@ impl Stream {
             tenant: find(headers::TENANT),
             prompt: find(headers::INTENT_PROMPT),
             approval_id: find(headers::APPROVAL_ID).filter(|id| !id.trim().is_empty()),
+            routing: RoutingHeaders::read(received.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         };
         self.ctx = RequestContext {
             http_method: method.clone(),
@@ -323,6 +327,12 @@ impl Stream {
                 return self.decide_now(rt, host, |env| exchange::decide_unparsable(env, denial));
             }
         };
+        // Part of the envelope: checked before the token, like the body's own shape.
+        if let Err(reason) = self.head.routing.check(&message) {
+            return self.decide_now(rt, host, |env| {
+                exchange::decide_header_mismatch(env, &message, reason)
+            });
+        }
         let planned = exchange::plans(&message, &self.auth);
         let evaluations = exchange::evaluations(&planned);
         let intent = if evaluations > 0 {

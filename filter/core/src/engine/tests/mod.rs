@@ -7,6 +7,7 @@ mod budgets;
 mod calls;
 mod exchanges;
 mod resource;
+mod routing;
 mod runtime;
 mod waits;
 
