@@ -1,0 +1,144 @@
+"""The gateway as the resource server real MCP clients discover: the MCP Python SDK's OAuth providers
+(`ClientCredentialsOAuthProvider`, `PrivateKeyJWTOAuthProvider`), with no header set by hand, get the
+filter's 401, follow its `WWW-Authenticate` to the RFC 9728 metadata, get a token bound to the resource
+from the control plane's token endpoint through Envoy, and call a tool through the real filter to
+server-everything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from mcp.client.auth import TokenStorage
+from mcp.client.auth.extensions.client_credentials import (
+    ClientCredentialsOAuthProvider,
+    PrivateKeyJWTOAuthProvider,
+    SignedJWTParameters,
+)
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+
+from .control_plane import ControlPlane, filter_config, free_port, protected_resource
+from .envoy import Envoy, EnvoyConfig, start_envoy, static_cluster
+from .gateway import DEMO_POLICY, wasm_filter
+from .mcp_client import McpSession, open_mcp_session, text_of
+from .peers import EverythingServer
+from .test_control_plane import VMS_PER_ENVOY, in_sync, wait_for
+from .test_oauth_clients import rsa_jwk
+from .test_oauth_idp import CP_HTTP, control_plane_route
+
+TENANT = "acme-corp"
+
+
+class MemoryStorage(TokenStorage):
+    """What the SDK keeps between requests, in memory."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client_info: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client_info
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client_info = client_info
+
+
+@pytest.fixture(scope="module")
+def system(everything: EverythingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    workdir: Path = tmp_path_factory.mktemp("oauth-resource")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    control_plane = ControlPlane(workdir / "cp", f"sqlite://{workdir}/cp.db?mode=rwc")
+    # The gateway's own URL is the issuer: clients reach the authorization server through Envoy.
+    control_plane.extra_env["INTENTGATE_PUBLIC_URL"] = base
+    control_plane.start()
+    try:
+        control_plane.promote(TENANT, DEMO_POLICY.read_text())
+        plugin = filter_config(control_plane)
+        plugin["protected_resource"] = protected_resource(port, base)
+        config = EnvoyConfig(
+            upstream_port=everything.port,
+            listen_port=port,
+            http_filters=[wasm_filter(plugin)],
+            extra_clusters=[
+                static_cluster("intentgate_control_plane", "127.0.0.1", control_plane.grpc_port, http2=True),
+                static_cluster(CP_HTTP, "127.0.0.1", control_plane.http_port),
+            ],
+            extra_routes=[control_plane_route("/oauth/"), control_plane_route("/.well-known/oauth-authorization-server")],
+        )
+        with start_envoy(config, workdir / "envoy") as envoy:
+            wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "every filter VM to sync")
+            yield {"cp": control_plane, "envoy": envoy, "base": base}
+    finally:
+        control_plane.stop()
+
+
+def register(cp: ControlPlane, name: str, **fields: Any) -> dict[str, Any]:
+    # No tool list: the SDK asks for the scopes the metadata names (tool:*), which must lie within the grant.
+    return cp.ok("POST", "/v1/admin/clients", json={"name": name, "tenant": TENANT, "ttl_seconds": 600, **fields})
+
+
+def assert_discovered(mcp: McpSession, envoy: Envoy, base: str) -> None:
+    """The client's first request was answered 401, and it found the authorization server from there."""
+    first = mcp.exchanges[0]
+    assert (first.method, first.status) == ("POST", 401), mcp.exchanges
+    metadata = f"{base}/.well-known/oauth-protected-resource/v1/mcp"
+    assert first.headers["www-authenticate"] == f'Bearer resource_metadata="{metadata}"'
+    urls = [(e.method, e.url, e.status) for e in mcp.exchanges]
+    assert ("GET", metadata, 200) in urls, urls
+    assert ("GET", f"{base}/.well-known/oauth-authorization-server", 200) in urls, urls
+    assert ("POST", f"{base}/oauth/token", 200) in urls, urls
+    later = [e for e in mcp.exchanges if e.method == "POST" and e.url == envoy.mcp_url][1:]
+    assert later and all(e.request_headers["authorization"].startswith("Bearer igt1.") for e in later), urls
+    assert all(e.status in (200, 202) for e in later), urls
+
+
+@pytest.mark.anyio
+async def test_the_sdk_client_credentials_provider_discovers_the_server_and_calls_a_tool(
+    system: dict[str, Any],
+) -> None:
+    cp, envoy, base = system["cp"], system["envoy"], system["base"]
+    client = register(cp, "sdk client credentials")
+    provider = ClientCredentialsOAuthProvider(
+        server_url=envoy.mcp_url, storage=MemoryStorage(), client_id=client["client_id"],
+        client_secret=client["client_secret"], issuer=base,
+    )
+    async with open_mcp_session(envoy.mcp_url, auth=provider) as mcp:
+        result = await mcp.call_tool("echo", {"message": "from the SDK"})
+        echoed = text_of(result)
+        assert "from the SDK" in echoed, result
+        assert_discovered(mcp, envoy, base)
+    tokens = provider.context.current_tokens
+    assert tokens is not None and tokens.access_token.startswith("igt1.")
+    issued = [e for e in cp.audit(TENANT) if e["method"] == "oauth/token" and e["agent_id"] == client["subject"]]
+    assert issued, "the token endpoint's audit event"
+
+
+@pytest.mark.anyio
+async def test_the_sdk_private_key_jwt_provider_discovers_the_server_and_calls_a_tool(system: dict[str, Any]) -> None:
+    cp, envoy, base = system["cp"], system["envoy"], system["base"]
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    client = register(cp, "sdk private key jwt", token_endpoint_auth_method="private_key_jwt",
+                      jwks={"keys": [rsa_jwk(key)]})
+    assertion = SignedJWTParameters(issuer=client["client_id"], subject=client["client_id"], signing_key=pem)
+    provider = PrivateKeyJWTOAuthProvider(
+        server_url=envoy.mcp_url, storage=MemoryStorage(), client_id=client["client_id"],
+        assertion_provider=assertion.create_assertion_provider(), issuer=base,
+    )
+    async with open_mcp_session(envoy.mcp_url, auth=provider) as mcp:
+        result = await mcp.call_tool("echo", {"message": "signed in with a key"})
+        echoed = text_of(result)
+        assert "signed in with a key" in echoed, result
+        assert_discovered(mcp, envoy, base)
