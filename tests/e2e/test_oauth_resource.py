@@ -22,13 +22,13 @@ from mcp.client.auth.extensions.client_credentials import (
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from .control_plane import ControlPlane, filter_config, free_port, protected_resource
-from .envoy import Envoy, EnvoyConfig, start_envoy, static_cluster
-from .gateway import DEMO_POLICY, wasm_filter
+from .envoy import Envoy, start_envoy
+from .gateway import DEMO_POLICY
 from .mcp_client import McpSession, open_mcp_session, text_of
 from .peers import EverythingServer
 from .test_control_plane import VMS_PER_ENVOY, in_sync, wait_for
 from .test_oauth_clients import rsa_jwk
-from .test_oauth_idp import CP_HTTP, control_plane_route
+from .test_oauth_idp import oauth_gateway_config
 
 TENANT = "acme-corp"
 
@@ -66,16 +66,7 @@ def system(everything: EverythingServer, tmp_path_factory: pytest.TempPathFactor
         control_plane.promote(TENANT, DEMO_POLICY.read_text())
         plugin = filter_config(control_plane)
         plugin["protected_resource"] = protected_resource(port, base)
-        config = EnvoyConfig(
-            upstream_port=everything.port,
-            listen_port=port,
-            http_filters=[wasm_filter(plugin)],
-            extra_clusters=[
-                static_cluster("intentgate_control_plane", "127.0.0.1", control_plane.grpc_port, http2=True),
-                static_cluster(CP_HTTP, "127.0.0.1", control_plane.http_port),
-            ],
-            extra_routes=[control_plane_route("/oauth/"), control_plane_route("/.well-known/oauth-authorization-server")],
-        )
+        config = oauth_gateway_config(everything, control_plane, plugin, listen_port=port)
         with start_envoy(config, workdir / "envoy") as envoy:
             wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "every filter VM to sync")
             yield {"cp": control_plane, "envoy": envoy, "base": base}
