@@ -88,7 +88,7 @@ def runtime_gateway(workdir: Path) -> Iterator[RuntimeGateway]:
                 f"/v1/admin/tenants/{TENANT}/settings",
                 json={"settings": SETTINGS, "intent_rules": INTENT_RULES},
             )
-            with gateway_envoy(BUILD, everything, control_plane, workdir / "envoy") as envoy:
+            with gateway_envoy(BUILD, everything, control_plane, workdir / "envoy", resource=True) as envoy:
                 gateway = RuntimeGateway(control_plane, envoy)
                 gateway.sync("every filter VM to take the tenant's policy and settings")
                 yield gateway

@@ -16,7 +16,7 @@ import pytest
 
 from contract.pg_cluster import Cluster
 
-from .control_plane import ControlPlane, filter_config
+from .control_plane import ControlPlane, filter_config, free_port, protected_resource
 from .envoy import Envoy, EnvoyConfig, start_envoy, static_cluster
 from .gateway import DEMO_POLICY, Build
 from .peers import EverythingServer
@@ -44,14 +44,26 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20) -> An
 
 
 def gateway_envoy(
-    build: Build, everything: EverythingServer, control_plane: ControlPlane, workdir: Path, **options: Any
+    build: Build,
+    everything: EverythingServer,
+    control_plane: ControlPlane,
+    workdir: Path,
+    *,
+    resource: bool = False,
+    **options: Any,
 ) -> Envoy:
     """An Envoy whose filter (of `build`) follows `control_plane`; `options` go into the plugin's `control_plane`
-    section."""
+    section. `resource`: the filter is the OAuth resource server of its listener's URL, `control_plane` its
+    authorization server."""
     plugin = filter_config(control_plane)
     plugin["control_plane"].update(options)
+    listen_port = 0
+    if resource:
+        listen_port = free_port()
+        plugin["protected_resource"] = protected_resource(listen_port, control_plane.url)
     config = EnvoyConfig(
         upstream_port=everything.port,
+        listen_port=listen_port,
         http_filters=[build.filter(plugin)],
         extra_clusters=[static_cluster("intentgate_control_plane", "127.0.0.1", control_plane.grpc_port, http2=True)],
     )

@@ -80,12 +80,15 @@ def error_of(answer: Any) -> dict[str, Any]:
     return message["error"]
 
 
-def refused_without_reaching_upstream(gw: Gateway, token: str | None, body: Any, **headers: str) -> dict[str, Any]:
-    """Sends ``body``; asserts HTTP 200 with a JSON-RPC error and that the upstream saw nothing."""
+def refused_without_reaching_upstream(
+    gw: Gateway, token: str | None, body: Any, status: int = 200, **headers: str
+) -> dict[str, Any]:
+    """Sends ``body``; asserts `status` (200, or 401 for a missing or refused token) with a JSON-RPC error and
+    that the upstream saw nothing."""
     before = gw.upstream_requests()
     with gw.raw(token, headers=headers or None) as raw:
         answer = raw.post(body)
-    assert answer.status == 200, answer.describe()
+    assert answer.status == status, answer.describe()
     error = error_of(answer)
     time.sleep(0.05)
     assert gw.upstream_requests() == before, "a denied call reached the tool server"
@@ -132,7 +135,9 @@ def test_allowed_call_reaches_the_upstream_on_both_paths(gateway: Gateway) -> No
     ],
 )
 def test_bad_tokens_are_refused_with_32010(gateway: Gateway, token_name: str, reason: str) -> None:
-    error = refused_without_reaching_upstream(gateway, gateway.tokens[token_name], tool_call("echo", {"message": "x"}))
+    error = refused_without_reaching_upstream(
+        gateway, gateway.tokens[token_name], tool_call("echo", {"message": "x"}), status=401
+    )
     assert error["code"] == -32010
     assert error["data"]["check"] == "capability"
     assert reason in error["data"]["reason"]
@@ -142,12 +147,12 @@ def test_tampered_token_is_refused_with_32010(gateway: Gateway) -> None:
     good = gateway.tokens["good"]
     middle = len(good) // 2
     tampered = good[:middle] + ("A" if good[middle] != "A" else "B") + good[middle + 1 :]
-    error = refused_without_reaching_upstream(gateway, tampered, tool_call("echo", {"message": "x"}))
+    error = refused_without_reaching_upstream(gateway, tampered, tool_call("echo", {"message": "x"}), status=401)
     assert error["code"] == -32010
 
 
 def test_missing_token_is_refused_with_32010(gateway: Gateway) -> None:
-    error = refused_without_reaching_upstream(gateway, None, tool_call("echo", {"message": "x"}))
+    error = refused_without_reaching_upstream(gateway, None, tool_call("echo", {"message": "x"}), status=401)
     assert error["code"] == -32010
     assert "missing bearer token" in error["data"]["reason"]
 

@@ -116,8 +116,8 @@ fn direction(side: Side) -> Direction {
 pub fn local_response(answer: &LocalAnswer) -> LocalResponse {
     let mut response = LocalResponse::new(answer.status, answer.body.as_bytes())
         .details("intentgate_local_answer");
-    for (name, value) in answer.headers() {
-        response = response.header(name, *value);
+    for (name, value) in &answer.headers {
+        response = response.header(name, value.as_str());
     }
     if !answer.body.is_empty() {
         response = response.header("content-type", JSON);

@@ -238,7 +238,11 @@ impl StepTarget for Envoy {
 
 /// A local answer; when Envoy refuses it, the stream is reset rather than let through.
 pub fn respond(answer: &LocalAnswer) {
-    let mut headers: Vec<(&str, &str)> = answer.headers().to_vec();
+    let mut headers: Vec<(&str, &str)> = answer
+        .headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
     if !answer.body.is_empty() {
         headers.push(("content-type", JSON));
     }

@@ -140,27 +140,29 @@ pub struct LocalAnswer {
     pub status: u16,
     /// JSON; empty for no body.
     pub body: String,
+    /// Headers the answer carries besides `content-type` (JSON when the body is not empty): the
+    /// `www-authenticate` challenge of a 401.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl LocalAnswer {
-    /// 503 with -32603: the gateway itself cannot decide (`detail`, a fixed text, says why), so
-    /// nothing is forwarded.
-    pub fn unavailable(detail: &'static str) -> Self {
+    pub fn new(status: u16, body: String) -> Self {
         LocalAnswer {
-            status: 503,
-            body: format!(
-                r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32603,"message":"Gateway unavailable","data":{{"upstream_status":null,"detail":"{detail}"}}}}}}"#
-            ),
+            status,
+            body,
+            headers: Vec::new(),
         }
     }
 
-    /// Extra headers the answer carries besides `content-type` (JSON when the body is not empty).
-    pub fn headers(&self) -> &'static [(&'static str, &'static str)] {
-        if self.status == 401 {
-            &[("www-authenticate", "Bearer")]
-        } else {
-            &[]
-        }
+    /// 503 with -32603: the gateway itself cannot decide (`detail`, a fixed text, says why), so
+    /// nothing is forwarded.
+    pub fn unavailable(detail: &'static str) -> Self {
+        LocalAnswer::new(
+            503,
+            format!(
+                r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32603,"message":"Gateway unavailable","data":{{"upstream_status":null,"detail":"{detail}"}}}}}}"#
+            ),
+        )
     }
 }
 
@@ -256,9 +258,13 @@ impl Step {
     }
 
     pub fn respond(status: u16, body: String) -> Self {
+        Step::answer(LocalAnswer::new(status, body))
+    }
+
+    pub fn answer(answer: LocalAnswer) -> Self {
         Step {
             edits: Vec::new(),
-            outcome: Outcome::Respond(LocalAnswer { status, body }),
+            outcome: Outcome::Respond(answer),
         }
     }
 

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::config::GatewayConfig;
+use crate::resource_server::ProtectedResource;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +30,10 @@ pub struct PluginConfig {
     /// Sync state from, send audit events to, and lease budgets from the control plane.
     #[serde(default)]
     pub control_plane: Option<ControlPlaneConfig>,
+    /// The gateway as an OAuth resource server: its metadata, its 401 challenges, and the token
+    /// audiences it accepts. Unset: a bare `Bearer` challenge, no metadata, any audience.
+    #[serde(default)]
+    pub protected_resource: Option<ProtectedResource>,
 }
 
 /// How often a runtime without a control plane flushes its audit lines and stats.
