@@ -14,7 +14,7 @@ export CARGO_TERM_COLOR ?= never
 .PHONY: help run test bench bench-tools wasm native lint unit e2e contract console-test console-tools deploy-test deploy-tools tools rust-tools test-tools py-tools node-tools fuzz clean
 
 help:
-	@echo "make run    build everything and start the gateway on localhost:8080"
+	@echo "make run    build everything and start the gateway on localhost:8080 (FILTER=native: the native module)"
 	@echo "make test   run every test (lint, unit, integration, end to end)"
 	@echo "make bench  benchmarks, written to BENCHMARKS.md"
 	@echo "make wasm   build $(WASM)"
@@ -50,7 +50,7 @@ wasm: rust-tools
 
 # Envoy dynamic modules, with the unwinding `native` profile (the panic barrier needs it).
 native: rust-tools
-	$(CARGO) build --profile native -p intentgate-native-baseline
+	$(CARGO) build --profile native -p intentgate-native -p intentgate-native-baseline
 
 ## --- checks ------------------------------------------------------------------------------------
 lint: rust-tools
@@ -108,7 +108,8 @@ deploy-test: deploy-tools wasm
 test: lint unit e2e console-test contract deploy-test
 
 ## --- run and measure ---------------------------------------------------------------------------
-run: tools wasm
+# FILTER=native: the native module (envoy/standalone-native.yaml) instead of the wasm filter.
+run: tools $(if $(filter native,$(FILTER)),native,wasm)
 	$(CARGO) build --profile server -p intentgate-cli -p intentgate-control-plane
 	$(PY) scripts/run.py
 
@@ -116,7 +117,7 @@ run: tools wasm
 bench-tools:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
-bench: tools wasm bench-tools
+bench: tools wasm native bench-tools
 	$(CARGO) build -p intentgate-baseline-filter --target wasm32-wasip1 --release
 	$(CARGO) build --profile server -p intentgate-cli -p intentgate-control-plane
 	$(PY) scripts/bench.py

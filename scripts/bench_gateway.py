@@ -1,7 +1,9 @@
 """Envoy gateways side by side in one run, in front of the same upstream: `tools/call` with a valid
-credential. Four gateways: plain Envoy; an empty wasm filter that holds requests the way ours does
+credential. Six gateways: plain Envoy; an empty wasm filter that holds requests the way ours does
 (filter/baseline), Envoy's wasm machinery alone; the IntentGate filter (token with max_calls counted,
-the demo policy); and Envoy's own C++ chain (jwt_authn with an EdDSA JWT, `envoy.filters.http.mcp`,
+the demo policy); the empty native module holding requests the same way (filter/native-baseline), the
+floor for any buffering dynamic module; the native IntentGate module with the same configuration; and
+Envoy's own C++ chain (jwt_authn with an EdDSA JWT, `envoy.filters.http.mcp`,
 RBAC on the tool name), which checks less. Reports throughput, the latency each adds at p50/p99, and
 Envoy's memory at 1 and at 4 workers.
 
@@ -19,6 +21,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from e2e.envoy import EnvoyConfig, PreparedBootstrap, start_envoy
-from e2e.gateway import DEMO_POLICY, Issuer, plugin_config, tenant_config, wasm_filter
+from e2e.gateway import DEMO_POLICY, Issuer, native_filter, plugin_config, tenant_config, wasm_filter
+from e2e.native import NATIVE_DIR, NATIVE_ENV, baseline_filter, require_module
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = REPO / "target" / "server" / "intentgate"
@@ -34,7 +38,9 @@ BASELINE = REPO / "target" / "wasm32-wasip1" / "release" / "intentgate_baseline_
 BODY = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "hello"}}}
 DURATION = "10s"
 ROUNDS = 3
-GATEWAYS = ("plain", "empty", "filter", "chain")
+GATEWAYS = ("plain", "empty", "filter", "empty-native", "native", "chain")
+INTENTGATE = ("filter", "native")
+"""The gateways running IntentGate, whose own histograms are read."""
 
 
 def upstream_bootstrap() -> PreparedBootstrap:
@@ -182,6 +188,8 @@ def verify_chain(envoy, tmp: Path, jwt: str) -> None:
 def run() -> str:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: make bench installs it (apt-get install wrk)")
+    require_module(NATIVE_DIR, "intentgate_native")
+    require_module(NATIVE_DIR, "intentgate_native_baseline")
     issuer = Issuer.generate(cli_path=CLI)
     token = issuer.token("bench-agent", "bench", tools=["echo", "get-*"], max_calls=10**12)
     plugin = plugin_config([issuer.public_key], {"bench": tenant_config(DEMO_POLICY.read_text(), cli_path=CLI)})
@@ -193,6 +201,8 @@ def run() -> str:
             "plain": write_script(tmp_path / "token.lua", token, BODY),
             "empty": write_script(tmp_path / "token.lua", token, BODY),
             "filter": write_script(tmp_path / "token.lua", token, BODY),
+            "empty-native": write_script(tmp_path / "token.lua", token, BODY),
+            "native": write_script(tmp_path / "token.lua", token, BODY),
             "chain": write_script(tmp_path / "jwt.lua", jwt, BODY),
         }
         with start_envoy(upstream_bootstrap(), tmp_path / "upstream", concurrency=1) as upstream:
@@ -201,14 +211,19 @@ def run() -> str:
                 "plain": EnvoyConfig(upstream_port=upstream.port),
                 "empty": EnvoyConfig(upstream_port=upstream.port, http_filters=[wasm_filter({}, wasm=BASELINE, vm_id="baseline")]),
                 "filter": EnvoyConfig(upstream_port=upstream.port, http_filters=[wasm_filter(plugin)]),
+                "empty-native": EnvoyConfig(upstream_port=upstream.port, http_filters=[baseline_filter()]),
+                "native": EnvoyConfig(upstream_port=upstream.port, http_filters=[native_filter(plugin)]),
                 "chain": EnvoyConfig(upstream_port=upstream.port, http_filters=cpp_chain(jwt_issuer)),
             }
 
             def start(name: str, workers: int):
-                return start_envoy(configs[name], tmp_path / f"{name}-{workers}", concurrency=workers, log_level="warning", timeout=180)
+                return start_envoy(
+                    configs[name], tmp_path / f"{name}-{workers}", concurrency=workers, log_level="warning", timeout=180, env=NATIVE_ENV
+                )
 
-            with start("plain", 1) as plain, start("empty", 1) as empty, start("filter", 1) as filtered, start("chain", 1) as chain:
-                gateways = {"plain": plain, "empty": empty, "filter": filtered, "chain": chain}
+            with ExitStack() as stack:
+                gateways = {name: stack.enter_context(start(name, 1)) for name in GATEWAYS}
+                chain = gateways["chain"]
                 verify_chain(chain, tmp_path, jwt)
                 for name, envoy in gateways.items():
                     pin(envoy.pid, "0")
@@ -222,7 +237,7 @@ def run() -> str:
                         r.setdefault("p50", []).append(p50)
                         r.setdefault("p99", []).append(p99)
                         r.setdefault("rps", []).append(rps)
-                inside = filter_p50s(filtered)
+                inside = {name: filter_p50s(gateways[name]) for name in INTENTGATE}
             memory: dict[int, dict[str, float]] = {}
             for workers in (1, 4):
                 memory[workers] = {}
@@ -234,7 +249,7 @@ def run() -> str:
     return report({name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}, memory, inside)
 
 
-def report(med: dict[str, dict[str, float]], memory: dict[int, dict[str, float]], inside: dict[str, float]) -> str:
+def report(med: dict[str, dict[str, float]], memory: dict[int, dict[str, float]], inside: dict[str, dict[str, float]]) -> str:
     plain = med["plain"]
     ratio = {name: med[name]["rps"] / plain["rps"] for name in GATEWAYS}
     added50 = {name: med[name]["p50"] - plain["p50"] for name in GATEWAYS}
@@ -242,31 +257,47 @@ def report(med: dict[str, dict[str, float]], memory: dict[int, dict[str, float]]
     extra1 = {name: memory[1][name] - memory[1]["plain"] for name in GATEWAYS}
     extra4 = {name: memory[4][name] - memory[4]["plain"] for name in GATEWAYS}
     per_worker = {name: (extra4[name] - extra1[name]) / 3 for name in GATEWAYS}
+    of_empty_native = med["native"]["rps"] / med["empty-native"]["rps"]
     verdict = lambda ok: "met" if ok else "**not met**"  # noqa: E731
     row = lambda label, cells: f"| {label} | " + " | ".join(cells) + " |"  # noqa: E731
+
+    def inside_line(name: str, label: str) -> str:
+        own = inside[name]
+        return (
+            f"{label}: {own.get('filter_us', 0):.0f} µs in the callback that decides a request (`intentgate.filter_us`), of which"
+            f" token verify (cached) {own.get('verify_us', 0):.0f} µs and the checks after it (`intentgate.eval_us`)"
+            f" {own.get('eval_us', 0):.0f} µs."
+        )
+
     return "\n".join([
-        "## Gateway: plain Envoy, the empty wasm filter, IntentGate, Envoy's C++ chain",
+        "## Gateway: plain Envoy, the empty wasm filter, IntentGate (wasm), the empty native module, IntentGate (native), Envoy's C++ chain",
         "",
         f"`tools/call` (echo), same fixed-answer upstream, one run, {ROUNDS} alternating rounds of {DURATION} each, medians.",
-        "Each gateway: 1 worker pinned to CPU 0; wrk (1 thread) and the upstream on CPU 1. IntentGate: a token carrying",
-        "`max_calls` (counted) and the demo policy (envoy/demo-policy.rego) as bytecode. C++ chain: `jwt_authn` (EdDSA JWT),",
-        "`envoy.filters.http.mcp`, RBAC allowing two tool names to the JWT's subject.",
+        "Each gateway: 1 worker pinned to CPU 0; wrk (1 thread) and the upstream on CPU 1. IntentGate (both builds, the same",
+        "plugin configuration): a token carrying `max_calls` (counted) and the demo policy (envoy/demo-policy.rego) as bytecode.",
+        "C++ chain: `jwt_authn` (EdDSA JWT), `envoy.filters.http.mcp`, RBAC allowing two tool names to the JWT's subject.",
         "",
-        "| | plain Envoy | empty wasm filter | IntentGate (wasm) | C++ chain |",
-        "|---|---:|---:|---:|---:|",
+        "| | plain Envoy | empty wasm filter | IntentGate (wasm) | empty native module | IntentGate (native) | C++ chain |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         row("throughput, 16 connections (req/s)", [f"{med[n]['rps']:,.0f}" + ("" if n == "plain" else f" ({ratio[n]:.2f}×)") for n in GATEWAYS]),
-        row("latency p50, 1 connection (µs)", [f"{med[n]['p50']:.0f}" + ("" if n == "plain" else f" (+{added50[n]:.0f})") for n in GATEWAYS]),
-        row("latency p99, 1 connection (µs)", [f"{med[n]['p99']:.0f}" + ("" if n == "plain" else f" (+{added99[n]:.0f})") for n in GATEWAYS]),
-        row("Envoy memory, 1 worker (MiB)", [f"{memory[1][n]:.0f}" + ("" if n == "plain" else f" (+{extra1[n]:.0f})") for n in GATEWAYS]),
-        row("Envoy memory, 4 workers (MiB)", [f"{memory[4][n]:.0f}" + ("" if n == "plain" else f" (+{extra4[n]:.0f})") for n in GATEWAYS]),
+        row("latency p50, 1 connection (µs)", [f"{med[n]['p50']:.0f}" + ("" if n == "plain" else f" ({added50[n]:+.0f})") for n in GATEWAYS]),
+        row("latency p99, 1 connection (µs)", [f"{med[n]['p99']:.0f}" + ("" if n == "plain" else f" ({added99[n]:+.0f})") for n in GATEWAYS]),
+        row("Envoy memory, 1 worker (MiB)", [f"{memory[1][n]:.0f}" + ("" if n == "plain" else f" ({extra1[n]:+.0f})") for n in GATEWAYS]),
+        row("Envoy memory, 4 workers (MiB)", [f"{memory[4][n]:.0f}" + ("" if n == "plain" else f" ({extra4[n]:+.0f})") for n in GATEWAYS]),
         row("memory per further worker (MiB)", ["" if n == "plain" else f"{per_worker[n]:+.1f}" for n in GATEWAYS]),
         "",
-        f"Inside the filter (its own histograms, sampled exchanges, p50): {inside.get('filter_us', 0):.0f} µs in the callback that",
-        f"decides a request (`intentgate.filter_us`), of which token verify (cached) {inside.get('verify_us', 0):.0f} µs and the",
-        f"checks after it (`intentgate.eval_us`) {inside.get('eval_us', 0):.0f} µs.",
+        "Inside the filter (its own histograms, sampled exchanges, p50):",
         "",
-        f"Targets: IntentGate ≥ 0.75× plain throughput — {verdict(ratio['filter'] >= 0.75)} ({ratio['filter']:.2f}×; the C++ chain",
-        f"{ratio['chain']:.2f}×); ≤ 100 µs added at p50 — {verdict(added50['filter'] <= 100)} (+{added50['filter']:.0f} µs);",
-        f"≤ +60 MiB at 1 worker — {verdict(extra1['filter'] <= 60)} (+{extra1['filter']:.0f} MiB); ≤ +15 MiB per further worker",
+        "- " + inside_line("filter", "wasm"),
+        "- " + inside_line("native", "native"),
+        "",
+        f"Targets, wasm: IntentGate ≥ 0.75× plain throughput — {verdict(ratio['filter'] >= 0.75)} ({ratio['filter']:.2f}×; the C++ chain",
+        f"{ratio['chain']:.2f}×); ≤ 100 µs added at p50 — {verdict(added50['filter'] <= 100)} ({added50['filter']:+.0f} µs);",
+        f"≤ +60 MiB at 1 worker — {verdict(extra1['filter'] <= 60)} ({extra1['filter']:+.0f} MiB); ≤ +15 MiB per further worker",
         f"— {verdict(per_worker['filter'] <= 15)} ({per_worker['filter']:+.1f} MiB).",
+        "",
+        f"Targets, native: ≥ 0.90× plain throughput — {verdict(ratio['native'] >= 0.90)} ({ratio['native']:.2f}×); ≥ 0.95× the empty",
+        f"native module — {verdict(of_empty_native >= 0.95)} ({of_empty_native:.2f}×); ≤ 20 µs added at p50 —",
+        f"{verdict(added50['native'] <= 20)} ({added50['native']:+.0f} µs); ≤ +15 MiB at 1 worker — {verdict(extra1['native'] <= 15)}",
+        f"({extra1['native']:+.0f} MiB) and at 4 workers — {verdict(extra4['native'] <= 15)} ({extra4['native']:+.0f} MiB).",
     ])

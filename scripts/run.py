@@ -2,9 +2,10 @@
 """`make run`: the whole gateway on localhost:8080 on the embedded default.
 
 Starts the control plane (SQLite in .run/), the demo upstream MCP server (server-everything on
-127.0.0.1:3001) and Envoy with the IntentGate filter from envoy/standalone.yaml, then prints the admin
-token, a minted capability token and commands to try. INTENTGATE_* variables set by the caller are
-honoured (INTENTGATE_ADMIN_TOKEN, INTENTGATE_MASTER_KEY, INTENTGATE_DATABASE_URL, ...). Ctrl-C stops all.
+127.0.0.1:3001) and Envoy with the IntentGate filter from envoy/standalone.yaml (FILTER=native: the native
+module from envoy/standalone-native.yaml), then prints the admin token, a minted capability token and
+commands to try. INTENTGATE_* variables set by the caller are honoured (INTENTGATE_ADMIN_TOKEN,
+INTENTGATE_MASTER_KEY, INTENTGATE_DATABASE_URL, ...). Ctrl-C stops all.
 """
 
 from __future__ import annotations
@@ -46,8 +47,14 @@ def persistent_secret(name: str, make: callable) -> str:
     return path.read_text().strip()
 
 
-def envoy_bootstrap() -> PreparedBootstrap:
-    return PreparedBootstrap(load_yaml_bootstrap(REPO / "envoy" / "standalone.yaml"))
+ENVOY_CONFIGS = {"wasm": "standalone.yaml", "native": "standalone-native.yaml"}
+"""The standalone configuration of each build of the filter, by FILTER's value."""
+
+
+def envoy_bootstrap(build: str) -> PreparedBootstrap:
+    if build not in ENVOY_CONFIGS:
+        raise SystemExit(f"FILTER={build!r}: choose one of {', '.join(ENVOY_CONFIGS)}")
+    return PreparedBootstrap(load_yaml_bootstrap(REPO / "envoy" / ENVOY_CONFIGS[build]))
 
 
 def wait_healthy(url: str, timeout: float = 30) -> None:
@@ -87,6 +94,7 @@ def wait_in_sync(admin: httpx.Client, timeout: float = 30) -> None:
 
 
 def main() -> None:
+    bootstrap = envoy_bootstrap(os.environ.get("FILTER") or "wasm")
     RUN_DIR.mkdir(exist_ok=True)
     admin_token = os.environ.get("INTENTGATE_ADMIN_TOKEN") or persistent_secret(
         "admin-token", lambda: secrets.token_urlsafe(32)
@@ -111,7 +119,7 @@ def main() -> None:
         "control-plane", [str(BIN / "intentgate-control-plane")], log_path=RUN_DIR / "control-plane.log", env=env
     ).start()
     upstream = start_everything(UPSTREAM_PORT, log_path=RUN_DIR / "upstream.log")
-    envoy = start_envoy(envoy_bootstrap(), RUN_DIR / "envoy", timeout=120)
+    envoy = start_envoy(bootstrap, RUN_DIR / "envoy", timeout=120)
     try:
         wait_healthy(f"{GATEWAY}/healthz")
         admin = httpx.Client(base_url=GATEWAY, headers={"authorization": f"Bearer {admin_token}"}, timeout=30)

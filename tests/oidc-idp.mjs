@@ -12,6 +12,11 @@
 //                         expired already, as an IdP whose clock is behind would).
 //   IDP_CLIENT_ID, IDP_CLIENT_SECRET  the one client (client_credentials, scope "mcp").
 //
+// An identity assertion grant (ID-JAG, MCP's enterprise-managed authorization): a client_credentials
+// request that also sends `id_jag_client_id` (the client at the MCP authorization server) and
+// `id_jag_resource` (the MCP server) gets, for the resource it names (the authorization server's
+// issuer, its `aud`), a JWT of type oauth-id-jag+jwt carrying that client_id and resource.
+//
 // Listens on 127.0.0.1, a port the kernel picks.
 import fs from "node:fs";
 import http from "node:http";
@@ -43,6 +48,15 @@ async function signingKeys() {
   return keys;
 }
 
+// The ID-JAG a token request asks for, if any.
+function idJag(ctx) {
+  const body = ctx?.oidc?.body || {};
+  if (typeof body.id_jag_client_id !== "string" || typeof body.id_jag_resource !== "string") {
+    return null;
+  }
+  return { clientId: body.id_jag_client_id, resource: body.id_jag_resource };
+}
+
 const server = http.createServer();
 server.listen(0, "127.0.0.1", async () => {
   const { port } = server.address();
@@ -61,16 +75,28 @@ server.listen(0, "127.0.0.1", async () => {
       },
     ],
     scopes: ["mcp"],
+    formats: {
+      customizers: {
+        jwt: (ctx, _token, jwt) => {
+          const grant = idJag(ctx);
+          if (grant) {
+            jwt.header = { typ: "oauth-id-jag+jwt" };
+            jwt.payload.client_id = grant.clientId;
+            jwt.payload.resource = grant.resource;
+          }
+        },
+      },
+    },
     features: {
       clientCredentials: { enabled: true },
       devInteractions: { enabled: false },
       resourceIndicators: {
         enabled: true,
         // Every resource the client names is one: the token is for it (aud), a JWT.
-        getResourceServerInfo: (_ctx, resource) => ({
+        getResourceServerInfo: (ctx, resource) => ({
           audience: resource,
           scope: "mcp",
-          accessTokenTTL: 600,
+          accessTokenTTL: idJag(ctx) ? 300 : 600,
           accessTokenFormat: "jwt",
           jwt: { sign: { alg: "RS256" } },
         }),

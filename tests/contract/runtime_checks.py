@@ -120,11 +120,31 @@ def _resend(response: Any, authorization: str | None) -> tuple[requests.Response
 @schemathesis.check
 def capability_tokens_are_enforced(ctx: Any, response: Any, case: Any) -> bool | None:
     """A request the gateway forwarded with the run's token, sent again without a token and with one signed
-    by a key the gateway does not trust: nothing reaches the tool server, and every answer is -32010 (401
-    when there is no request to answer in-band; otherwise 200 with an error per request, envelope errors
-    for invalid messages of the batch included)."""
+    by a key the gateway does not trust: nothing reaches the tool server, and the answer is 401 with -32010
+    for each request (envelope errors for invalid messages of the batch), or 200 when the body was refused
+    for its envelope alone."""
     if not _is_runtime(case) or not _reached_upstream.get(id(case)):
         return None
+    foreign = "Bearer " + os.environ["INTENTGATE_CONTRACT_FOREIGN_TOKEN"]
+    for label, authorization in (("without a token", None), ("with an untrusted token", foreign)):
+        answer, reached = _resend(response, authorization)
+        if reached:
+            raise AssertionError(f"sent {label}, the request reached the tool server ({answer.status_code})")
+        messages = answers_in(answer.headers.get("content-type", ""), answer.content)
+        codes = {m.get("error", {}).get("code") for m in messages}
+        if not messages or "result" in {k for m in messages for k in m}:
+            raise AssertionError(f"sent {label}: answered {answer.text[:500]}")
+        if answer.status_code == 401:
+            if CAPABILITY_DENIED not in codes or not codes <= ENVELOPE_CODES | {CAPABILITY_DENIED}:
+                raise AssertionError(f"sent {label}: 401 without a -32010 body: {answer.text[:500]}")
+            if not answer.headers.get("www-authenticate", "").startswith("Bearer"):
+                raise AssertionError(f"sent {label}: 401 without a Bearer challenge")
+        elif answer.status_code == 200:
+            if not codes <= ENVELOPE_CODES:
+                raise AssertionError(f"sent {label}: 200 with more than envelope errors: {answer.text[:500]}")
+        else:
+            raise AssertionError(f"sent {label}: HTTP {answer.status_code}, expected 401 or 200: {answer.text[:500]}")
+    return None
     foreign = "Bearer " + os.environ["INTENTGATE_CONTRACT_FOREIGN_TOKEN"]
     for label, authorization in (("without a token", None), ("with an untrusted token", foreign)):
         answer, reached = _resend(response, authorization)

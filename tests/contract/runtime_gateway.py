@@ -13,11 +13,14 @@ from typing import Any
 
 from e2e.control_plane import ControlPlane
 from e2e.envoy import Envoy
-from e2e.gateway import Issuer
+from e2e.gateway import Build, Issuer
 from e2e.peers import start_everything
 from e2e.rpc import RawMcp
-from e2e.test_control_plane import VMS_PER_ENVOY, gateway_envoy, in_sync, wait_for
+from e2e.test_control_plane import gateway_envoy, in_sync, wait_for
 
+BUILD = Build("wasm")
+"""The runtime paths' contract is checked on the wasm build; the e2e differential test holds the native build to
+the same answers."""
 TENANT = "contract-corp"
 AGENT = "contract-agent"
 # Tools of server-everything the policy lets through: quick, with no side effects beyond the answer.
@@ -70,7 +73,7 @@ class RuntimeGateway:
         return self.envoy.upstream_stat("upstream_rq_total")
 
     def sync(self, what: str) -> None:
-        wait_for(lambda: in_sync(self.control_plane, VMS_PER_ENVOY), what)
+        wait_for(lambda: in_sync(self.control_plane, BUILD.subscriptions()), what)
 
 
 @contextmanager
@@ -85,7 +88,7 @@ def runtime_gateway(workdir: Path) -> Iterator[RuntimeGateway]:
                 f"/v1/admin/tenants/{TENANT}/settings",
                 json={"settings": SETTINGS, "intent_rules": INTENT_RULES},
             )
-            with gateway_envoy(everything, control_plane, workdir / "envoy") as envoy:
+            with gateway_envoy(BUILD, everything, control_plane, workdir / "envoy", resource=True) as envoy:
                 gateway = RuntimeGateway(control_plane, envoy)
                 gateway.sync("every filter VM to take the tenant's policy and settings")
                 yield gateway

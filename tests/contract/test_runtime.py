@@ -61,7 +61,7 @@ tenants = {{ values = {toml_list([TENANT])} }}
 
 [[operations]]
 include-method = "POST"
-# Without a token a request is still answered in-band (-32010 under HTTP 200); checked by
+# Without a token a request is answered 401 with its -32010 errors; checked by
 # capability_tokens_are_enforced instead.
 checks.missing_required_header.enabled = false
 [operations.parameters]

@@ -24,9 +24,9 @@ from schemathesis.specs.openapi.checks import (
 
 from e2e.control_plane import free_port
 from e2e.rpc import ACCEPT, encode, initialize_request, messages_in, notification, padded_tool_call, request, tool_call
-from e2e.test_control_plane import gateway_envoy
+from e2e.test_control_plane import gateway_envoy, wait_for
 
-from .runtime_gateway import DENIED_TOOL, ESCALATED_TOOL, INVOICE_PROMPT, TENANT, RuntimeGateway
+from .runtime_gateway import BUILD, DENIED_TOOL, ESCALATED_TOOL, INVOICE_PROMPT, TENANT, RuntimeGateway
 from .runtime_messages import SPEC
 
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_headers_conformance,
@@ -224,25 +224,136 @@ def test_a_body_over_one_mebibyte_is_refused_whole(gateway, contract, token) -> 
     assert "exceeds the limit" in data["reason"]
 
 
+def metadata_url(gateway: RuntimeGateway, path: str) -> str:
+    return f"{gateway.base_url}/.well-known/oauth-protected-resource{path}"
+
+
 @pytest.mark.parametrize("path", PATHS)
-def test_a_call_without_a_token_is_32010_in_band(gateway, contract, path) -> None:
-    data = assert_refused(send(gateway, "POST", tool_call("echo", {"message": "x"}), path=path), contract, -32010)
+@pytest.mark.parametrize("body", [tool_call("echo", {"message": "x"}), initialize_request()])
+def test_a_request_without_a_token_is_401_with_its_32010_and_the_metadata_url(gateway, contract, path, body) -> None:
+    exchange = send(gateway, "POST", body, path=path)
+    data = assert_refused(exchange, contract, -32010, status=401)
     assert data == {"check": "capability", "reason": "missing bearer token"}
+    assert exchange.messages()[0]["id"] == body["id"]
+    challenge = exchange.response.headers["www-authenticate"]
+    assert challenge == f'Bearer resource_metadata="{metadata_url(gateway, path)}"'
 
 
-def test_a_revoked_token_is_32010(gateway, contract) -> None:
+def test_a_revoked_token_is_401_invalid_token(gateway, contract) -> None:
     minted = gateway.mint("contract-revoked")
     gateway.control_plane.revoke(minted["jti"], "contract")
     gateway.sync("the revocation to reach every filter")
-    data = assert_refused(send(gateway, "POST", tool_call("echo", {"message": "x"}), token=minted["token"]),
-                          contract, -32010)
+    exchange = send(gateway, "POST", tool_call("echo", {"message": "x"}), token=minted["token"])
+    data = assert_refused(exchange, contract, -32010, status=401)
     assert "revoked" in data["reason"]
+    assert exchange.response.headers["www-authenticate"] == (
+        f'Bearer error="invalid_token", resource_metadata="{metadata_url(gateway, "/v1/mcp")}"'
+    )
 
 
-def test_a_token_of_another_tenant_than_requested_is_32010(gateway, contract, token) -> None:
+def test_a_token_of_another_tenant_than_requested_is_401(gateway, contract, token) -> None:
     exchange = send(gateway, "POST", tool_call("echo", {"message": "x"}), token=token,
                     headers={"X-IntentGate-Tenant": TENANT + "-other"})
-    assert "does not match" in assert_refused(exchange, contract, -32010)["reason"]
+    assert "does not match" in assert_refused(exchange, contract, -32010, status=401)["reason"]
+
+
+@pytest.mark.parametrize("audience", ["https://another-gateway.example.com/v1/mcp", "{base}/v1/tool-call"])
+def test_a_token_for_another_resource_is_401(gateway, contract, session, audience) -> None:
+    audience = audience.format(base=gateway.base_url)
+    bound = gateway.token("contract-elsewhere", audience=audience)
+    exchange = send(gateway, "POST", tool_call("echo", {"message": "x"}), token=bound, session=session)
+    data = assert_refused(exchange, contract, -32010, status=401)
+    assert data["reason"] == f"the token is for the resource {audience}, not for {gateway.base_url}/v1/mcp"
+    assert exchange.response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+
+
+@pytest.mark.parametrize("audience", ["{base}/v1/mcp", "{base}"])
+def test_a_token_for_this_resource_is_served(gateway, contract, session, audience) -> None:
+    bound = gateway.token("contract-here", audience=audience.format(base=gateway.base_url))
+    exchange = send(gateway, "POST", tool_call("echo", {"message": "bound"}), token=bound, session=session)
+    exchange.conforms(contract)
+    assert exchange.response.status_code == 200 and exchange.reached_upstream == 1
+    assert exchange.messages()[0]["result"]["content"][0]["text"] == "Echo: bound"
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Mcp-Method": "tools/list", "Mcp-Name": "echo"},
+        {"Mcp-Method": "tools/call", "Mcp-Name": DENIED_TOOL},
+        {"Mcp-Method": "tools/call"},
+        {"Mcp-Method": "tools/call", "Mcp-Name": "=?base64?not base64?="},
+    ],
+)
+def test_routing_headers_that_disagree_with_the_body_are_400_with_32020(gateway, contract, token, session, path,
+                                                                      headers) -> None:
+    body = tool_call("echo", {"message": "x"}, id=41)
+    exchange = send(gateway, "POST", body, token=token, session=session, path=path, headers=headers)
+    data = assert_refused(exchange, contract, -32020, status=400)
+    assert exchange.messages()[0]["id"] == 41 and data["reason"], exchange.response.text
+
+
+def test_routing_headers_that_repeat_the_body_are_served(gateway, contract, token, session) -> None:
+    for name in ("echo", "=?base64?ZWNobw==?="):
+        exchange = send(gateway, "POST", tool_call("echo", {"message": "routed"}), token=token, session=session,
+                        headers={"Mcp-Method": "tools/call", "Mcp-Name": name}).conforms(contract)
+        assert exchange.response.status_code == 200 and exchange.reached_upstream == 1, exchange.response.text
+        assert exchange.messages()[0]["result"]["content"][0]["text"] == "Echo: routed"
+
+
+def test_a_stateless_request_is_governed_like_any_other(gateway, contract) -> None:
+    """No initialize and no session (MCP 2026-07-28's stateless requests): the four checks decide it all
+    the same, and each decision is audited."""
+    token = gateway.token("contract-stateless")
+    denied = send(gateway, "POST", tool_call(DENIED_TOOL, id=51), token=token,
+                  headers={"Mcp-Method": "tools/call", "Mcp-Name": DENIED_TOOL})
+    assert assert_refused(denied, contract, -32012)["rule"] == "no_env"
+    narrow = gateway.token("contract-stateless-narrow", tools=["echo"])
+    outside = send(gateway, "POST", tool_call("get-sum", {"a": 1, "b": 2}, id=52), token=narrow)
+    assert "not allowed by the token" in assert_refused(outside, contract, -32010)["reason"]
+    allowed = send(gateway, "POST", tool_call("echo", {"message": "stateless"}, id=53), token=token,
+                   headers={"Mcp-Method": "tools/call", "Mcp-Name": "echo"}).conforms(contract)
+    # Forwarded: this tool server keeps sessions, so it answers the session-less call itself.
+    assert allowed.reached_upstream == 1, allowed.response.text
+
+    def decided() -> set[tuple[str, str, str]]:
+        events = gateway.control_plane.audit(TENANT)
+        found = {(e["agent_id"], e["tool"], e["decision"]) for e in events
+                 if e["agent_id"] in ("contract-stateless", "contract-stateless-narrow") and e.get("tool")}
+        return found if len(found) >= 3 else set()
+
+    assert wait_for(decided, "the decisions' audit events") == {
+        ("contract-stateless", DENIED_TOOL, "deny"), ("contract-stateless-narrow", "get-sum", "deny"),
+        ("contract-stateless", "echo", "allow")}
+
+
+def test_a_tool_the_token_does_not_allow_is_32010_in_band(gateway, contract) -> None:
+    narrow = gateway.token("contract-narrow", tools=["echo"])
+    exchange = send(gateway, "POST", tool_call("get-sum", {"a": 1, "b": 2}), token=narrow)
+    assert "not allowed by the token" in assert_refused(exchange, contract, -32010)["reason"]
+    assert "www-authenticate" not in exchange.response.headers
+
+
+@pytest.mark.parametrize("path", ["", *PATHS])
+def test_the_protected_resource_metadata_needs_no_token(gateway, contract, path) -> None:
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        response = client.get(metadata_url(gateway, path))
+    contract["/.well-known/oauth-protected-resource" + path]["GET"].Case(method="GET").validate_response(
+        response, checks=CONFORMANCE
+    )
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert document["resource"] == gateway.base_url + path
+    assert document["authorization_servers"] == [gateway.control_plane.url]
+    assert document["bearer_methods_supported"] == ["header"] and document["scopes_supported"] == ["tool:*"]
+
+
+def test_protected_resource_metadata_of_a_path_not_served_is_404(gateway) -> None:
+    before = gateway.upstream_requests()
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        response = client.get(metadata_url(gateway, "/v1/admin"))
+    assert response.status_code == 404 and gateway.upstream_requests() == before
 
 
 def test_a_tool_outside_the_declared_intent_is_32011(gateway, contract, token) -> None:
@@ -283,7 +394,10 @@ def test_a_get_or_delete_without_a_valid_token_is_401(gateway, contract, gateway
     for token in (None, gateway_foreign_token):
         exchange = send(gateway, method, token=token, session="any", path=path)
         assert_refused(exchange, contract, -32010, status=401)
-        assert exchange.response.headers["www-authenticate"].startswith("Bearer")
+        error = "" if token is None else 'error="invalid_token", '
+        assert exchange.response.headers["www-authenticate"] == (
+            f'Bearer {error}resource_metadata="{metadata_url(gateway, path)}"'
+        )
 
 
 def test_notifications_without_a_valid_token_are_401(gateway, contract) -> None:
@@ -314,7 +428,7 @@ def gateway_without_upstream(
 ) -> Iterator[RuntimeGateway]:
     """A second Envoy of the same system whose tool server cannot be reached."""
     upstream = UnreachableUpstream(free_port())
-    with gateway_envoy(upstream, gateway.control_plane, tmp_path_factory.mktemp("no-upstream")) as envoy:
+    with gateway_envoy(BUILD, upstream, gateway.control_plane, tmp_path_factory.mktemp("no-upstream")) as envoy:
         degraded = RuntimeGateway(gateway.control_plane, envoy)
         degraded.sync("the second Envoy's filters to sync")
         yield degraded

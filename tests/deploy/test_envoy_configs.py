@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from e2e.envoy import PreparedBootstrap, validate_config
-from e2e.gateway import WASM
+from e2e.gateway import NATIVE, WASM
 
 from .support import (
+    ENVOY_DIR,
     FRONT_PROXY_YAML,
     SIDECAR_YAML,
     clusters,
@@ -42,6 +43,7 @@ MCP_PATHS = ("/v1/mcp", "/v1/tool-call")
 def envoy_validate(document: dict[str, Any], workdir: Path) -> str:
     """Runs ``envoy --mode validate`` (which loads the filter and runs its on_configure); returns its output."""
     assert WASM.exists(), f"{WASM} is missing: run `make wasm`"
+    assert NATIVE.exists(), f"{NATIVE} is missing: run `make native`"
     done = validate_config(PreparedBootstrap(document), workdir)
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"envoy --mode validate refused the configuration:\n{output[-4000:]}"
@@ -52,6 +54,7 @@ def test_every_envoy_configuration_of_the_repository_is_found() -> None:
     found = {rel(p) for p in CONFIGURATIONS}
     expected = {
         "envoy/standalone.yaml",
+        "envoy/standalone-native.yaml",
         "envoy/sidecar.yaml",
         "envoy/front-proxy.yaml",
         "deploy/kubernetes/tool-server/envoy.yaml",
@@ -75,6 +78,20 @@ def test_envoy_validate_refuses_a_plugin_configuration_the_filter_rejects(tmp_pa
     done = validate_config(PreparedBootstrap(document), tmp_path)
     assert done.returncode != 0
     assert "clustr" in done.stdout + done.stderr
+
+
+def test_envoy_validate_refuses_a_native_configuration_the_module_rejects(tmp_path: Path) -> None:
+    """The native module checks its configuration in validation mode too: without control_plane.address (its
+    way to the control plane) the native standalone configuration is refused, and Envoy says why."""
+    document = load_bootstrap(ENVOY_DIR / "standalone-native.yaml")
+    (entry,) = [f for f in connection_manager(listeners(document)["gateway"])["http_filters"] if f["name"] == "intentgate"]
+    value = entry["typed_config"]["filter_config"]
+    plugin = json.loads(value["value"])
+    del plugin["control_plane"]["address"]
+    value["value"] = json.dumps(plugin)
+    done = validate_config(PreparedBootstrap(document), tmp_path)
+    assert done.returncode != 0
+    assert "control_plane.address" in done.stdout + done.stderr
 
 
 def test_envoy_validate_refuses_a_route_to_a_missing_cluster(tmp_path: Path) -> None:

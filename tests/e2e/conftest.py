@@ -5,6 +5,9 @@
 - ``envoy_factory`` (function): ``envoy_factory(config=None, **start_envoy_kwargs) -> Envoy``; ``config``
   defaults to a fresh ``EnvoyConfig`` for ``everything``. Every Envoy it started is stopped after the test.
 - ``make_config`` (function): ``make_config(**fields) -> EnvoyConfig`` pointing at ``everything``.
+- ``build`` (session, parametrized): the filter build a test runs against, ``wasm`` then ``native``
+  (``gateway.Build``: ``build.filter(plugin)``, ``build.stat(name)``, ``build.subscriptions()``). A test that
+  takes it, directly or through its fixtures, runs once per build.
 
 For module- or session-scoped Envoys with a filter, use ``start_envoy`` directly in a fixture of that scope
 (a context manager): ``with start_envoy(config, tmp_path_factory.mktemp("gw")) as envoy: yield envoy``.
@@ -21,6 +24,7 @@ from typing import Any
 import pytest
 
 from .envoy import Envoy, EnvoyConfig, start_envoy
+from .gateway import BUILDS, Build
 from .peers import EverythingServer, start_everything
 from .processes import tail
 
@@ -28,6 +32,11 @@ from .processes import tail
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", params=BUILDS, ids=str)
+def build(request: pytest.FixtureRequest) -> Build:
+    return request.param
 
 
 @pytest.fixture(scope="session")

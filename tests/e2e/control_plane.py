@@ -161,11 +161,19 @@ class ControlPlane:
         )
 
 
+def protected_resource(port: int, issuer: str) -> dict[str, Any]:
+    """The filter's resource-server settings for a gateway listening on 127.0.0.1:`port`, whose tokens come
+    from the authorization server `issuer`."""
+    return {"url": f"http://127.0.0.1:{port}", "authorization_servers": [issuer]}
+
+
 def filter_config(control_plane: ControlPlane, cluster: str = "intentgate_control_plane", **bootstrap: Any) -> dict[str, Any]:
-    """A plugin configuration that follows `control_plane` (an empty bootstrap: fail closed until synced)."""
+    """A plugin configuration that follows `control_plane` (an empty bootstrap: fail closed until synced). It
+    serves both builds: the wasm filter reaches the control plane through the Envoy cluster `cluster`, the native
+    module at its gRPC address."""
     plugin: dict[str, Any] = {
         "gateway": {"keys": [], "tenants": {}, **bootstrap},
-        "control_plane": {"cluster": cluster, "tick_ms": 50},
+        "control_plane": {"cluster": cluster, "address": f"http://127.0.0.1:{control_plane.grpc_port}", "tick_ms": 50},
     }
     if control_plane.filter_token:
         plugin["control_plane"]["token"] = control_plane.filter_token

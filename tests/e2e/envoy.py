@@ -179,7 +179,8 @@ class PreparedBootstrap:
 
 
 def load_yaml_bootstrap(path: Path) -> dict[str, Any]:
-    """One of the repository's Envoy YAML files, with relative wasm paths made absolute (repo root)."""
+    """One of the repository's Envoy YAML files, with relative filter paths (wasm or native module) made absolute
+    (repo root)."""
     import yaml
 
     document = yaml.safe_load(Path(path).read_text())

@@ -1,5 +1,7 @@
 """IntentGate pieces for the end-to-end tests: keys and tokens through the real `intentgate` CLI, the
-filter's plugin configuration, and the `envoy.filters.http.wasm` entry that loads the built filter.
+filter's plugin configuration, and the filter entries that load a build of it: the wasm filter
+(`envoy.filters.http.wasm`) or the native module (`envoy.filters.http.dynamic_modules`). A `Build` names one
+of the two, so a test runs against either.
 
 Importable without pytest (scripts/run.py uses it)."""
 
@@ -9,11 +11,13 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from .native import dynamic_module_filter
 from .processes import REPO_ROOT
 
 WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "intentgate_filter.wasm"
+NATIVE = REPO_ROOT / "target" / "native" / "libintentgate_native.so"
 CLI = REPO_ROOT / "target" / "debug" / "intentgate"
 DEMO_POLICY = REPO_ROOT / "envoy" / "demo-policy.rego"
 
@@ -138,3 +142,44 @@ def wasm_filter(plugin: dict[str, Any], *, wasm: Path = WASM, vm_id: str = "inte
             },
         },
     }
+
+
+def native_filter(plugin: dict[str, Any], *, module: Path = NATIVE) -> dict[str, Any]:
+    """The `envoy.filters.http.dynamic_modules` entry that loads the native IntentGate module (by path) with
+    this configuration, the same JSON the wasm filter takes."""
+    return dynamic_module_filter(module, plugin)
+
+
+@dataclass(frozen=True)
+class Build:
+    """One build of the filter: how Envoy loads it, and where what it exposes differs."""
+
+    name: Literal["wasm", "native"]
+
+    def filter(self, plugin: dict[str, Any]) -> dict[str, Any]:
+        """The HTTP filter entry running this build with the plugin configuration ``plugin``."""
+        return wasm_filter(plugin) if self.name == "wasm" else native_filter(plugin)
+
+    def stat(self, name: str) -> str:
+        """The Envoy stat of the filter's metric ``name`` (``intentgate.tool_calls.allow``)."""
+        return f"{'wasmcustom' if self.name == 'wasm' else 'dynamicmodulescustom'}.{name}"
+
+    def subscriptions(self, concurrency: int = 2) -> int:
+        """Sync streams one Envoy opens to the control plane: one per wasm VM (each worker and the main thread),
+        one per process for the native module."""
+        return concurrency + 1 if self.name == "wasm" else 1
+
+    def audit_buffers(self, concurrency: int = 2) -> int:
+        """Audit buffers serving requests: one per worker VM (wasm), one per process (native)."""
+        return concurrency if self.name == "wasm" else 1
+
+    @property
+    def log_marker(self) -> str:
+        """What Envoy's log lines written by the filter carry."""
+        return "] wasm log" if self.name == "wasm" else "[dynamic_modules]"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+BUILDS = (Build("wasm"), Build("native"))

@@ -55,6 +55,20 @@ class Idp:
         answer.raise_for_status()
         return answer.json()["access_token"]
 
+    def id_jag(self, audience: str, client_id: str, resource: str) -> str:
+        """An identity assertion grant (typ oauth-id-jag+jwt) for the authorization server `audience`, naming
+        its client `client_id` and the MCP server `resource`."""
+        answer = httpx.post(
+            f"{self.url}/token",
+            data={"grant_type": "client_credentials", "scope": "mcp", "resource": audience,
+                  "id_jag_client_id": client_id, "id_jag_resource": resource},
+            auth=(CLIENT_ID, CLIENT_SECRET),
+            timeout=10,
+            trust_env=False,
+        )
+        answer.raise_for_status()
+        return answer.json()["access_token"]
+
     def stop(self) -> None:
         self.process.stop()
 

@@ -121,6 +121,7 @@ async def open_mcp_session(
     initialize: bool = True,
     timeout: float = 15.0,
     terminate_on_close: bool = True,
+    auth: httpx2.Auth | None = None,
 ) -> AsyncIterator[McpSession]:
     """Open a session with the real MCP client against ``url`` (e.g. ``envoy.mcp_url``).
 
@@ -128,6 +129,7 @@ async def open_mcp_session(
     session; ``headers`` adds or overrides others. With ``initialize=False`` the caller sends ``initialize``
     itself (to assert on its failure, say). ``timeout`` bounds each request's wait for its answer and each
     HTTP connect/write; a request that gets no answer in time raises MCPError (code -32001 "timed out").
+    ``auth`` is an ``httpx2.Auth`` for every request, e.g. one of the SDK's OAuth providers.
     """
     exchanges: list[HttpExchange] = []
 
@@ -150,6 +152,7 @@ async def open_mcp_session(
         timeout=httpx2.Timeout(timeout, read=300.0),
         event_hooks={"response": [record]},
         trust_env=False,
+        auth=auth,
     )
     async with http_client:
         async with streamable_http_client(url, http_client=http_client, terminate_on_close=terminate_on_close) as (

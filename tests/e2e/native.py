@@ -34,19 +34,28 @@ def require_module(directory: Path, module: str) -> Path:
     return path
 
 
-def dynamic_module_filter(module: str, config: dict[str, Any] | str = "", *, filter_name: str = "intentgate") -> dict[str, Any]:
-    """An HTTP filter entry running ``filter_name`` of the native module ``module``, configured with ``config``
-    (a JSON object, or the string as it is)."""
+def dynamic_module_filter(
+    module: str | Path, config: dict[str, Any] | str = "", *, filter_name: str = "intentgate"
+) -> dict[str, Any]:
+    """An HTTP filter entry running ``filter_name`` of the native module ``module`` (a name Envoy looks up in
+    ``NATIVE_ENV``'s directory, or the module's path), configured with ``config`` (a JSON object, or the string
+    as it is)."""
     value = config if isinstance(config, str) else json.dumps(config)
+    source = {"local": {"filename": str(module)}} if isinstance(module, Path) else {"name": module}
     return {
         "name": "envoy.filters.http.dynamic_modules",
         "typed_config": {
             "@type": _FILTER_TYPE,
-            "dynamic_module_config": {"name": module},
+            "dynamic_module_config": {"module": source} if isinstance(module, Path) else source,
             "filter_name": filter_name,
             "filter_config": {"@type": _STRING_TYPE, "value": value},
         },
     }
+
+
+def baseline_filter(config: str = "{}") -> dict[str, Any]:
+    """The empty native module (filter/native-baseline), holding requests the way IntentGate does."""
+    return dynamic_module_filter(BASELINE_MODULE, config, filter_name="baseline")
 
 
 def envoy_elf() -> Path:

@@ -21,7 +21,8 @@ from .envoy import Envoy
 from .http_peers import serve
 from .peers import EverythingServer
 from .rpc import RawMcp, tool_call
-from .test_control_plane import VMS_PER_ENVOY, code, gateway_envoy, in_sync, wait_for
+from .gateway import Build
+from .test_control_plane import code, gateway_envoy, in_sync, wait_for
 
 TENANT = "acme-corp"
 OTHER_TENANT_TOKEN = "globex-admin-token-0123456789"
@@ -73,15 +74,15 @@ class Receiver:
 
 
 class System:
-    def __init__(self, control_plane: ControlPlane, envoy: Envoy, receiver: Receiver) -> None:
-        self.cp, self.envoy, self.receiver = control_plane, envoy, receiver
+    def __init__(self, build: Build, control_plane: ControlPlane, envoy: Envoy, receiver: Receiver) -> None:
+        self.build, self.cp, self.envoy, self.receiver = build, control_plane, envoy, receiver
 
     def token(self, subject: str, **fields: Any) -> dict[str, Any]:
         return self.cp.mint(subject, TENANT, tools=["echo", "get-sum", "get-env"], **fields)
 
     def settings(self, **settings: Any) -> None:
         self.cp.settings(TENANT, **settings)
-        wait_for(lambda: in_sync(self.cp, VMS_PER_ENVOY), "the settings to reach every filter")
+        wait_for(lambda: in_sync(self.cp, self.build.subscriptions()), "the settings to reach every filter")
 
     def call(self, token: str, a: int, *, approval: str | None = None, tool: str = "get-sum") -> dict[str, Any]:
         headers = {"X-IntentGate-Approval-Id": approval} if approval else None
@@ -100,8 +101,8 @@ class System:
 
 
 @pytest.fixture(scope="module")
-def system(everything: EverythingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    workdir = tmp_path_factory.mktemp("approvals")
+def system(build: Build, everything: EverythingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    workdir = tmp_path_factory.mktemp(f"approvals-{build}")
     receiver = Receiver()
     with serve(receiver) as hook:
         control_plane = ControlPlane(
@@ -119,9 +120,9 @@ def system(everything: EverythingServer, tmp_path_factory: pytest.TempPathFactor
         ).start()
         try:
             control_plane.promote(TENANT, POLICY)
-            with gateway_envoy(everything, control_plane, workdir / "envoy") as envoy:
-                wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "every filter VM to sync")
-                yield System(control_plane, envoy, receiver)
+            with gateway_envoy(build, everything, control_plane, workdir / "envoy") as envoy:
+                wait_for(lambda: in_sync(control_plane, build.subscriptions()), "every filter to sync")
+                yield System(build, control_plane, envoy, receiver)
         finally:
             control_plane.stop()
 
@@ -227,7 +228,7 @@ def test_a_token_revoked_before_approval_is_still_denied(system: System) -> None
     waiting = held(system, minted["token"], 800)
     approval = system.pending_for("agent-revoked")
     system.cp.revoke(minted["jti"])
-    wait_for(lambda: in_sync(system.cp, VMS_PER_ENVOY), "the revocation to reach every filter")
+    wait_for(lambda: in_sync(system.cp, system.build.subscriptions()), "the revocation to reach every filter")
     assert system.cp.decide(approval["id"], "approve").status_code == 204
     answer = waiting.result(timeout=30)
     assert code(answer) == -32010 and "revoked" in answer["error"]["data"]["reason"], answer

@@ -16,13 +16,16 @@ import pytest
 
 from contract.pg_cluster import Cluster
 
-from .control_plane import ControlPlane, filter_config
+from .control_plane import ControlPlane, filter_config, free_port, protected_resource
 from .envoy import Envoy, EnvoyConfig, start_envoy, static_cluster
-from .gateway import DEMO_POLICY, wasm_filter
+from .gateway import DEMO_POLICY, Build
 from .peers import EverythingServer
 from .rpc import RawMcp, tool_call
 
 TENANT = "acme-corp"
+VMS_PER_ENVOY = Build("wasm").subscriptions()
+"""Sync streams of one wasm-filter Envoy at the default concurrency (each worker VM and the main thread's), for
+tests that run the wasm build only."""
 TOOLS = ["echo", "get-sum", "get-env"]
 DENY_ALL = """package intentgate.policy
 import rego.v1
@@ -40,13 +43,28 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20) -> An
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def gateway_envoy(everything: EverythingServer, control_plane: ControlPlane, workdir: Path, **options: Any) -> Envoy:
-    """An Envoy whose filter follows `control_plane`; `options` go into the plugin's `control_plane` section."""
+def gateway_envoy(
+    build: Build,
+    everything: EverythingServer,
+    control_plane: ControlPlane,
+    workdir: Path,
+    *,
+    resource: bool = False,
+    **options: Any,
+) -> Envoy:
+    """An Envoy whose filter (of `build`) follows `control_plane`; `options` go into the plugin's `control_plane`
+    section. `resource`: the filter is the OAuth resource server of its listener's URL, `control_plane` its
+    authorization server."""
     plugin = filter_config(control_plane)
     plugin["control_plane"].update(options)
+    listen_port = 0
+    if resource:
+        listen_port = free_port()
+        plugin["protected_resource"] = protected_resource(listen_port, control_plane.url)
     config = EnvoyConfig(
         upstream_port=everything.port,
-        http_filters=[wasm_filter(plugin)],
+        listen_port=listen_port,
+        http_filters=[build.filter(plugin)],
         extra_clusters=[static_cluster("intentgate_control_plane", "127.0.0.1", control_plane.grpc_port, http2=True)],
     )
     return start_envoy(config, workdir)
@@ -81,70 +99,68 @@ def code(answer: dict[str, Any]) -> int | None:
     return answer.get("error", {}).get("code")
 
 
-# One Envoy runs 2 workers plus the main thread: three VMs, three subscriptions.
-VMS_PER_ENVOY = 3
-
-
 @pytest.fixture(scope="module")
-def system(everything: EverythingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, Envoy]]:
-    workdir = tmp_path_factory.mktemp("system")
+def system(
+    build: Build, everything: EverythingServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Build, ControlPlane, Envoy]]:
+    workdir = tmp_path_factory.mktemp(f"system-{build}")
     control_plane = ControlPlane(workdir / "cp", f"sqlite://{workdir}/cp.db?mode=rwc").start()
     try:
         control_plane.promote(TENANT, DEMO_POLICY.read_text())
-        with gateway_envoy(everything, control_plane, workdir / "envoy") as envoy:
-            wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "every filter VM to sync")
-            yield control_plane, envoy
+        with gateway_envoy(build, everything, control_plane, workdir / "envoy") as envoy:
+            wait_for(lambda: in_sync(control_plane, build.subscriptions()), "every filter to sync")
+            yield build, control_plane, envoy
     finally:
         control_plane.stop()
 
 
-def test_filter_enforces_what_the_control_plane_pushes(system: tuple[ControlPlane, Envoy]) -> None:
-    control_plane, envoy = system
+def test_filter_enforces_what_the_control_plane_pushes(system: tuple[Build, ControlPlane, Envoy]) -> None:
+    build, control_plane, envoy = system
     token = control_plane.mint("agent-1", TENANT, tools=TOOLS)["token"]
     assert "result" in call(envoy, token), "a token minted by the control plane verifies in the filter"
     control_plane.promote(TENANT, DENY_ALL, name="maintenance")
-    wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "the promotion to reach every filter")
+    wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the promotion to reach every filter")
     denied = call(envoy, token)
     assert code(denied) == -32012 and denied["error"]["data"]["rule"] == "maintenance", denied
     control_plane.ok("POST", "/v1/admin/policies/rollback", params={"tenant": TENANT})
-    wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "the rollback to reach every filter")
+    wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the rollback to reach every filter")
     assert "result" in call(envoy, token)
     control_plane.request("DELETE", "/v1/admin/policies/active", params={"tenant": TENANT})
-    wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "the clear to reach every filter")
+    wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the clear to reach every filter")
     cleared = call(envoy, token)
     assert code(cleared) == -32012 and "no active policy" in cleared["error"]["data"]["reason"], cleared
     control_plane.ok("POST", "/v1/admin/policies/rollback", params={"tenant": TENANT})
-    wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "the restored policy to reach every filter")
+    wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the restored policy to reach every filter")
 
 
-def test_revoked_token_is_refused_by_the_filter(system: tuple[ControlPlane, Envoy]) -> None:
-    control_plane, envoy = system
+def test_revoked_token_is_refused_by_the_filter(system: tuple[Build, ControlPlane, Envoy]) -> None:
+    build, control_plane, envoy = system
     minted = control_plane.mint("agent-2", TENANT, tools=TOOLS)
     assert "result" in call(envoy, minted["token"])
     control_plane.revoke(minted["jti"])
-    wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "the revocation to reach every filter")
+    wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the revocation to reach every filter")
     refused = call_refused(envoy, minted["token"])
     assert code(refused) == -32010 and "revoked" in refused["error"]["data"]["reason"], refused
 
 
-def test_key_rotation_reaches_the_filter(system: tuple[ControlPlane, Envoy]) -> None:
-    control_plane, envoy = system
+def test_key_rotation_reaches_the_filter(system: tuple[Build, ControlPlane, Envoy]) -> None:
+    build, control_plane, envoy = system
     before = control_plane.mint("agent-3", TENANT, tools=TOOLS)
     rotated = control_plane.ok("POST", "/v1/admin/keys/rotate")
-    wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "the new key to reach every filter")
+    wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the new key to reach every filter")
     after = control_plane.mint("agent-3", TENANT, tools=TOOLS)
     assert kid_of(after["token"]) == rotated["kid"] != kid_of(before["token"])
     assert "result" in call(envoy, after["token"]), "tokens of the new key verify"
     assert "result" in call(envoy, before["token"]), "tokens of the previous key verify until it is retired"
     control_plane.request("DELETE", f"/v1/admin/keys/{kid_of(before['token'])}").raise_for_status()
-    wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "the retirement to reach every filter")
+    wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the retirement to reach every filter")
     refused = call_refused(envoy, before["token"])
     assert code(refused) == -32010 and "unknown key" in refused["error"]["data"]["reason"], refused
     assert "result" in call(envoy, after["token"])
 
 
-def test_every_decision_reaches_the_hash_chain(system: tuple[ControlPlane, Envoy]) -> None:
-    control_plane, envoy = system
+def test_every_decision_reaches_the_hash_chain(system: tuple[Build, ControlPlane, Envoy]) -> None:
+    build, control_plane, envoy = system
     token = control_plane.mint("agent-audit", TENANT, tools=TOOLS)["token"]
     answers = [call(envoy, token, tool) for tool in ("echo", "get-env", "get-sum")]
     assert [code(a) for a in answers] == [None, -32012, None]
@@ -160,14 +176,14 @@ def test_every_decision_reaches_the_hash_chain(system: tuple[ControlPlane, Envoy
 
 
 def test_max_calls_is_exact_across_two_envoys(
-    everything: EverythingServer, tmp_path: Path
+    build: Build, everything: EverythingServer, tmp_path: Path
 ) -> None:
     with ControlPlane(tmp_path / "cp", f"sqlite://{tmp_path}/cp.db?mode=rwc").start() as control_plane:
         control_plane.promote(TENANT, DEMO_POLICY.read_text())
-        with gateway_envoy(everything, control_plane, tmp_path / "a") as a, gateway_envoy(
-            everything, control_plane, tmp_path / "b"
+        with gateway_envoy(build, everything, control_plane, tmp_path / "a") as a, gateway_envoy(
+            build, everything, control_plane, tmp_path / "b"
         ) as b:
-            wait_for(lambda: in_sync(control_plane, 2 * VMS_PER_ENVOY), "both Envoys to sync")
+            wait_for(lambda: in_sync(control_plane, 2 * build.subscriptions()), "both Envoys to sync")
             token = control_plane.mint("agent-budget", TENANT, tools=TOOLS, max_calls=100)["token"]
             sessions = {envoy.mcp_url: RawMcp(envoy.mcp_url, token=token).initialize() for envoy in (a, b)}
 
@@ -183,13 +199,13 @@ def test_max_calls_is_exact_across_two_envoys(
 
 
 def test_audit_events_made_while_the_control_plane_is_down_arrive_once(
-    everything: EverythingServer, tmp_path: Path
+    build: Build, everything: EverythingServer, tmp_path: Path
 ) -> None:
     control_plane = ControlPlane(tmp_path / "cp", f"sqlite://{tmp_path}/cp.db?mode=rwc").start()
     try:
         control_plane.promote(TENANT, DEMO_POLICY.read_text())
-        with gateway_envoy(everything, control_plane, tmp_path / "envoy") as envoy:
-            wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "the filters to sync")
+        with gateway_envoy(build, everything, control_plane, tmp_path / "envoy") as envoy:
+            wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the filters to sync")
             token = control_plane.mint("agent-fault", TENANT, tools=TOOLS)["token"]
             control_plane.stop()
             calls = 25
@@ -214,26 +230,26 @@ def test_audit_events_made_while_the_control_plane_is_down_arrive_once(
 
 
 def test_audit_buffer_overflow_is_counted_in_envoy_and_in_integrations(
-    everything: EverythingServer, tmp_path: Path
+    build: Build, everything: EverythingServer, tmp_path: Path
 ) -> None:
     buffer = 5
     control_plane = ControlPlane(tmp_path / "cp", f"sqlite://{tmp_path}/cp.db?mode=rwc").start()
     try:
         control_plane.promote(TENANT, DEMO_POLICY.read_text())
-        with gateway_envoy(everything, control_plane, tmp_path / "envoy", audit_buffer_events=buffer) as envoy:
-            wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "the filters to sync")
+        with gateway_envoy(build, everything, control_plane, tmp_path / "envoy", audit_buffer_events=buffer) as envoy:
+            wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the filters to sync")
             token = control_plane.mint("agent-overflow", TENANT, tools=TOOLS)["token"]
             control_plane.stop()
             calls = 12
             assert all("result" in call(envoy, token) for _ in range(calls))
             # Each call is audited twice (initialize, tools/call); only `buffer` events fit in each
-            # worker's VM. The count reaches Envoy's stats on the VM's tick.
-            workers = VMS_PER_ENVOY - 1
+            # buffer (each worker's VM, or the native module's process). The count reaches Envoy's stats
+            # on the tick.
             dropped_in_envoy = envoy.wait_for_stat(
-                "wasmcustom.intentgate.audit.dropped", lambda n: n >= 2 * calls - buffer * workers
+                build.stat("intentgate.audit.dropped"), lambda n: n >= 2 * calls - buffer * build.audit_buffers()
             )
-            time.sleep(0.5)  # every VM's tick has counted its drops
-            dropped_in_envoy = envoy.stat("wasmcustom.intentgate.audit.dropped")
+            time.sleep(0.5)  # every runtime's tick has counted its drops
+            dropped_in_envoy = envoy.stat(build.stat("intentgate.audit.dropped"))
             control_plane.start()
 
             def ingest() -> dict[str, Any] | None:
@@ -246,7 +262,7 @@ def test_audit_buffer_overflow_is_counted_in_envoy_and_in_integrations(
             assert sum(f["events_dropped"] for f in control_plane.filters()["filters"]) == dropped_in_envoy
             # Every event the filter kept arrives: the buffer's worth, plus any batch that was in flight
             # when the buffer filled (a failed batch goes back past the capacity rather than be lost).
-            kept = envoy.stat("wasmcustom.intentgate.audit.events")
+            kept = envoy.stat(build.stat("intentgate.audit.events"))
             assert kept >= buffer, kept
 
             def from_the_filter() -> list[dict[str, Any]]:
@@ -263,7 +279,7 @@ def test_audit_buffer_overflow_is_counted_in_envoy_and_in_integrations(
 
 
 def test_a_change_through_one_replica_reaches_the_filters_of_another(
-    everything: EverythingServer, tmp_path: Path
+    build: Build, everything: EverythingServer, tmp_path: Path
 ) -> None:
     cluster = Cluster()
     try:
@@ -271,8 +287,8 @@ def test_a_change_through_one_replica_reaches_the_filters_of_another(
         b = ControlPlane(tmp_path / "cp-b", cluster.url, master_key=a.master_key)
         with a.start(), b.start():
             a.promote(TENANT, DEMO_POLICY.read_text())
-            with gateway_envoy(everything, b, tmp_path / "envoy-b") as envoy_b:
-                wait_for(lambda: in_sync(b, VMS_PER_ENVOY), "the Envoy of replica B to sync")
+            with gateway_envoy(build, everything, b, tmp_path / "envoy-b") as envoy_b:
+                wait_for(lambda: in_sync(b, build.subscriptions()), "the Envoy of replica B to sync")
                 token = a.mint("agent-replica", TENANT, tools=TOOLS)["token"]
                 assert "result" in call(envoy_b, token)
                 a.promote(TENANT, DENY_ALL, name="maintenance")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from .envoy import Envoy, EnvoyConfig, start_envoy
-from .gateway import DEMO_POLICY, Issuer, plugin_config, tenant_config, wasm_filter
+from .gateway import DEMO_POLICY, Build, Issuer, plugin_config, tenant_config
 from .mcp_client import MCPError, open_mcp_session, text_of
 from .peers import EverythingServer
 from .rpc import RawMcp, padded_tool_call, tool_call
@@ -30,7 +30,8 @@ INTENT_RULES = [
 class Gateway:
     """Envoy with the filter, and the tokens the tests present."""
 
-    def __init__(self, envoy: Envoy, issuer: Issuer, tokens: dict[str, str]) -> None:
+    def __init__(self, build: Build, envoy: Envoy, issuer: Issuer, tokens: dict[str, str]) -> None:
+        self.build = build
         self.envoy = envoy
         self.issuer = issuer
         self.tokens = tokens
@@ -43,7 +44,9 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def gateway(everything: EverythingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(
+    build: Build, everything: EverythingServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
     issuer = Issuer.generate()
     forger = Issuer.generate()
     now = int(time.time())
@@ -66,9 +69,9 @@ def gateway(everything: EverythingServer, tmp_path_factory: pytest.TempPathFacto
         revocations=[revoked["jti"]],
         serve_tenants=[TENANT],
     )
-    config = EnvoyConfig(upstream_port=everything.port, http_filters=[wasm_filter(plugin)])
-    with start_envoy(config, tmp_path_factory.mktemp("filter")) as envoy:
-        yield Gateway(envoy, issuer, tokens)
+    config = EnvoyConfig(upstream_port=everything.port, http_filters=[build.filter(plugin)])
+    with start_envoy(config, tmp_path_factory.mktemp(f"filter-{build}")) as envoy:
+        yield Gateway(build, envoy, issuer, tokens)
 
 
 def error_of(answer: Any) -> dict[str, Any]:
@@ -77,12 +80,15 @@ def error_of(answer: Any) -> dict[str, Any]:
     return message["error"]
 
 
-def refused_without_reaching_upstream(gw: Gateway, token: str | None, body: Any, **headers: str) -> dict[str, Any]:
-    """Sends ``body``; asserts HTTP 200 with a JSON-RPC error and that the upstream saw nothing."""
+def refused_without_reaching_upstream(
+    gw: Gateway, token: str | None, body: Any, status: int = 200, **headers: str
+) -> dict[str, Any]:
+    """Sends ``body``; asserts `status` (200, or 401 for a missing or refused token) with a JSON-RPC error and
+    that the upstream saw nothing."""
     before = gw.upstream_requests()
     with gw.raw(token, headers=headers or None) as raw:
         answer = raw.post(body)
-    assert answer.status == 200, answer.describe()
+    assert answer.status == status, answer.describe()
     error = error_of(answer)
     time.sleep(0.05)
     assert gw.upstream_requests() == before, "a denied call reached the tool server"
@@ -129,7 +135,9 @@ def test_allowed_call_reaches_the_upstream_on_both_paths(gateway: Gateway) -> No
     ],
 )
 def test_bad_tokens_are_refused_with_32010(gateway: Gateway, token_name: str, reason: str) -> None:
-    error = refused_without_reaching_upstream(gateway, gateway.tokens[token_name], tool_call("echo", {"message": "x"}))
+    error = refused_without_reaching_upstream(
+        gateway, gateway.tokens[token_name], tool_call("echo", {"message": "x"}), status=401
+    )
     assert error["code"] == -32010
     assert error["data"]["check"] == "capability"
     assert reason in error["data"]["reason"]
@@ -139,12 +147,12 @@ def test_tampered_token_is_refused_with_32010(gateway: Gateway) -> None:
     good = gateway.tokens["good"]
     middle = len(good) // 2
     tampered = good[:middle] + ("A" if good[middle] != "A" else "B") + good[middle + 1 :]
-    error = refused_without_reaching_upstream(gateway, tampered, tool_call("echo", {"message": "x"}))
+    error = refused_without_reaching_upstream(gateway, tampered, tool_call("echo", {"message": "x"}), status=401)
     assert error["code"] == -32010
 
 
 def test_missing_token_is_refused_with_32010(gateway: Gateway) -> None:
-    error = refused_without_reaching_upstream(gateway, None, tool_call("echo", {"message": "x"}))
+    error = refused_without_reaching_upstream(gateway, None, tool_call("echo", {"message": "x"}), status=401)
     assert error["code"] == -32010
     assert "missing bearer token" in error["data"]["reason"]
 
@@ -298,16 +306,17 @@ def test_stats_count_decisions_and_time_checks(gateway: Gateway) -> None:
     with gateway.raw(gateway.tokens["good"]) as raw:
         assert "result" in raw.post(tool_call("echo", {"message": "m"}), session_id=raw.initialize()).message()
     # The filter hands its counts to Envoy on its tick.
-    for name in ("wasmcustom.intentgate.tool_calls.deny.policy", "wasmcustom.intentgate.tool_calls.allow"):
+    for name in map(gateway.build.stat, ("intentgate.tool_calls.deny.policy", "intentgate.tool_calls.allow")):
         after = gateway.envoy.wait_for_stat(name, lambda n, name=name: n >= before.get(name, 0) + 1)
         assert after == before.get(name, 0) + 1, (name, after)
     histograms = gateway.envoy.admin_get("/stats", filter="intentgate").text
-    assert "wasmcustom.intentgate.verify_us" in histograms
-    assert "wasmcustom.intentgate.eval_us" in histograms
-    assert "wasmcustom.intentgate.filter_us" in histograms
+    for name in ("intentgate.verify_us", "intentgate.eval_us", "intentgate.filter_us"):
+        assert gateway.build.stat(name) in histograms, name
 
 
-def test_invalid_plugin_configuration_keeps_envoy_from_starting(everything: EverythingServer, tmp_path: Path) -> None:
+def test_invalid_plugin_configuration_keeps_envoy_from_starting(
+    build: Build, everything: EverythingServer, tmp_path: Path
+) -> None:
     from .envoy import validate_config
 
     key = Issuer.generate().public_key
@@ -317,7 +326,7 @@ def test_invalid_plugin_configuration_keeps_envoy_from_starting(everything: Ever
         ("rego source", {"policy": {"rego": policy}}, "intentgate compile"),
         ("unloadable bytecode", {"policy": {"bytecode": "UkVHTwYAAAA="}}, "bytecode"),
     ]:
-        config = EnvoyConfig(upstream_port=everything.port, http_filters=[wasm_filter(plugin_config([key], {TENANT: tenant}))])
+        config = EnvoyConfig(upstream_port=everything.port, http_filters=[build.filter(plugin_config([key], {TENANT: tenant}))])
         done = validate_config(config, tmp_path / name.replace(" ", "-"))
         assert done.returncode != 0, f"Envoy accepted a plugin configuration with {name}"
         assert said in done.stdout + done.stderr, name

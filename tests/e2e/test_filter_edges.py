@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .envoy import Envoy, EnvoyConfig, start_envoy, static_cluster
-from .gateway import DEMO_POLICY, Issuer, plugin_config, tenant_config, wasm_filter
+from .gateway import DEMO_POLICY, Build, Issuer, plugin_config, tenant_config
 from .http_peers import Extractor, serve
 from .peers import EverythingServer
 from .rpc import RawMcp, tool_call
@@ -25,8 +25,8 @@ def issuer() -> Issuer:
     return Issuer.generate()
 
 
-def filter_for(issuer: Issuer, **extra: object) -> dict[str, object]:
-    return wasm_filter(plugin_config([issuer.public_key], {TENANT: tenant_config(DEMO_POLICY.read_text())}, **extra))
+def filter_for(build: Build, issuer: Issuer, **extra: object) -> dict[str, object]:
+    return build.filter(plugin_config([issuer.public_key], {TENANT: tenant_config(DEMO_POLICY.read_text())}, **extra))
 
 
 class ExtractorGateway:
@@ -44,18 +44,18 @@ class ExtractorGateway:
 
 @pytest.fixture(scope="module")
 def extractor_gateway(
-    everything: EverythingServer, issuer: Issuer, tmp_path_factory: pytest.TempPathFactory
+    build: Build, everything: EverythingServer, issuer: Issuer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ExtractorGateway]:
     extractor = Extractor()
     with serve(extractor) as server:
         config = EnvoyConfig(
             upstream_port=everything.port,
             http_filters=[
-                filter_for(issuer, intent_extractor={"cluster": "extractor", "timeout_ms": 500})
+                filter_for(build, issuer, intent_extractor={"cluster": "extractor", "timeout_ms": 500})
             ],
             extra_clusters=[static_cluster("extractor", "127.0.0.1", server.port)],
         )
-        with start_envoy(config, tmp_path_factory.mktemp("extractor")) as envoy:
+        with start_envoy(config, tmp_path_factory.mktemp(f"extractor-{build}")) as envoy:
             token = issuer.token("agent-x", TENANT, tools=["echo", "get-sum", "get-env"])
             yield ExtractorGateway(envoy, extractor, server.requests, token)
 
@@ -76,7 +76,7 @@ def test_external_extractor_receives_the_contract_and_answers_are_cached(extract
     gw.extractor.mode = "ok"
     prompt = "a prompt asked twice"
     before = len(gw.requests)
-    # The cache is per worker VM: calls on one connection stay on one worker.
+    # The cache is per worker VM (wasm) or per process (native): calls on one connection stay on one worker.
     assert "result" in gw.call(prompt, calls=3)
     mine = [r for r in gw.requests[before:] if json.loads(r[2])["prompt"] == prompt]
     assert len(mine) == 1, "repeated identical prompts must be answered from the cache"
@@ -104,8 +104,8 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_upstream_answers_32603(issuer: Issuer, tmp_path: Path) -> None:
-    config = EnvoyConfig(upstream_port=closed_port(), http_filters=[filter_for(issuer)])
+def test_unreachable_upstream_answers_32603(build: Build, issuer: Issuer, tmp_path: Path) -> None:
+    config = EnvoyConfig(upstream_port=closed_port(), http_filters=[filter_for(build, issuer)])
     with start_envoy(config, tmp_path) as envoy, RawMcp(envoy.mcp_url, token=issuer.token("a", TENANT, tools=["echo"])) as raw:
         answer = raw.post(tool_call("echo", {"message": "x"}, id="req-1"))
     assert answer.status == 200, answer.describe()
@@ -115,14 +115,14 @@ def test_unreachable_upstream_answers_32603(issuer: Issuer, tmp_path: Path) -> N
     assert message["error"]["data"]["upstream_status"] == 503
 
 
-def test_upstream_5xx_answers_32603_and_4xx_passes_through(issuer: Issuer, tmp_path: Path) -> None:
+def test_upstream_5xx_answers_32603_and_4xx_passes_through(build: Build, issuer: Issuer, tmp_path: Path) -> None:
     statuses = iter([500, 404])
 
     def upstream(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         return next(statuses), {"content-type": "text/plain"}, b"upstream says no"
 
     with serve(upstream) as server:
-        config = EnvoyConfig(upstream_port=server.port, http_filters=[filter_for(issuer)])
+        config = EnvoyConfig(upstream_port=server.port, http_filters=[filter_for(build, issuer)])
         with start_envoy(config, tmp_path) as envoy, RawMcp(envoy.mcp_url, token=issuer.token("a", TENANT, tools=["echo"])) as raw:
             failed = raw.post(tool_call("echo", {"message": "x"}, id=9))
             missing = raw.post(tool_call("echo", {"message": "x"}, id=10))
@@ -137,9 +137,9 @@ def empty_result(path: str, headers: dict[str, str], body: bytes) -> tuple[int, 
     return 200, {"content-type": "application/json"}, json.dumps(answer).encode()
 
 
-def test_upstream_never_sees_the_capability_token_or_prompt(issuer: Issuer, tmp_path: Path) -> None:
+def test_upstream_never_sees_the_capability_token_or_prompt(build: Build, issuer: Issuer, tmp_path: Path) -> None:
     with serve(empty_result) as server:
-        config = EnvoyConfig(upstream_port=server.port, http_filters=[filter_for(issuer)])
+        config = EnvoyConfig(upstream_port=server.port, http_filters=[filter_for(build, issuer)])
         token = issuer.token("a", TENANT, tools=["echo"])
         with start_envoy(config, tmp_path) as envoy, RawMcp(envoy.mcp_url, token=token, prompt="say hi") as raw:
             answer = raw.post(tool_call("echo", {"message": "x"}), headers={"X-IntentGate-Tenant": TENANT})
@@ -150,10 +150,10 @@ def test_upstream_never_sees_the_capability_token_or_prompt(issuer: Issuer, tmp_
     assert token not in json.dumps(headers)
 
 
-def test_audit_lines_are_kept_when_envoy_logs_only_warnings(issuer: Issuer, tmp_path: Path) -> None:
+def test_audit_lines_are_kept_when_envoy_logs_only_warnings(build: Build, issuer: Issuer, tmp_path: Path) -> None:
     """Without a control plane the audit trail is Envoy's log; `--log-level warning` must not drop it."""
     with serve(empty_result) as server:
-        config = EnvoyConfig(upstream_port=server.port, http_filters=[filter_for(issuer)])
+        config = EnvoyConfig(upstream_port=server.port, http_filters=[filter_for(build, issuer)])
         token = issuer.token("quiet-agent", TENANT, tools=["echo", "get-env"])
         with start_envoy(config, tmp_path, log_level="warning") as envoy:
             with RawMcp(envoy.mcp_url, token=token) as raw:
@@ -161,7 +161,7 @@ def test_audit_lines_are_kept_when_envoy_logs_only_warnings(issuer: Issuer, tmp_
                 denied = raw.post(tool_call("get-env", {}))
             mine = envoy.wait_for_log_objects(lambda e: e.get("agent_id") == "quiet-agent", count=2)
             # The lines of one tick are one write: the first carries Envoy's prefix and level.
-            records = [line for line in envoy.log_text().splitlines() if "] wasm log" in line and "intentgate-audit " in line]
+            records = [line for line in envoy.log_text().splitlines() if build.log_marker in line and "intentgate-audit " in line]
     assert "result" in allowed.message() and denied.message()["error"]["code"] == -32012
     assert [(e["tool"], e["decision"]) for e in mine] == [("echo", "allow"), ("get-env", "deny")], mine
     assert records and all("[warning]" in line for line in records), records

@@ -19,7 +19,7 @@ import h2.events
 import pytest
 
 from .envoy import Envoy, EnvoyConfig, start_envoy
-from .gateway import DEMO_POLICY, Issuer, plugin_config, tenant_config, wasm_filter
+from .gateway import DEMO_POLICY, Build, Issuer, plugin_config, tenant_config
 from .http_peers import RecordingServer, serve
 from .rpc import RawMcp, tool_call
 
@@ -44,11 +44,11 @@ class Wire:
 
 
 @pytest.fixture
-def wire(issuer: Issuer, tmp_path: Path) -> Iterator[Wire]:
+def wire(build: Build, issuer: Issuer, tmp_path: Path) -> Iterator[Wire]:
     """One worker, so a request that poisoned the VM would also fail the next one."""
     with serve(echo_result) as upstream:
         policy = plugin_config([issuer.public_key], {TENANT: tenant_config(DEMO_POLICY.read_text())})
-        config = EnvoyConfig(upstream_port=upstream.port, http_filters=[wasm_filter(policy)])
+        config = EnvoyConfig(upstream_port=upstream.port, http_filters=[build.filter(policy)])
         with start_envoy(config, tmp_path, concurrency=1) as envoy:
             yield Wire(envoy, upstream, issuer.token("wire-agent", TENANT, tools=["echo"]))
 
@@ -128,7 +128,7 @@ def test_a_header_value_that_is_not_utf8_is_refused_and_the_vm_keeps_serving(wir
 
 @pytest.mark.parametrize(("upstream_status", "client_status"), [(202, 200), (400, 400)])
 def test_local_errors_are_answered_when_the_upstream_answers_the_rest_without_a_body(
-    issuer: Issuer, tmp_path: Path, upstream_status: int, client_status: int
+    build: Build, issuer: Issuer, tmp_path: Path, upstream_status: int, client_status: int
 ) -> None:
     def bodyless(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         return upstream_status, {}, b""
@@ -136,7 +136,7 @@ def test_local_errors_are_answered_when_the_upstream_answers_the_rest_without_a_
     batch = [{"jsonrpc": "2.0", "method": "notifications/initialized"}, tool_call("get-env", {}, id=7)]
     with serve(bodyless) as upstream:
         policy = plugin_config([issuer.public_key], {TENANT: tenant_config(DEMO_POLICY.read_text())})
-        config = EnvoyConfig(upstream_port=upstream.port, http_filters=[wasm_filter(policy)])
+        config = EnvoyConfig(upstream_port=upstream.port, http_filters=[build.filter(policy)])
         token = issuer.token("batch-agent", TENANT, tools=["echo"])
         with start_envoy(config, tmp_path) as envoy, RawMcp(envoy.mcp_url, token=token) as raw:
             answer = raw.post(batch)
@@ -188,10 +188,10 @@ class _TrailingHandler(socketserver.BaseRequestHandler):
             self.request.sendall(conn.data_to_send())
 
 
-def test_a_tools_list_answer_ended_by_trailers_is_still_filtered(issuer: Issuer, tmp_path: Path) -> None:
+def test_a_tools_list_answer_ended_by_trailers_is_still_filtered(build: Build, issuer: Issuer, tmp_path: Path) -> None:
     with TrailingUpstream() as upstream:
         policy = plugin_config([issuer.public_key], {TENANT: tenant_config(DEMO_POLICY.read_text())})
-        config = EnvoyConfig(upstream_port=upstream.port, upstream_http2=True, http_filters=[wasm_filter(policy)])
+        config = EnvoyConfig(upstream_port=upstream.port, upstream_http2=True, http_filters=[build.filter(policy)])
         token = issuer.token("list-agent", TENANT, tools=["echo"])
         with start_envoy(config, tmp_path) as envoy, RawMcp(envoy.mcp_url, token=token) as raw:
             answer = raw.call("tools/list", id=5)

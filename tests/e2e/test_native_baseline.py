@@ -20,12 +20,8 @@ import pytest
 
 from .envoy import Envoy, EnvoyConfig, start_envoy, validate_config
 from .mcp_client import open_mcp_session, text_of
-from .native import BASELINE_MODULE, NATIVE_DIR, NATIVE_ENV, dynamic_module_filter, require_module
+from .native import BASELINE_MODULE, NATIVE_DIR, NATIVE_ENV, baseline_filter, require_module
 from .peers import EverythingServer
-
-
-def baseline_filter(config: str = "{}") -> dict:
-    return dynamic_module_filter(BASELINE_MODULE, config, filter_name="baseline")
 
 
 @pytest.fixture(scope="module")

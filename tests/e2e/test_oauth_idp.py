@@ -36,6 +36,23 @@ def control_plane_route(prefix: str) -> dict[str, Any]:
     return {"match": {"prefix": prefix}, "route": {"cluster": CP_HTTP, "timeout": "30s"}, "typed_per_filter_config": _NO_FILTER}
 
 
+def oauth_gateway_config(
+    everything: EverythingServer, control_plane: ControlPlane, plugin: dict[str, Any], listen_port: int = 0
+) -> EnvoyConfig:
+    """Envoy with the filter (`plugin`) following `control_plane` in front of `everything`, and the
+    authorization server's paths routed to the control plane."""
+    return EnvoyConfig(
+        upstream_port=everything.port,
+        listen_port=listen_port,
+        http_filters=[wasm_filter(plugin)],
+        extra_clusters=[
+            static_cluster("intentgate_control_plane", "127.0.0.1", control_plane.grpc_port, http2=True),
+            static_cluster(CP_HTTP, "127.0.0.1", control_plane.http_port),
+        ],
+        extra_routes=[control_plane_route("/oauth/"), control_plane_route("/.well-known/oauth-authorization-server")],
+    )
+
+
 @pytest.fixture(scope="module")
 def system(everything: EverythingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     workdir = tmp_path_factory.mktemp("oauth-idp")
@@ -56,16 +73,7 @@ def system(everything: EverythingServer, tmp_path_factory: pytest.TempPathFactor
             "name": "agent runners", "tenant": TENANT, "trusted_issuer_id": trusted["id"],
             "subject_claim": "client_id", "conditions": {"scope": ["mcp"]},
             "tools": ["echo", "get-sum"], "ttl_seconds": 300, "max_calls": 10})
-        plugin = filter_config(control_plane)
-        config = EnvoyConfig(
-            upstream_port=everything.port,
-            http_filters=[wasm_filter(plugin)],
-            extra_clusters=[
-                static_cluster("intentgate_control_plane", "127.0.0.1", control_plane.grpc_port, http2=True),
-                static_cluster(CP_HTTP, "127.0.0.1", control_plane.http_port),
-            ],
-            extra_routes=[control_plane_route("/oauth/"), control_plane_route("/.well-known/oauth-authorization-server")],
-        )
+        config = oauth_gateway_config(everything, control_plane, filter_config(control_plane))
         with start_envoy(config, workdir / "envoy") as envoy:
             wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "every filter VM to sync")
             yield {"cp": control_plane, "envoy": envoy, "idp": idp, "late": late, "stranger": stranger}

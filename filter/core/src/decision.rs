@@ -50,6 +50,8 @@ pub enum ErrorCode {
     PolicyDenied,
     BudgetExceeded,
     ApprovalPending,
+    /// MCP's `HEADER_MISMATCH`: `Mcp-Method` / `Mcp-Name` disagree with the body.
+    HeaderMismatch,
 }
 
 impl ErrorCode {
@@ -65,6 +67,7 @@ impl ErrorCode {
             ErrorCode::PolicyDenied => -32012,
             ErrorCode::BudgetExceeded => -32013,
             ErrorCode::ApprovalPending => -32019,
+            ErrorCode::HeaderMismatch => -32020,
         }
     }
 
@@ -80,6 +83,7 @@ impl ErrorCode {
             ErrorCode::PolicyDenied => "Denied by policy",
             ErrorCode::BudgetExceeded => "Budget exceeded",
             ErrorCode::ApprovalPending => "Approval pending",
+            ErrorCode::HeaderMismatch => "Header mismatch",
         }
     }
 
@@ -88,7 +92,7 @@ impl ErrorCode {
     }
 }
 
-const ALL_CODES: [ErrorCode; 10] = [
+const ALL_CODES: [ErrorCode; 11] = [
     ErrorCode::ParseError,
     ErrorCode::InvalidRequest,
     ErrorCode::MethodNotFound,
@@ -99,6 +103,7 @@ const ALL_CODES: [ErrorCode; 10] = [
     ErrorCode::PolicyDenied,
     ErrorCode::BudgetExceeded,
     ErrorCode::ApprovalPending,
+    ErrorCode::HeaderMismatch,
 ];
 
 /// How much of a budget a call found used, for `error.data` of -32013.

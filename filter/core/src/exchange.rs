@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use crate::audit::AuditEvent;
 use crate::budget::BudgetStore;
 use crate::config::Gateway;
-use crate::decision::{Denial, ErrorCode, Verdict, upstream_data};
+use crate::decision::{Check, Denial, ErrorCode, Verdict, upstream_data};
 use crate::intent::IntentSource;
 use crate::jsonrpc::{self, Entry, Message};
 use crate::pipeline::{self, Plan, RequestContext};
@@ -195,21 +195,42 @@ pub fn decide_oversized(env: &mut Env<'_>, size: usize) -> Disposition {
             jsonrpc::MAX_BODY_BYTES
         ),
     );
-    local_failure(env, denial)
+    local_failure(env, denial, 200, None, "")
 }
 
-fn local_failure(env: &mut Env<'_>, denial: Denial) -> Disposition {
+/// A request whose `Mcp-Method` / `Mcp-Name` headers disagree with its body (`reason` says how):
+/// HTTP 400 with -32020, as MCP servers answer it; nothing is forwarded.
+pub fn decide_header_mismatch(
+    env: &mut Env<'_>,
+    message: &Message<'_>,
+    reason: String,
+) -> Disposition {
+    let (id, method) = match message {
+        Message::Single(Entry::Call(call)) => (call.id, call.method.as_ref()),
+        _ => (None, ""),
+    };
+    let denial = Denial::envelope(ErrorCode::HeaderMismatch, reason);
+    local_failure(env, denial, 400, id, method)
+}
+
+fn local_failure(
+    env: &mut Env<'_>,
+    denial: Denial,
+    status: u16,
+    id: Option<&RawValue>,
+    method: &str,
+) -> Disposition {
     let event = pipeline::request_event(
         (env.next_id)(),
         env.ctx,
         env.auth.as_ref().ok().map(Arc::as_ref),
-        "",
+        method,
         Some(&denial),
     );
     Disposition::local(
         Action::Respond {
-            status: 200,
-            body: jsonrpc::error_body(None, &denial),
+            status,
+            body: jsonrpc::error_body(id, &denial),
         },
         vec![event],
     )
@@ -225,7 +246,7 @@ pub fn decide(env: &mut Env<'_>, body: &[u8], intent: &IntentSource) -> Disposit
 
 /// The answer to a body [`jsonrpc::parse`] refused as a whole.
 pub fn decide_unparsable(env: &mut Env<'_>, denial: Denial) -> Disposition {
-    local_failure(env, denial)
+    local_failure(env, denial, 200, None, "")
 }
 
 /// [`decide`] on a body already parsed (`message` is `body` parsed), so a host parses it once.
@@ -264,6 +285,7 @@ pub fn decide_planned(
         layout,
     };
     let mut has_request = false;
+    let mut refused_for_token = false;
     for (index, (entry, plan)) in message.entries().iter().zip(planned).enumerate() {
         let id = entry_id(entry);
         has_request |= id.is_some();
@@ -278,6 +300,7 @@ pub fn decide_planned(
                 }
             }
             Outcome::Refuse(denial) => {
+                refused_for_token |= env.auth.is_err() && denial.check == Check::Capability;
                 // A refused notification gets no answer (JSON-RPC), only its audit event.
                 if id.is_some() || matches!(entry, Entry::Invalid { .. }) {
                     out.response
@@ -289,7 +312,11 @@ pub fn decide_planned(
         }
     }
     if out.escalations.is_empty() {
-        let unauthenticated = (!has_request).then(|| env.auth.as_ref().err()).flatten();
+        // MCP's authorization: a request without a valid token is answered 401, so that the client
+        // finds the resource's metadata; the body keeps the JSON-RPC errors.
+        let unauthenticated = (refused_for_token || !has_request)
+            .then(|| env.auth.as_ref().err())
+            .flatten();
         out.settle(body, unauthenticated);
     } else {
         out.action = Action::Escalate;
@@ -316,7 +343,8 @@ impl Disposition {
     }
 
     /// Sets the action from where the elements went: forward all, forward the kept ones, or answer.
-    /// `unauthenticated`: only notifications or responses, with a bad token — refused as a whole.
+    /// `unauthenticated`: the token is missing or refused, and the body was refused for it (or held
+    /// only notifications and responses) — answered 401.
     fn settle(&mut self, body: &[u8], unauthenticated: Option<&Denial>) {
         let layout = &self.layout;
         self.action = if layout.kept.len() == layout.entries {
@@ -337,23 +365,22 @@ impl Disposition {
 
 /// The answer when nothing is forwarded.
 fn local_answer(plan: &ResponsePlan, batch: bool, unauthenticated: Option<&Denial>) -> Action {
-    if let (true, Some(denial)) = (plan.local_errors.is_empty(), unauthenticated) {
-        return Action::Respond {
-            status: 401,
+    let status = if unauthenticated.is_some() { 401 } else { 200 };
+    match (plan.local_errors.as_slice(), batch, unauthenticated) {
+        ([], _, Some(denial)) => Action::Respond {
+            status,
             body: jsonrpc::error_body(None, denial),
-        };
-    }
-    match (plan.local_errors.as_slice(), batch) {
-        ([], _) => Action::Respond {
+        },
+        ([], _, None) => Action::Respond {
             status: 202,
             body: String::new(),
         },
-        ([single], false) => Action::Respond {
-            status: 200,
+        ([single], false, _) => Action::Respond {
+            status,
             body: single.clone(),
         },
-        (errors, _) => Action::Respond {
-            status: 200,
+        (errors, _, _) => Action::Respond {
+            status,
             body: format!("[{}]", errors.join(",")),
         },
     }

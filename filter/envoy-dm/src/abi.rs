@@ -168,6 +168,15 @@ pub enum TrailersStatus {
     StopIteration,
 }
 
+/// `envoy_dynamic_module_type_attribute_id`: the stream attributes this crate reads, with the
+/// values the ABI gives them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttributeId {
+    /// `source.address`: the downstream peer, `ip:port`.
+    SourceAddress = 24,
+}
+
 /// `envoy_dynamic_module_type_http_callout_init_result`, as Envoy returns it.
 pub type CalloutInitResult = u32;
 pub const CALLOUT_INIT_SUCCESS: CalloutInitResult = 0;
@@ -209,6 +218,9 @@ callbacks! {
     fn envoy_dynamic_module_callback_log(level: LogLevel, message: ModuleBuffer);
     fn envoy_dynamic_module_callback_log_enabled(level: LogLevel) -> bool;
 
+    // The server, on the main thread: `--mode validate` only checks configurations.
+    fn envoy_dynamic_module_callback_is_validation_mode() -> bool;
+
     // Headers and trailers of the stream.
     fn envoy_dynamic_module_callback_http_get_headers_size(
         filter: FilterEnvoyPtr,
@@ -238,6 +250,13 @@ callbacks! {
         header_type: HeaderType,
         key: ModuleBuffer,
         value: ModuleBuffer,
+    ) -> bool;
+
+    // The stream's attributes (Envoy's attribute vocabulary), valid until the end of the hook.
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        filter: FilterEnvoyPtr,
+        attribute_id: AttributeId,
+        result: *mut EnvoyBuffer,
     ) -> bool;
 
     // Request and response bodies: what arrived in this hook, and what is buffered.
@@ -343,6 +362,13 @@ callbacks! {
         label_names_length: usize,
         histogram_id_ptr: *mut usize,
     ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        config: ConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        gauge_id_ptr: *mut usize,
+    ) -> MetricsResult;
     fn envoy_dynamic_module_callback_http_filter_increment_counter(
         filter: FilterEnvoyPtr,
         id: usize,
@@ -365,6 +391,13 @@ callbacks! {
         value: u64,
     ) -> MetricsResult;
     fn envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+        config: ConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
         config: ConfigEnvoyPtr,
         id: usize,
         label_values: *mut ModuleBuffer,

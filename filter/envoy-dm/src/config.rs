@@ -18,6 +18,10 @@ pub struct Counter(pub(crate) usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Histogram(pub(crate) usize);
 
+/// A gauge defined by the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gauge(pub(crate) usize);
+
 /// Why Envoy refused a metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricsError {
@@ -78,6 +82,22 @@ impl ConfigInit<'_> {
         .map(Histogram)
     }
 
+    pub fn gauge(&mut self, name: &str) -> Result<Gauge, MetricsError> {
+        define(
+            self.envoy,
+            name,
+            abi::envoy_dynamic_module_callback_http_filter_config_define_gauge,
+        )
+        .map(Gauge)
+    }
+
+    /// Whether Envoy only validates its configuration (`--mode validate`): a module then checks its
+    /// configuration and starts nothing (no threads, no connections).
+    pub fn is_validation_mode(&self) -> bool {
+        // SAFETY: no arguments; called while Envoy creates the configuration, on the main thread.
+        unsafe { abi::envoy_dynamic_module_callback_is_validation_mode() }
+    }
+
     /// Wakes this configuration's `on_scheduled` on the main thread, from any thread. One per
     /// configuration; it stops working when Envoy destroys the configuration.
     pub fn waker(&mut self) -> Option<Waker> {
@@ -103,6 +123,11 @@ impl ConfigHandle {
     pub fn record(&self, histogram: Histogram, value: u64) {
         let record = abi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value;
         update(self.envoy, histogram.0, value, record);
+    }
+
+    pub fn set(&self, gauge: Gauge, value: u64) {
+        let set = abi::envoy_dynamic_module_callback_http_filter_config_set_gauge;
+        update(self.envoy, gauge.0, value, set);
     }
 
     /// An HTTP request to an Envoy cluster; the answer comes to the configuration's

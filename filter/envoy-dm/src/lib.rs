@@ -26,7 +26,7 @@ pub mod log;
 mod scheduler;
 mod stream;
 
-pub use config::{ConfigHandle, ConfigInit, Counter, Histogram, MetricsError};
+pub use config::{ConfigHandle, ConfigInit, Counter, Gauge, Histogram, MetricsError};
 pub use filter::{
     BodyAction, HeadersAction, HttpFilter, HttpFilterConfig, NewConfig, TrailersAction,
 };

@@ -163,7 +163,37 @@ impl<'a> Stream<'a> {
         }
     }
 
+    /// The downstream peer's address as Envoy prints it (`127.0.0.1:5000`, `[::1]:5000`).
+    pub fn source_address(&self) -> Option<Vec<u8>> {
+        let mut value = abi::EnvoyBuffer::EMPTY;
+        // SAFETY: `envoy` is the live stream of the current hook; `value` is a valid out-pointer.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.envoy,
+                abi::AttributeId::SourceAddress,
+                &mut value,
+            )
+        };
+        // SAFETY: a non-null value points into Envoy's stream info, valid during this hook.
+        (found && !value.ptr.is_null())
+            .then(|| unsafe { abi::bytes(value.ptr, value.length) }.to_vec())
+    }
+
     // ---- bodies ----------------------------------------------------------------------------------
+
+    /// The length of the body so far (what [`Stream::body`] would return), without copying it.
+    pub fn body_len(&self, direction: Direction) -> usize {
+        let (buffered, received) = body_types(direction);
+        // SAFETY: `envoy` is the live stream of the current hook.
+        let size = |body_type| unsafe {
+            abi::envoy_dynamic_module_callback_http_get_body_size(self.envoy, body_type)
+        };
+        let mut len = size(buffered);
+        if !self.received_is_buffered(direction) {
+            len += size(received);
+        }
+        len
+    }
 
     /// The body so far: what Envoy buffered for this filter, then the chunk of the current body
     /// hook (at the end of the stream Envoy has already moved that chunk into the buffer).

@@ -6,7 +6,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use intentgate_core::engine::settings::ControlPlaneConfig;
 use intentgate_core::engine::{
-    CallId, CounterError, Edit, Host, HttpCallout, Level, LocalAnswer, Rpc, Side,
+    CallId, CounterError, Edit, Host, HttpCallout, Level, LocalAnswer, Rpc, Side, StepTarget,
+    without_port,
 };
 use intentgate_core::intent::external::MAX_ANSWER_BYTES;
 use proxy_wasm::hostcalls;
@@ -101,21 +102,11 @@ impl Host for Envoy {
     }
 
     fn source_address(&mut self) -> String {
-        let Some(bytes) = hostcalls::get_property(vec!["source", "address"])
+        hostcalls::get_property(vec!["source", "address"])
             .ok()
             .flatten()
-        else {
-            return String::new();
-        };
-        let text = lossy(bytes);
-        match text.rsplit_once(':') {
-            // "[::1]:5000" or "127.0.0.1:5000"
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            _ => text,
-        }
+            .map(|bytes| without_port(&lossy(bytes)).to_owned())
+            .unwrap_or_default()
     }
 
     fn request_body(&mut self, size: usize) -> Option<Vec<u8>> {
@@ -208,32 +199,50 @@ impl Host for Envoy {
     }
 }
 
-/// Carries out one edit of the exchange; `false` when Envoy refused it.
-pub fn edit(edit: &Edit) -> bool {
-    match edit {
-        Edit::Header { side, name, value } => {
-            let map = match side {
-                Side::Request => MapType::HttpRequestHeaders,
-                Side::Response => MapType::HttpResponseHeaders,
-            };
-            match value {
-                Some(value) => hostcalls::set_map_value(map, name, Some(value)).is_ok(),
-                None => hostcalls::remove_map_value(map, name).is_ok(),
+/// A step's calls on the current stream.
+impl StepTarget for Envoy {
+    fn edit(&mut self, edit: &Edit) -> bool {
+        match edit {
+            Edit::Header { side, name, value } => {
+                let map = match side {
+                    Side::Request => MapType::HttpRequestHeaders,
+                    Side::Response => MapType::HttpResponseHeaders,
+                };
+                match value {
+                    Some(value) => hostcalls::set_map_value(map, name, Some(value)).is_ok(),
+                    None => hostcalls::remove_map_value(map, name).is_ok(),
+                }
+            }
+            Edit::Body { side, size, body } => {
+                let buffer = match side {
+                    Side::Request => BufferType::HttpRequestBody,
+                    Side::Response => BufferType::HttpResponseBody,
+                };
+                hostcalls::set_buffer(buffer, 0, *size, body).is_ok()
             }
         }
-        Edit::Body { side, size, body } => {
-            let buffer = match side {
-                Side::Request => BufferType::HttpRequestBody,
-                Side::Response => BufferType::HttpResponseBody,
-            };
-            hostcalls::set_buffer(buffer, 0, *size, body).is_ok()
-        }
+    }
+
+    fn respond(&mut self, answer: &LocalAnswer) {
+        respond(answer);
+    }
+
+    fn resume_request(&mut self) {
+        let _ = hostcalls::resume_http_request();
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        log(level, message);
     }
 }
 
 /// A local answer; when Envoy refuses it, the stream is reset rather than let through.
 pub fn respond(answer: &LocalAnswer) {
-    let mut headers: Vec<(&str, &str)> = answer.headers().to_vec();
+    let mut headers: Vec<(&str, &str)> = answer
+        .headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
     if !answer.body.is_empty() {
         headers.push(("content-type", JSON));
     }
@@ -246,10 +255,6 @@ pub fn respond(answer: &LocalAnswer) {
     {
         let _ = hostcalls::reset_http_request();
     }
-}
-
-pub fn resume_request() {
-    let _ = hostcalls::resume_http_request();
 }
 
 pub fn http_call_answer(body_size: usize) -> (Option<u16>, Vec<u8>) {

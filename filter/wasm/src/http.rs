@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use intentgate_core::engine::{
-    Answer, Edit, Level, LocalAnswer, Outcome, Runtime, Side, Step, Stream,
-};
+use intentgate_core::engine::{Answer, Flow, LocalAnswer, Runtime, Step, Stream};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
@@ -24,40 +22,12 @@ impl Http {
         }
     }
 
-    /// Makes the step's edits, then its outcome. `resume`: the event is not a callback of the
-    /// stream itself (a callout's answer), so continuing means resuming the held request.
+    /// Carries the step out on Envoy. `resume`: the event is not a callback of the stream itself
+    /// (a callout's answer), so continuing means resuming the held request.
     fn apply(step: Step, resume: bool) -> Action {
-        for edit in &step.edits {
-            if host::edit(edit) {
-                continue;
-            }
-            if let Edit::Body {
-                side: Side::Request,
-                ..
-            } = edit
-            {
-                // A reduced batch that cannot be put in place must not go as it was.
-                host::log(
-                    Level::Error,
-                    "intentgate: could not replace the request body, refusing request",
-                );
-                host::respond(&LocalAnswer::unavailable("gateway state unavailable"));
-                return Action::Pause;
-            }
-            host::log(Level::Error, "intentgate: could not edit the exchange");
-        }
-        match step.outcome {
-            Outcome::Continue => {
-                if resume {
-                    host::resume_request();
-                }
-                Action::Continue
-            }
-            Outcome::Pause => Action::Pause,
-            Outcome::Respond(answer) => {
-                host::respond(&answer);
-                Action::Pause
-            }
+        match step.carry_out(&mut Envoy, resume) {
+            Flow::Continue => Action::Continue,
+            Flow::Hold => Action::Pause,
         }
     }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use intentgate_core::engine::settings::Reach;
 use intentgate_core::engine::{Level, Runtime};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -52,7 +53,12 @@ impl RootContext for Root {
             host::log(Level::Critical, "intentgate: no plugin configuration");
             return false;
         };
-        match Runtime::configure(&bytes, &host::node_id(), host::seed(), &mut Envoy) {
+        let configured = Runtime::configure(&bytes, &host::node_id(), host::seed(), &mut Envoy)
+            .and_then(|runtime| {
+                runtime.settings.check_reach(Reach::Cluster)?;
+                Ok(runtime)
+            });
+        match configured {
             Ok(runtime) => {
                 host::set_tick_period(Duration::from_millis(runtime.settings.tick_ms()));
                 self.engine = Some((Arc::new(runtime), Stats::define()));

@@ -140,27 +140,29 @@ pub struct LocalAnswer {
     pub status: u16,
     /// JSON; empty for no body.
     pub body: String,
+    /// Headers the answer carries besides `content-type` (JSON when the body is not empty): the
+    /// `www-authenticate` challenge of a 401.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl LocalAnswer {
-    /// 503 with -32603: the gateway itself cannot decide (`detail`, a fixed text, says why), so
-    /// nothing is forwarded.
-    pub fn unavailable(detail: &'static str) -> Self {
+    pub fn new(status: u16, body: String) -> Self {
         LocalAnswer {
-            status: 503,
-            body: format!(
-                r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32603,"message":"Gateway unavailable","data":{{"upstream_status":null,"detail":"{detail}"}}}}}}"#
-            ),
+            status,
+            body,
+            headers: Vec::new(),
         }
     }
 
-    /// Extra headers the answer carries besides `content-type` (JSON when the body is not empty).
-    pub fn headers(&self) -> &'static [(&'static str, &'static str)] {
-        if self.status == 401 {
-            &[("www-authenticate", "Bearer")]
-        } else {
-            &[]
-        }
+    /// 503 with -32603: the gateway itself cannot decide (`detail`, a fixed text, says why), so
+    /// nothing is forwarded.
+    pub fn unavailable(detail: &'static str) -> Self {
+        LocalAnswer::new(
+            503,
+            format!(
+                r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32603,"message":"Gateway unavailable","data":{{"upstream_status":null,"detail":"{detail}"}}}}}}"#
+            ),
+        )
     }
 }
 
@@ -183,7 +185,64 @@ pub struct Step {
     pub outcome: Outcome,
 }
 
+/// The proxy calls that carry a [`Step`] out on the current stream, implemented by each host.
+pub trait StepTarget {
+    /// Makes one edit; `false` when the proxy refused it.
+    fn edit(&mut self, edit: &Edit) -> bool;
+    /// Answers locally; a host whose proxy refuses the answer resets the stream instead.
+    fn respond(&mut self, answer: &LocalAnswer);
+    /// Resumes the held request.
+    fn resume_request(&mut self);
+    fn log(&mut self, level: Level, message: &str);
+}
+
+/// What the callback tells the proxy once its step is carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Let this side of the exchange go on.
+    Continue,
+    /// Keep holding it (buffer what arrives).
+    Hold,
+}
+
 impl Step {
+    /// Makes the edits, then the outcome. `resume`: the event is not a callback of the stream
+    /// itself (a callout's answer), so continuing means resuming the held request. A request body
+    /// that cannot be replaced must not go as it was: the request is answered 503 instead.
+    pub fn carry_out(self, target: &mut dyn StepTarget, resume: bool) -> Flow {
+        for edit in &self.edits {
+            if target.edit(edit) {
+                continue;
+            }
+            if let Edit::Body {
+                side: Side::Request,
+                ..
+            } = edit
+            {
+                target.log(
+                    Level::Error,
+                    "intentgate: could not replace the request body, refusing request",
+                );
+                target.respond(&LocalAnswer::unavailable("gateway state unavailable"));
+                return Flow::Hold;
+            }
+            target.log(Level::Error, "intentgate: could not edit the exchange");
+        }
+        match self.outcome {
+            Outcome::Continue => {
+                if resume {
+                    target.resume_request();
+                }
+                Flow::Continue
+            }
+            Outcome::Pause => Flow::Hold,
+            Outcome::Respond(answer) => {
+                target.respond(&answer);
+                Flow::Hold
+            }
+        }
+    }
+
     pub fn go() -> Self {
         Step {
             edits: Vec::new(),
@@ -199,9 +258,13 @@ impl Step {
     }
 
     pub fn respond(status: u16, body: String) -> Self {
+        Step::answer(LocalAnswer::new(status, body))
+    }
+
+    pub fn answer(answer: LocalAnswer) -> Self {
         Step {
             edits: Vec::new(),
-            outcome: Outcome::Respond(LocalAnswer { status, body }),
+            outcome: Outcome::Respond(answer),
         }
     }
 
@@ -210,5 +273,101 @@ impl Step {
         edits.append(&mut self.edits);
         self.edits = edits;
         self
+    }
+}
+
+/// The address part of a peer address as proxies print it (`127.0.0.1:5000`, `[::1]:5000`).
+pub fn without_port(address: &str) -> &str {
+    match address.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host.trim_start_matches('[').trim_end_matches(']')
+        }
+        _ => address,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_address_loses_its_port_and_brackets() {
+        assert_eq!(without_port("127.0.0.1:5000"), "127.0.0.1");
+        assert_eq!(without_port("[::1]:5000"), "::1");
+        assert_eq!(without_port("10.0.0.1"), "10.0.0.1");
+        assert_eq!(without_port("unix:/tmp/sock"), "unix:/tmp/sock");
+    }
+
+    /// Records what a step asked of the proxy; refuses edits of `refused`.
+    #[derive(Default)]
+    struct Recorder {
+        refused: Option<Side>,
+        calls: Vec<String>,
+    }
+
+    impl StepTarget for Recorder {
+        fn edit(&mut self, edit: &Edit) -> bool {
+            let side = match edit {
+                Edit::Header { side, .. } | Edit::Body { side, .. } => *side,
+            };
+            self.calls.push(format!("edit {edit:?}"));
+            self.refused != Some(side)
+        }
+        fn respond(&mut self, answer: &LocalAnswer) {
+            self.calls.push(format!("respond {}", answer.status));
+        }
+        fn resume_request(&mut self) {
+            self.calls.push("resume".into());
+        }
+        fn log(&mut self, level: Level, _message: &str) {
+            self.calls.push(format!("log {level:?}"));
+        }
+    }
+
+    fn body_edit(side: Side) -> Edit {
+        Edit::Body {
+            side,
+            size: 3,
+            body: b"new".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_request_body_that_cannot_be_replaced_is_answered_503_not_forwarded() {
+        let mut proxy = Recorder {
+            refused: Some(Side::Request),
+            ..Recorder::default()
+        };
+        let flow = Step::go()
+            .after(vec![body_edit(Side::Request)])
+            .carry_out(&mut proxy, true);
+        assert_eq!(flow, Flow::Hold);
+        assert_eq!(proxy.calls.last().map(String::as_str), Some("respond 503"));
+        assert!(!proxy.calls.iter().any(|c| c == "resume"));
+    }
+
+    #[test]
+    fn a_refused_response_edit_is_logged_and_the_exchange_goes_on() {
+        let mut proxy = Recorder {
+            refused: Some(Side::Response),
+            ..Recorder::default()
+        };
+        let flow = Step::go()
+            .after(vec![body_edit(Side::Response)])
+            .carry_out(&mut proxy, false);
+        assert_eq!(flow, Flow::Continue);
+        assert!(proxy.calls.iter().any(|c| c == "log Error"));
+    }
+
+    #[test]
+    fn continuing_after_an_answer_resumes_the_request_and_an_answer_holds() {
+        let mut proxy = Recorder::default();
+        assert_eq!(Step::go().carry_out(&mut proxy, true), Flow::Continue);
+        assert_eq!(proxy.calls, ["resume"]);
+        let mut proxy = Recorder::default();
+        assert_eq!(Step::pause().carry_out(&mut proxy, true), Flow::Hold);
+        let step = Step::respond(403, "{}".into());
+        assert_eq!(step.carry_out(&mut proxy, false), Flow::Hold);
+        assert_eq!(proxy.calls, ["respond 403"]);
     }
 }

@@ -23,8 +23,8 @@ mod stream;
 pub use audit_sink::LOG_CAPACITY;
 pub use budget::{MAX_BLOCK, block_size};
 pub use host::{
-    Answer, CallId, CounterError, Edit, Host, HttpCallout, Level, LocalAnswer, Outcome, Rpc, Side,
-    Step,
+    Answer, CallId, CounterError, Edit, Flow, Host, HttpCallout, Level, LocalAnswer, Outcome, Rpc,
+    Side, Step, StepTarget, without_port,
 };
 pub use runtime::Runtime;
 pub use stream::{SAMPLE_EVERY, Stream};

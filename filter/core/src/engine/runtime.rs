@@ -54,6 +54,11 @@ impl Runtime {
     ) -> Result<Self, String> {
         let mut settings: PluginConfig = serde_json::from_slice(bytes)
             .map_err(|e| format!("plugin configuration is invalid: {e}"))?;
+        if let Some(resource) = &settings.protected_resource {
+            resource
+                .validate()
+                .map_err(|e| format!("plugin configuration is invalid: {e}"))?;
+        }
         // Compiled, the configuration's text is not needed any more.
         let gateway =
             Gateway::compile(std::mem::take(&mut settings.gateway)).map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::config::GatewayConfig;
+use crate::resource_server::ProtectedResource;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +30,10 @@ pub struct PluginConfig {
     /// Sync state from, send audit events to, and lease budgets from the control plane.
     #[serde(default)]
     pub control_plane: Option<ControlPlaneConfig>,
+    /// The gateway as an OAuth resource server: its metadata, its 401 challenges, and the token
+    /// audiences it accepts. Unset: a bare `Bearer` challenge, no metadata, any audience.
+    #[serde(default)]
+    pub protected_resource: Option<ProtectedResource>,
 }
 
 /// How often a runtime without a control plane flushes its audit lines and stats.
@@ -48,11 +53,27 @@ impl PluginConfig {
     }
 }
 
+/// How a host reaches the control plane: the wasm filter through an Envoy cluster, the native
+/// module from its own background thread, straight to an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Cluster,
+    Address,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlPlaneConfig {
-    /// The Envoy cluster (HTTP/2) of the control plane's gRPC port.
+    /// The Envoy cluster (HTTP/2) of the control plane's gRPC port: how the wasm filter reaches it.
+    #[serde(default)]
     pub cluster: String,
+    /// The control plane's gRPC address, `http://host:port` or `https://host:port`: how the native
+    /// module reaches it. One configuration may carry both, and then serves both builds.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// TLS for an `https://` address.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// The control plane's `INTENTGATE_FILTER_TOKEN`, sent as `authorization: Bearer` on every call.
     #[serde(default)]
     pub token: Option<String>,
@@ -80,6 +101,36 @@ impl ControlPlaneConfig {
     /// gRPC initial metadata for every call.
     pub fn metadata(&self) -> Option<String> {
         self.token.as_ref().map(|t| format!("Bearer {t}"))
+    }
+}
+
+/// How an `https://` control-plane address is verified.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificates to trust instead of the public web roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// The name the certificate must carry, when it is not the address's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+impl PluginConfig {
+    /// Refuses a `control_plane` section that lacks what this host reaches the control plane by.
+    pub fn check_reach(&self, reach: Reach) -> Result<(), String> {
+        let Some(control_plane) = &self.control_plane else {
+            return Ok(());
+        };
+        match reach {
+            Reach::Cluster if control_plane.cluster.is_empty() => Err(
+                "plugin configuration is invalid: control_plane.cluster (the Envoy cluster of the control plane) is required by the wasm filter".into(),
+            ),
+            Reach::Address if control_plane.address.as_deref().is_none_or(str::is_empty) => Err(
+                "plugin configuration is invalid: control_plane.address (http://host:port of the control plane's gRPC port) is required by the native module".into(),
+            ),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -194,11 +194,39 @@ fn fully_refused_batch_is_an_array_of_errors() {
 }
 
 #[test]
-fn invalid_token_on_a_call_is_32010_with_http_200() {
+fn a_request_without_a_valid_token_is_401_with_its_32010_error() {
     let mut h = Harness::new();
-    let (status, body) = body_json(&h.decide(&tools_call(1, "read_x").to_string(), None).action);
-    assert_eq!(status, 200);
-    assert_eq!(body["error"]["code"], -32010);
+    for token in [None, Some("igt1.bad")] {
+        let (status, body) =
+            body_json(&h.decide(&tools_call(1, "read_x").to_string(), token).action);
+        assert_eq!(status, 401, "{token:?}");
+        assert_eq!(
+            (body["id"].clone(), body["error"]["code"].clone()),
+            (json!(1), json!(-32010))
+        );
+    }
+    let initialize = r#"{"jsonrpc":"2.0","id":"i","method":"initialize","params":{}}"#;
+    let (status, body) = body_json(&h.decide(initialize, None).action);
+    assert_eq!((status, body["id"].clone()), (401, json!("i")));
+    // A batch keeps one error per call, still 401.
+    let batch = json!([tools_call(1, "read_x"), tools_call(2, "read_y")]).to_string();
+    let (status, body) = body_json(&h.decide(&batch, None).action);
+    assert_eq!((status, body.as_array().unwrap().len()), (401, 2));
+    // The envelope is checked first: a body that is not JSON-RPC is -32600 at 200, token or not.
+    let (status, body) = body_json(&h.decide(r#"{"id":1,"method":"x"}"#, None).action);
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (200, json!(-32600))
+    );
+    // A valid token whose tools do not cover the call: the per-call -32010, at 200.
+    let (status, body) = body_json(
+        &h.decide(&tools_call(1, "nope_b").to_string(), Some(&token()))
+            .action,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (200, json!(-32010))
+    );
 }
 
 #[test]

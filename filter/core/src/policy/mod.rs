@@ -35,12 +35,15 @@ pub enum PolicyError {
     Bytecode(String),
 }
 
-/// A compiled tenant policy, ready to evaluate. Holds its own VM so evaluation reuses registers.
+/// A compiled tenant policy, ready to evaluate, shared by every thread that evaluates it. Each
+/// evaluation borrows a VM of its own from the policy's pool (made from the one compiled program
+/// when none is free), so threads do not wait for each other and registers are reused.
 pub struct Policy {
     program: Arc<Program>,
     sha256: String,
     instruction_limit: usize,
-    vm: Mutex<RegoVM>,
+    /// Idle VMs; at most as many as evaluations ever ran at once.
+    vms: Mutex<Vec<RegoVM>>,
     /// The interpreter over the embedded source, built on first need: the RVM reports a conflict
     /// between rule bodies as an undefined result, and only the interpreter can tell the two apart.
     #[cfg(feature = "compiler")]
@@ -102,26 +105,47 @@ impl Policy {
     }
 
     fn from_program(program: Arc<Program>, sha256: String) -> Self {
-        let mut vm = RegoVM::new();
-        vm.load_program(Arc::clone(&program));
-        vm.set_max_instructions(DEFAULT_INSTRUCTION_LIMIT);
-        Policy {
+        let policy = Policy {
             program,
             sha256,
             instruction_limit: DEFAULT_INSTRUCTION_LIMIT,
-            vm: Mutex::new(vm),
+            vms: Mutex::new(Vec::new()),
             #[cfg(feature = "compiler")]
             diagnostics: Mutex::new(None),
-        }
+        };
+        // The first VM is made now, so the first evaluation does not pay for it.
+        let vm = policy.new_vm();
+        policy.give_back(vm);
+        policy
     }
 
     pub fn with_instruction_limit(self, limit: usize) -> Self {
-        if let Ok(mut vm) = self.vm.lock() {
-            vm.set_max_instructions(limit);
-        }
-        Policy {
+        let policy = Policy {
             instruction_limit: limit,
+            vms: Mutex::new(Vec::new()),
             ..self
+        };
+        let vm = policy.new_vm();
+        policy.give_back(vm);
+        policy
+    }
+
+    fn new_vm(&self) -> RegoVM {
+        let mut vm = RegoVM::new();
+        vm.load_program(Arc::clone(&self.program));
+        vm.set_max_instructions(self.instruction_limit);
+        vm
+    }
+
+    /// An idle VM, or a new one when every VM is in use by another thread.
+    fn take_vm(&self) -> RegoVM {
+        let idle = self.vms.lock().ok().and_then(|mut vms| vms.pop());
+        idle.unwrap_or_else(|| self.new_vm())
+    }
+
+    fn give_back(&self, vm: RegoVM) {
+        if let Ok(mut vms) = self.vms.lock() {
+            vms.push(vm);
         }
     }
 
@@ -147,11 +171,11 @@ impl Policy {
 
     /// Evaluates the decision for `input`. Never fails: errors become denials that say why.
     pub fn evaluate(&self, input: Value) -> PolicyOutcome {
-        let Ok(mut vm) = self.vm.lock() else {
-            return PolicyOutcome::Error("policy engine is unavailable (poisoned)".into());
-        };
+        let mut vm = self.take_vm();
         vm.set_input(input.clone());
-        match vm.execute_entry_point_by_name(ENTRYPOINT) {
+        let result = vm.execute_entry_point_by_name(ENTRYPOINT);
+        self.give_back(vm);
+        match result {
             Ok(Value::Undefined) => PolicyOutcome::Error(self.explain_undefined(input)),
             Ok(value) => decision::interpret(&value),
             Err(err) => PolicyOutcome::Error(decision::describe_error(&err.to_string())),

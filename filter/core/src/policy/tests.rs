@@ -172,3 +172,31 @@ decision := {"allow": false, "rule": "b"} if { startswith(input.tool, "x") }
     // Without a conflict the default still applies.
     assert_eq!(eval(&p, r#"{"tool":"y"}"#).label(), "allow");
 }
+
+#[test]
+fn an_evaluation_does_not_wait_for_a_vm_another_thread_holds() {
+    let p = Policy::compile(BASE).unwrap();
+    let held = p.take_vm();
+    // With one VM behind a lock, this evaluation would wait for `held` forever.
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| eval(&p, r#"{"tool":"read_invoice","args":{}}"#))
+            .join()
+            .unwrap()
+    });
+    assert_eq!(outcome.label(), "allow");
+    p.give_back(held);
+    assert_eq!(
+        p.vms.lock().unwrap().len(),
+        2,
+        "both VMs are kept for reuse"
+    );
+}
+
+#[test]
+fn every_pooled_vm_keeps_the_instruction_limit() {
+    let p = Policy::compile(BASE).unwrap().with_instruction_limit(5);
+    let held = p.take_vm();
+    let outcome = eval(&p, r#"{"tool":"read_invoice","args":{}}"#);
+    assert!(matches!(outcome, PolicyOutcome::Error(_)), "{outcome:?}");
+    p.give_back(held);
+}

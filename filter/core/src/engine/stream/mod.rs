@@ -28,6 +28,8 @@ use crate::headers;
 use crate::intent::IntentSource;
 use crate::jsonrpc::{self, MAX_BODY_BYTES, Message};
 use crate::pipeline::{RequestContext, policy_headers};
+use crate::resource_server::{self, Challenge, MetadataAnswer};
+use crate::routing_headers::RoutingHeaders;
 use crate::token::{self, PublicKeys, TokenCache, TokenError, TokenVerifier, VerifiedToken};
 
 use approval::Approval;
@@ -45,6 +47,8 @@ struct Head {
     prompt: Option<String>,
     /// `X-IntentGate-Approval-Id`: a retry of a call a human approved.
     approval_id: Option<String>,
+    /// `Mcp-Method` / `Mcp-Name`, to hold against the body.
+    routing: RoutingHeaders,
 }
 
 /// Where the request is.
@@ -153,6 +157,7 @@ impl Stream {
             tenant: find(headers::TENANT),
             prompt: find(headers::INTENT_PROMPT),
             approval_id: find(headers::APPROVAL_ID).filter(|id| !id.trim().is_empty()),
+            routing: RoutingHeaders::read(received.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         };
         self.ctx = RequestContext {
             http_method: method.clone(),
@@ -173,6 +178,13 @@ impl Stream {
                 value: None,
             })
             .collect();
+        if let Some(answer) = resource_server::metadata_answer(
+            rt.settings.protected_resource.as_ref(),
+            &method,
+            &self.ctx.path,
+        ) {
+            return self.answer_metadata(answer);
+        }
         let step = match method.as_str() {
             "POST" if end_of_stream => self.decide_body(rt, host, Vec::new()),
             "POST" if declared > MAX_BODY_BYTES => {
@@ -288,13 +300,20 @@ impl Stream {
     }
 
     /// The capability check of the request as a whole, against the gateway this exchange uses.
+    /// A token bound to a resource is refused for any other when the gateway knows its own.
     fn authenticate(&mut self, rt: &Runtime) {
-        self.auth = self.gateway.authenticate(
-            &mut SharedTokens(&rt.tokens),
-            self.head.authorization.as_deref(),
-            self.head.tenant.as_deref(),
-            self.ctx.now_secs(),
-        );
+        self.auth = self
+            .gateway
+            .authenticate(
+                &mut SharedTokens(&rt.tokens),
+                self.head.authorization.as_deref(),
+                self.head.tenant.as_deref(),
+                self.ctx.now_secs(),
+            )
+            .and_then(|token| match &rt.settings.protected_resource {
+                Some(resource) => resource.admits(&token, &self.ctx.path).map(|()| token),
+                None => Ok(token),
+            });
     }
 
     /// A complete body, in the callback where it completed: parsed once, then decided at once or
@@ -308,6 +327,12 @@ impl Stream {
                 return self.decide_now(rt, host, |env| exchange::decide_unparsable(env, denial));
             }
         };
+        // Part of the envelope: checked before the token, like the body's own shape.
+        if let Err(reason) = self.head.routing.check(&message) {
+            return self.decide_now(rt, host, |env| {
+                exchange::decide_header_mismatch(env, &message, reason)
+            });
+        }
         let planned = exchange::plans(&message, &self.auth);
         let evaluations = exchange::evaluations(&planned);
         let intent = if evaluations > 0 {
@@ -480,6 +505,14 @@ impl Stream {
                 self.response.plan = disposition.response;
                 Step::go().after(edits)
             }
+            Action::Respond { status: 401, body } => {
+                let mut answer = LocalAnswer::new(401, body);
+                answer
+                    .headers
+                    .push(("www-authenticate", self.challenge(rt)));
+                self.answered_locally = true;
+                Step::answer(answer)
+            }
             Action::Respond { status, body } => self.respond(status, body),
             Action::Escalate => self.fail_closed(host),
         }
@@ -491,6 +524,42 @@ impl Stream {
             rt.metrics.decision(event);
         }
         self.events.append(&mut disposition.events);
+    }
+
+    /// The `WWW-Authenticate` value of a 401: where the resource's metadata is, and whether the
+    /// token sent was refused or none was sent.
+    fn challenge(&self, rt: &Runtime) -> String {
+        let Some(resource) = &rt.settings.protected_resource else {
+            return resource_server::BARE_CHALLENGE.to_owned();
+        };
+        let why = if self.head.authorization.is_some() {
+            Challenge::InvalidToken
+        } else {
+            Challenge::Missing
+        };
+        resource.challenge(&self.ctx.path, why)
+    }
+
+    /// A metadata request, answered here: it needs no token and is not a tool-server exchange.
+    fn answer_metadata(&mut self, answer: MetadataAnswer) -> Step {
+        self.answered_locally = true;
+        self.state = State::Decided;
+        let answer = match answer {
+            MetadataAnswer::Document(document) => {
+                let mut answer = LocalAnswer::new(200, document);
+                answer
+                    .headers
+                    .push(("cache-control", "public, max-age=300".to_owned()));
+                answer
+            }
+            MetadataAnswer::Unknown => LocalAnswer::new(404, String::new()),
+            MetadataAnswer::MethodNotAllowed => {
+                let mut answer = LocalAnswer::new(405, String::new());
+                answer.headers.push(("allow", "GET, HEAD".to_owned()));
+                answer
+            }
+        };
+        Step::answer(answer)
     }
 
     fn respond(&mut self, status: u16, body: String) -> Step {

@@ -6,6 +6,8 @@ mod approvals;
 mod budgets;
 mod calls;
 mod exchanges;
+mod resource;
+mod routing;
 mod runtime;
 mod waits;
 
@@ -16,9 +18,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::settings::ControlPlaneConfig;
+use super::settings::{ControlPlaneConfig, PluginConfig, Reach};
 use super::*;
-use crate::token::{Grant, IssuerKey, mint};
+use crate::token::{Grant, IssuerKey, mint_for_audience};
 
 pub const NOW_S: i64 = 1_781_444_520;
 pub const TENANT: &str = "acme";
@@ -38,6 +40,16 @@ pub fn issuer() -> IssuerKey {
 
 /// A token of `agent` for `tools`, with `max_calls` when given.
 pub fn token(agent: &str, tools: &[&str], max_calls: Option<u64>) -> String {
+    token_for(agent, tools, max_calls, None)
+}
+
+/// [`token`], bound to the resource `audience` when given.
+pub fn token_for(
+    agent: &str,
+    tools: &[&str],
+    max_calls: Option<u64>,
+    audience: Option<&str>,
+) -> String {
     let grant = Grant {
         jti: format!("jti-{agent}"),
         issuer: "test".into(),
@@ -51,7 +63,7 @@ pub fn token(agent: &str, tools: &[&str], max_calls: Option<u64>) -> String {
         step_up_at: None,
         memory_key: None,
     };
-    mint(&issuer(), &grant, &[9; 32]).unwrap()
+    mint_for_audience(&issuer(), &grant, audience, &[9; 32]).unwrap()
 }
 
 /// The plugin configuration: one tenant with [`POLICY`], plus `extra` top-level fields.
@@ -441,10 +453,10 @@ impl Proxy {
     /// Sends a request's headers and body; stops where the engine holds or answers it.
     pub fn send(&mut self, request: Request<'_>) -> Flight {
         let length = request.body.len();
-        self.host.request = vec![
-            (":method".into(), request.method.into()),
-            (":path".into(), "/v1/mcp".into()),
-        ];
+        self.host.request = vec![(":method".into(), request.method.into())];
+        if request.headers.iter().all(|(name, _)| *name != ":path") {
+            self.host.request.push((":path".into(), "/v1/mcp".into()));
+        }
         if length > 0 {
             self.host
                 .request

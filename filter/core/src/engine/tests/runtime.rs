@@ -222,3 +222,24 @@ fn one_runtime_serves_exchanges_on_several_threads() {
         assert_eq!(handle.join().unwrap(), 1);
     }
 }
+
+#[test]
+fn each_host_requires_its_way_to_the_control_plane() {
+    let settings = |control_plane: serde_json::Value| -> PluginConfig {
+        serde_json::from_value(json!({"gateway": {}, "control_plane": control_plane})).unwrap()
+    };
+    let cluster_only = settings(json!({"cluster": "cp"}));
+    assert_eq!(cluster_only.check_reach(Reach::Cluster), Ok(()));
+    let refused = cluster_only.check_reach(Reach::Address).unwrap_err();
+    assert!(refused.contains("control_plane.address"), "{refused}");
+    let address_only = settings(json!({"address": "http://127.0.0.1:8082"}));
+    assert_eq!(address_only.check_reach(Reach::Address), Ok(()));
+    assert!(address_only.check_reach(Reach::Cluster).is_err());
+    let both = settings(
+        json!({"cluster": "cp", "address": "http://cp:8082", "tls": {"ca_file": "/ca.pem"}}),
+    );
+    assert_eq!(both.check_reach(Reach::Cluster), Ok(()));
+    assert_eq!(both.check_reach(Reach::Address), Ok(()));
+    let standalone: PluginConfig = serde_json::from_value(json!({"gateway": {}})).unwrap();
+    assert_eq!(standalone.check_reach(Reach::Address), Ok(()));
+}
