@@ -134,6 +134,9 @@ pub enum Edit {
     },
 }
 
+/// The HTTP methods the MCP paths serve (a 405 names them in `Allow`).
+const SERVED_METHODS: &str = "GET, POST, DELETE";
+
 /// An answer the gateway gives itself; nothing (more) goes upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalAnswer {
@@ -154,12 +157,13 @@ impl LocalAnswer {
         }
     }
 
-    /// Extra headers the answer carries besides `content-type` (JSON when the body is not empty).
+    /// Extra headers the answer carries besides `content-type` (JSON when the body is not empty):
+    /// a 401 names its scheme, a 405 the methods served (RFC 9110 requires both).
     pub fn headers(&self) -> &'static [(&'static str, &'static str)] {
-        if self.status == 401 {
-            &[("www-authenticate", "Bearer")]
-        } else {
-            &[]
+        match self.status {
+            401 => &[("www-authenticate", "Bearer")],
+            405 => &[("allow", SERVED_METHODS)],
+            _ => &[],
         }
     }
 }
