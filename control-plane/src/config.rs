@@ -37,6 +37,9 @@ pub enum ConfigError {
     /// An audit delivery or tree head variable; the message names it.
     #[error("{0}")]
     Audit(String),
+    /// An approvals variable; the message names it.
+    #[error("{0}")]
+    Approvals(String),
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +60,8 @@ pub struct Config {
     pub delivery: crate::delivery::DeliveryConfig,
     /// `INTENTGATE_AUDIT_TREE_HEAD_INTERVAL_SECS`: how often tree heads are signed; zero: only on demand.
     pub tree_head_interval: std::time::Duration,
+    /// `INTENTGATE_APPROVAL_GRACE_MS`: when the control plane ends held calls' approvals itself.
+    pub approvals: crate::approvals::Settings,
 }
 
 impl Config {
@@ -117,6 +122,8 @@ impl Config {
                 .map_err(ConfigError::Audit)?,
             tree_head_interval: crate::audit::tree::heads::interval(&get)
                 .map_err(ConfigError::Audit)?,
+            approvals: crate::approvals::Settings::from_lookup(&get)
+                .map_err(ConfigError::Approvals)?,
         })
     }
 }

@@ -133,14 +133,23 @@ pub struct TenantSettings {
     pub require_memory_provenance: bool,
     #[serde(default)]
     pub approval_mode: ApprovalMode,
+    /// How long a held call waits for a human.
     #[serde(default = "default_approval_timeout")]
     pub approval_timeout_secs: u64,
+    /// How long an approval answered -32019 (parked) can be decided and then used; past it, it
+    /// expires. The control plane reads it; filters carry it along.
+    #[serde(default = "default_approval_lifetime")]
+    pub approval_lifetime_secs: u64,
     #[serde(default, deserialize_with = "super::strict::object")]
     pub rate_limits: RateLimits,
 }
 
 fn default_approval_timeout() -> u64 {
     300
+}
+
+fn default_approval_lifetime() -> u64 {
+    86_400
 }
 
 impl Default for TenantSettings {
@@ -150,6 +159,7 @@ impl Default for TenantSettings {
             require_memory_provenance: false,
             approval_mode: ApprovalMode::Sync,
             approval_timeout_secs: default_approval_timeout(),
+            approval_lifetime_secs: default_approval_lifetime(),
             rate_limits: RateLimits::default(),
         }
     }

@@ -25,6 +25,7 @@ pub enum Rpc {
     CreateApproval,
     AwaitApproval,
     UseApproval,
+    EndApproval,
 }
 
 impl Rpc {
@@ -35,6 +36,7 @@ impl Rpc {
             Rpc::CreateApproval => "CreateApproval",
             Rpc::AwaitApproval => "AwaitApproval",
             Rpc::UseApproval => "UseApproval",
+            Rpc::EndApproval => "EndApproval",
         }
     }
 }

@@ -262,8 +262,10 @@ impl Stream {
         }
     }
 
-    /// The stream is over: its audit events go to the runtime, with the upstream's status.
+    /// The stream is over: its audit events go to the runtime, with the upstream's status. A call
+    /// still waiting for a human is abandoned.
     pub fn on_end(&mut self, rt: &Runtime) {
+        self.abandon(rt);
         let status = self.response.upstream_status;
         for mut event in self.events.drain(..) {
             if event.decision == AuditDecision::Allow && !self.answered_locally {
