@@ -9,6 +9,8 @@ import concurrent.futures
 import hashlib
 import hmac
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -253,6 +255,40 @@ def test_asynchronous_mode_answers_32019_and_the_retry_goes_through_once(system:
     assert "result" in retried, retried
     again = system.call(token, 300, approval=pending_id)
     assert code(again) == -32012 and "already used" in again["error"]["data"]["reason"], again
+
+
+def test_a_held_call_whose_envoy_vanished_is_ended_by_the_control_plane(
+    everything: EverythingServer, tmp_path: Path
+) -> None:
+    """The proxy holding the call is killed: no filter can tell the ending, so the control plane ends
+    the hold once nothing has waited for it for INTENTGATE_APPROVAL_GRACE_MS."""
+    control_plane = ControlPlane(
+        tmp_path / "cp", f"sqlite://{tmp_path}/cp.db?mode=rwc", extra_env={"INTENTGATE_APPROVAL_GRACE_MS": "1000"}
+    ).start()
+    try:
+        control_plane.promote(TENANT, POLICY)
+        control_plane.settings(TENANT, approval_mode="sync", approval_timeout_secs=300)
+        with gateway_envoy(everything, control_plane, tmp_path / "envoy") as envoy:
+            wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "every filter VM to sync")
+            system = System(control_plane, envoy, Receiver())
+            waiting = held(system, system.token("agent-orphaned")["token"], 990)
+            approval = system.pending_for("agent-orphaned")
+            os.kill(envoy.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            ended = wait_for(
+                lambda: [a for a in system.approvals("abandoned") if a["id"] == approval["id"]],
+                "the control plane to end the orphaned hold",
+                timeout=15,
+            )
+            assert time.monotonic() - killed < 10, "ended after the grace, not at the 300 s timeout"
+            assert "the filter holding the call stopped waiting" in ended[0]["end_reason"]
+            assert approval["id"] not in {p["id"] for p in control_plane.pending(TENANT)}
+            event = wait_for(lambda: system.ending_event(approval["id"]), "the ending's audit event")
+            assert event["decided_by"] == "control-plane" and event["agent_id"] == "agent-orphaned"
+            assert control_plane.decide(approval["id"], "approve").status_code == 409
+            assert waiting.exception(timeout=30) is not None, "the client lost its connection with the proxy"
+    finally:
+        control_plane.stop()
 
 
 def test_a_parked_approval_expires_after_the_tenants_lifetime(system: System) -> None:
