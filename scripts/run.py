@@ -104,6 +104,8 @@ def main() -> None:
         # envoy/standalone.yaml expects these two addresses.
         "INTENTGATE_HTTP_ADDR": CONTROL_PLANE_ADDR,
         "INTENTGATE_GRPC_ADDR": CONTROL_PLANE_GRPC,
+        # The OAuth issuer: the gateway's own address (the token endpoint is routed through Envoy).
+        "INTENTGATE_PUBLIC_URL": os.environ.get("INTENTGATE_PUBLIC_URL", GATEWAY),
     }
     control_plane = ManagedProcess(
         "control-plane", [str(BIN / "intentgate-control-plane")], log_path=RUN_DIR / "control-plane.log", env=env

@@ -18,7 +18,7 @@ use crate::error::CliError;
     ArgGroup::new("narrowing")
         .required(true)
         .multiple(true)
-        .args(["tools", "max_calls", "ttl", "expires_at"]),
+        .args(["tools", "max_calls", "ttl", "expires_at", "audience"]),
 ))]
 pub struct Args {
     /// The token to narrow [default: read from standard input]
@@ -36,6 +36,9 @@ pub struct Args {
     /// Expire at this time: unix seconds or RFC 3339 (no later than the token)
     #[arg(long, value_name = "TIME")]
     expires_at: Option<String>,
+    /// Bind the token to this resource (RFC 8707 URL); a token bound to another keeps its own
+    #[arg(long, value_name = "URL")]
+    audience: Option<String>,
     /// Attenuate as of this unix time (seconds) instead of now
     #[arg(long, value_name = "UNIX_SECS", allow_negative_numbers = true)]
     now: Option<i64>,
@@ -56,6 +59,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         tools: args.tools.as_deref().map(tool_list).transpose()?,
         max_calls: args.max_calls,
         expires_at,
+        audience: args.audience.clone(),
     };
     let derived = token::attenuate(&text, &narrowing, &random()?).map_err(|e| match e {
         TokenError::Widening(_) => CliError::Refused(anyhow!("refused: {e}")),

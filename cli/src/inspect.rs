@@ -105,6 +105,7 @@ fn verified_json(token: &VerifiedToken, live_error: Option<String>) -> Value {
         "budgets": budgets,
         "step_up_at": token.step_up_at.map(rfc3339_secs),
         "memory_key": token.memory_key.map(|k| STANDARD.encode(k.as_bytes())),
+        "audience": token.audience,
         "caveat_count": token.caveat_count(),
     });
     if let (Some(error), Some(map)) = (live_error, out.as_object_mut()) {

@@ -44,6 +44,10 @@ pub struct Args {
     /// At most this many tools/call
     #[arg(long, value_name = "N")]
     max_calls: Option<u64>,
+    /// Bind the token to this resource (RFC 8707 URL, e.g. the gateway's `/v1/mcp` URL): a gateway
+    /// that knows its own resource URL refuses it elsewhere [default: any resource of the tenant]
+    #[arg(long, value_name = "URL")]
+    audience: Option<String>,
     /// Stamp a fresh second factor (`step_up_at` = now) that policies can require
     #[arg(long)]
     step_up: bool,
@@ -76,7 +80,8 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         step_up_at: args.step_up.then_some(now),
         memory_key: memory.as_ref().map(|m| m.verifying_key()),
     };
-    let token = token::mint(&key, &grant, &random()?).context("cannot mint the token")?;
+    let token = token::mint_for_audience(&key, &grant, args.audience.as_deref(), &random()?)
+        .context("cannot mint the token")?;
     let mut out = Map::new();
     out.insert("token".into(), Value::from(token));
     out.insert("jti".into(), Value::from(jti));

@@ -296,3 +296,59 @@ fn inspect_rejects_a_malformed_public_key_as_a_usage_error() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("--public-key"), "{}", run.stderr);
 }
+
+#[test]
+fn mint_binds_an_audience_that_inspect_shows_and_attenuation_keeps() {
+    let issuer = keygen();
+    let resource = "https://gw.example.com/v1/mcp";
+    let root = mint(&issuer, &["--tools", "read_*", "--audience", resource]);
+    let report = inspect(&text(&root["token"]), &issuer.public_key);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    assert_eq!(report.json["verification"]["audience"], resource);
+    assert_eq!(
+        report.json["blocks"][0]["claims"]["caveats"][1],
+        json!({"kind": "audience", "audience": resource})
+    );
+    let token = text(&root["token"]);
+    let child = ok(&["attenuate", "--token", &token, "--tools", "read_invoice"]);
+    let report = inspect(&text(&child["token"]), &issuer.public_key);
+    assert_eq!(report.json["verification"]["audience"], resource);
+    let moved = intentgate(&[
+        "attenuate",
+        "--token",
+        &token,
+        "--audience",
+        "https://other.example.com/v1/mcp",
+    ]);
+    assert_eq!(moved.code, 1, "{}", moved.stderr);
+    assert!(moved.stderr.contains("keeps it"), "{}", moved.stderr);
+    // An unbound token has no audience, and may be bound by its holder.
+    let unbound = mint(&issuer, &[]);
+    let report = inspect(&text(&unbound["token"]), &issuer.public_key);
+    assert_eq!(report.json["verification"]["audience"], json!(null));
+    let bound = ok(&[
+        "attenuate",
+        "--token",
+        &text(&unbound["token"]),
+        "--audience",
+        resource,
+    ]);
+    let report = inspect(&text(&bound["token"]), &issuer.public_key);
+    assert_eq!(report.json["verification"]["audience"], resource);
+    let bad = intentgate(&[
+        "mint",
+        "--key",
+        &issuer.seed,
+        "--subject",
+        "a",
+        "--tenant",
+        "t",
+        "--audience",
+        "not a url",
+    ]);
+    assert_eq!(
+        bad.code, 2,
+        "a malformed audience is a usage error: {}",
+        bad.stderr
+    );
+}

@@ -40,6 +40,9 @@ pub enum ConfigError {
     /// An approvals variable; the message names it.
     #[error("{0}")]
     Approvals(String),
+    /// An OAuth authorization server variable; the message names it.
+    #[error("{0}")]
+    OAuth(String),
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +65,8 @@ pub struct Config {
     pub tree_head_interval: std::time::Duration,
     /// `INTENTGATE_APPROVAL_GRACE_MS`: when the control plane ends held calls' approvals itself.
     pub approvals: crate::approvals::Settings,
+    /// The OAuth authorization server's issuer and trusted proxies.
+    pub oauth: crate::oauth::Settings,
 }
 
 impl Config {
@@ -124,6 +129,7 @@ impl Config {
                 .map_err(ConfigError::Audit)?,
             approvals: crate::approvals::Settings::from_lookup(&get)
                 .map_err(ConfigError::Approvals)?,
+            oauth: crate::oauth::Settings::from_lookup(get).map_err(ConfigError::OAuth)?,
         })
     }
 }
@@ -275,6 +281,23 @@ mod tests {
             with("INTENTGATE_ADMIN_TOKEN", "short"),
             Err(ConfigError::WeakToken(_))
         ));
+        assert!(matches!(
+            with("INTENTGATE_PUBLIC_URL", "gw.example.com"),
+            Err(ConfigError::OAuth(m)) if m.contains("INTENTGATE_PUBLIC_URL")
+        ));
+        assert!(matches!(
+            with("INTENTGATE_TRUSTED_PROXIES", "10.0.0.0/99"),
+            Err(ConfigError::OAuth(m)) if m.contains("INTENTGATE_TRUSTED_PROXIES")
+        ));
+        assert_eq!(
+            with("INTENTGATE_PUBLIC_URL", "http://localhost:8080/")
+                .unwrap()
+                .oauth
+                .issuer
+                .unwrap()
+                .as_str(),
+            "http://localhost:8080"
+        );
         let seed = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
         assert_eq!(
             with("INTENTGATE_MASTER_KEY", seed)

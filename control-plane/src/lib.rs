@@ -2,8 +2,9 @@
 //! §4–6), in layers, each using only its own or lower ones (`tests/layout.rs` checks it):
 //!
 //! - transports only translate: [`http`] (REST) and [`grpc`] (filter sync);
-//! - domain modules own their rules and SQL: [`tokens`], [`policies`], [`approvals`], [`audit`],
-//!   [`delivery`], [`discovery`], [`reports`], [`tenants`], [`keys`], [`filters`], [`auth`];
+//! - domain modules own their rules and SQL: [`tokens`], [`oauth`], [`policies`], [`approvals`],
+//!   [`audit`], [`delivery`], [`discovery`], [`reports`], [`tenants`], [`keys`], [`filters`],
+//!   [`auth`];
 //!   every change goes through [`audit::Recorder`]'s audited change;
 //! - the [`store`]: the pool, migrations, write transactions, the state-version log, list paging;
 //! - shared: [`error`], [`ids`], [`time`], [`validate`]; [`config`] reads the environment once.
@@ -23,6 +24,7 @@ pub mod grpc;
 pub mod http;
 pub mod ids;
 pub mod keys;
+pub mod oauth;
 pub mod policies;
 pub mod reports;
 pub mod store;
@@ -62,7 +64,8 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
         signing,
         AdminTokens::new(config.admin_token.as_ref(), &config.tenant_admin_tokens),
     )
-    .with_discovery(config.discovery.clone()))
+    .with_discovery(config.discovery.clone())
+    .with_oauth(oauth::AuthorizationServer::new(config.oauth.clone())?))
 }
 
 /// Serves the admin API on `config.http_addr` and filter sync on `config.grpc_addr` until SIGTERM
@@ -95,7 +98,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
-    let http = axum::serve(listener, app(state.clone())).with_graceful_shutdown(until_stopped());
+    // The peer's address feeds the token endpoint's per-source limit on failed authentications.
+    let http = axum::serve(
+        listener,
+        app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(until_stopped());
     let grpc = grpc::serve(
         config.grpc_addr,
         state.db.clone(),

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "discovery",
             "filters",
             "keys",
+            "oauth",
             "policies",
             "reports",
             "tenants",

@@ -84,6 +84,7 @@ pub fn attenuated_token() -> String {
         tools: Some(vec!["read_invoice".into()]),
         max_calls: Some(10),
         expires_at: Some(NOW + 600),
+        audience: Some("https://gw.example.com/v1/mcp".into()),
     };
     token::attenuate(&root_token(), &narrowing, &[8u8; 32]).unwrap_or_default()
 }

@@ -129,7 +129,7 @@ def test_filter_syncs_over_an_http2_cluster_that_never_ends_the_stream(path: Pat
 def test_admin_routes_reach_the_control_plane_without_the_filter(path: Path, tls_dir: Path) -> None:
     gateway = listeners(load_bootstrap(path, tls_dir))["gateway"]
     filter_name = wasm_filter(gateway)["name"]
-    for prefix in ("/v1/admin/", "/api/", "/healthz"):
+    for prefix in ("/v1/admin/", "/api/", "/healthz", "/oauth/", "/.well-known/oauth-authorization-server"):
         (route,) = [r for r in routes(gateway) if prefix in (r["match"].get("prefix"), r["match"].get("path"))]
         assert route["route"]["cluster"] == "intentgate_control_plane_http"
         assert route["typed_per_filter_config"][filter_name]["disabled"] is True

@@ -76,6 +76,7 @@ def start_control_plane(workdir: Path) -> ControlPlane:
         "INTENTGATE_DATABASE_URL": f"sqlite://{workdir / 'intentgate.db'}?mode=rwc",
         "INTENTGATE_HTTP_ADDR": "127.0.0.1:0",
         "INTENTGATE_GRPC_ADDR": "127.0.0.1:0",
+        "INTENTGATE_PUBLIC_URL": "https://gateway.example.com",
         # Filters without it are refused: the sidecar must present it (its Envoy adds it from a file).
         "INTENTGATE_FILTER_TOKEN": filter_token,
     }
@@ -225,6 +226,12 @@ def test_sidecar_routes_admin_calls_to_the_control_plane(sidecar: Sidecar) -> No
     refused = httpx.post(sidecar.envoy.url("/v1/admin/mint"), json={"subject": AGENT}, timeout=10, trust_env=False)
     assert refused.status_code == 401, "the admin API, not the filter, answers admin routes"
     assert mint_through_the_sidecar(sidecar, ["echo"])
+    # The OAuth authorization server answers through the sidecar too, without a token.
+    metadata = httpx.get(sidecar.envoy.url("/.well-known/oauth-authorization-server"), timeout=10, trust_env=False)
+    token = httpx.post(sidecar.envoy.url("/oauth/token"), data={"grant_type": "client_credentials"}, timeout=10,
+                       trust_env=False)
+    assert metadata.status_code == 200 and metadata.json()["issuer"] == "https://gateway.example.com", metadata.text
+    assert token.status_code == 401 and token.json()["error"] == "invalid_client", token.text
 
 
 @pytest.mark.anyio

@@ -53,6 +53,30 @@ pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// A secret made here and shown once (a discovery source's token, an OAuth client's secret).
+pub struct IssuedSecret {
+    pub secret: String,
+    /// What is stored: the secret's SHA-256. A fast hash is enough: 256 random bits cannot be
+    /// guessed, so a slow hash would slow down no attack.
+    pub digest: [u8; 32],
+}
+
+/// `prefix` followed by 256 random bits (base64url).
+pub fn issue_secret(prefix: &str) -> Result<IssuedSecret> {
+    use base64::Engine as _;
+    let random = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::ids::random32()?);
+    let secret = format!("{prefix}{random}");
+    Ok(IssuedSecret {
+        digest: digest(&secret),
+        secret,
+    })
+}
+
+/// Whether `presented` is the secret whose digest was stored, compared in constant time.
+pub fn matches_stored(stored: &[u8], presented: &str) -> bool {
+    stored.len() == 32 && bool::from(stored.ct_eq(&digest(presented)))
+}
+
 /// The token of an `Authorization` header value: the `Bearer` scheme in any case, then the token.
 pub fn bearer(header: &str) -> Option<&str> {
     intentgate_core::token::bearer(header)
@@ -98,6 +122,17 @@ mod tests {
             Err(Error::InvalidToken(_))
         ));
         assert!(require(Some(&token), "X", Some("reports-token-0123456789")).is_ok());
+    }
+
+    #[test]
+    fn issued_secrets_are_fresh_and_match_only_their_digest() {
+        let issued = issue_secret("igcs_").unwrap();
+        assert!(issued.secret.starts_with("igcs_"));
+        assert_eq!(issued.secret.len(), "igcs_".len() + 43);
+        assert!(matches_stored(&issued.digest, &issued.secret));
+        let other = issue_secret("igcs_").unwrap();
+        assert!(!matches_stored(&issued.digest, &other.secret));
+        assert!(!matches_stored(&issued.digest[..31], &issued.secret));
     }
 
     #[test]

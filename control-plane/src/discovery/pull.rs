@@ -46,56 +46,18 @@ pub struct SyncReport {
     pub results: Vec<Polled>,
 }
 
-/// The HTTP clients for exports: no redirects (a redirect could carry the credentials to another
-/// host), bounded connect and total time. `public` connects to public addresses only: it serves the
-/// sources whose endpoint a per-tenant admin set (see [`reach`]).
-pub struct Clients {
-    any: reqwest::Client,
-    public: reqwest::Client,
-}
-
-pub fn clients() -> Result<Clients> {
-    let builder = || {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(FETCH_TIMEOUT)
-            .user_agent(concat!("intentgate-discovery/", env!("CARGO_PKG_VERSION")))
-    };
-    let built = |b: reqwest::ClientBuilder| {
-        b.build()
-            .map_err(|e| Error::Internal(format!("http client: {e}")))
-    };
-    Ok(Clients {
-        any: built(builder())?,
-        public: built(builder().dns_resolver(reach::public_only()))?,
-    })
-}
-
-impl Clients {
-    /// The client for a source, or why its endpoint may not be fetched. Literal addresses never
-    /// reach the resolver, so they are checked here.
-    fn for_source(
-        &self,
-        endpoint: &str,
-        private_reach: bool,
-    ) -> std::result::Result<&reqwest::Client, String> {
-        if private_reach {
-            return Ok(&self.any);
-        }
-        if reach::names_private_endpoint(endpoint) {
-            return Err(
-                "the endpoint is not a public address; an internal one takes the superadmin token"
-                    .to_owned(),
-            );
-        }
-        Ok(&self.public)
-    }
+/// The HTTP clients for exports (see [`reach::Clients`]).
+pub fn clients() -> Result<reach::Clients> {
+    reach::Clients::new(
+        concat!("intentgate-discovery/", env!("CARGO_PKG_VERSION")),
+        CONNECT_TIMEOUT,
+        FETCH_TIMEOUT,
+    )
 }
 
 pub async fn sync(
     db: &Db,
-    clients: &Clients,
+    clients: &reach::Clients,
     catalog: &Catalog,
     master_seed: &[u8; 32],
 ) -> Result<SyncReport> {
@@ -145,7 +107,7 @@ pub async fn sync(
 
 async fn poll(
     db: &Db,
-    clients: &Clients,
+    clients: &reach::Clients,
     catalog: &Catalog,
     master_seed: &[u8; 32],
     id: String,
@@ -165,7 +127,7 @@ async fn poll(
     let sealed: Option<String> = row.try_get("credentials")?;
     let private_reach = row.try_get::<i64, _>("private_reach")? != 0;
     let fetched = match endpoint {
-        Some(endpoint) => match clients.for_source(&endpoint, private_reach) {
+        Some(endpoint) => match clients.for_url(&endpoint, private_reach) {
             Ok(client) => {
                 fetch(
                     client,
@@ -248,28 +210,7 @@ async fn fetch(
         let (name, value) = credentials.header(vendor);
         request = request.header(name, value);
     }
-    let response = request.send().await.map_err(|e| {
-        if e.is_timeout() {
-            "the endpoint timed out".to_owned()
-        } else if e.is_connect() {
-            "cannot connect to the endpoint".to_owned()
-        } else {
-            "the request to the endpoint failed".to_owned()
-        }
-    })?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(format!("the endpoint answered HTTP {}", status.as_u16()));
-    }
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| "the export was cut off".to_owned())?;
-        if body.len() + chunk.len() > MAX_EXPORT_BYTES {
-            return Err(format!("the export exceeds {MAX_EXPORT_BYTES} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = reach::fetch_bounded(request, MAX_EXPORT_BYTES).await?;
     let records = parse::export_records(&body)?;
     if records.len() > import::MAX_RECORDS * 10 {
         return Err(format!(

@@ -1,13 +1,136 @@
-//! Where a pull source may connect. A per-tenant admin's endpoint reaches public addresses only:
+//! Where the control plane may connect on a tenant's behalf (discovery pull sources, the JWKS of
+//! trusted issuers and OAuth clients). A URL a per-tenant admin set reaches public addresses only:
 //! otherwise the control plane would fetch internal services on that admin's behalf and report how
-//! they answered in `last_error` (server-side request forgery). The superadmin may point a source
-//! anywhere, an internal collector included. Names are checked when resolved, for every
-//! connection, so a name that later resolves inward (DNS rebinding) is refused too.
+//! they answered (server-side request forgery). The superadmin may point one anywhere, an internal
+//! service included. Names are checked when resolved, for every connection, so a name that later
+//! resolves inward (DNS rebinding) is refused too. [`Clients`] holds the two HTTP clients, and
+//! [`read_bounded`] reads an answer up to a size limit.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::error::{Error, Result};
+
+/// Longest URL accepted for a fetched endpoint.
+pub const MAX_URL_CHARS: usize = 2048;
+
+/// A fetched URL is HTTPS, so credentials and keys never cross a network in clear; plain HTTP is
+/// accepted only on the loopback interface (a local collector, the tests). `field` names the URL
+/// in the message.
+pub fn check_url(field: &str, url: &str) -> std::result::Result<(), String> {
+    let bad = |m: &str| Err(format!("{field} {m}"));
+    if url.chars().count() > MAX_URL_CHARS {
+        return bad(&format!("must be at most {MAX_URL_CHARS} characters"));
+    }
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return bad("must be an absolute http(s) URL");
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return bad("must not carry credentials");
+    }
+    let Some(host) = parsed.host_str() else {
+        return bad("must name a host");
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => bad("must use https (plain http only to a loopback address)"),
+        _ => bad("must be an absolute http(s) URL"),
+    }
+}
+
+/// The HTTP clients for fetches made on a tenant's behalf: no redirects (a redirect could carry
+/// credentials to another host, or lead inward), bounded connect and total time. `public` connects
+/// to public addresses only.
+pub struct Clients {
+    any: reqwest::Client,
+    public: reqwest::Client,
+}
+
+impl Clients {
+    pub fn new(user_agent: &str, connect: Duration, total: Duration) -> Result<Self> {
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(connect)
+                .timeout(total)
+                .user_agent(user_agent)
+        };
+        let built = |b: reqwest::ClientBuilder| {
+            b.build()
+                .map_err(|e| Error::Internal(format!("http client: {e}")))
+        };
+        Ok(Clients {
+            any: built(builder())?,
+            public: built(builder().dns_resolver(public_only()))?,
+        })
+    }
+
+    /// The client for `url`, or why it may not be fetched: `private_reach` when the superadmin set
+    /// it. Literal addresses never reach the resolver, so they are checked here.
+    pub fn for_url(
+        &self,
+        url: &str,
+        private_reach: bool,
+    ) -> std::result::Result<&reqwest::Client, String> {
+        if private_reach {
+            return Ok(&self.any);
+        }
+        if names_private_endpoint(url) {
+            return Err(
+                "the URL is not a public address; an internal one takes the superadmin token"
+                    .to_owned(),
+            );
+        }
+        Ok(&self.public)
+    }
+}
+
+/// Sends `request` and reads a successful answer of at most `max` bytes. Errors are short
+/// and say nothing of the answer's body: a tenant admin may read them, and the URL may be anything.
+pub async fn fetch_bounded(
+    request: reqwest::RequestBuilder,
+    max: usize,
+) -> std::result::Result<Vec<u8>, String> {
+    let response = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            "the endpoint timed out".to_owned()
+        } else if e.is_connect() {
+            "cannot connect to the endpoint".to_owned()
+        } else {
+            "the request to the endpoint failed".to_owned()
+        }
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("the endpoint answered HTTP {}", status.as_u16()));
+    }
+    read_bounded(response, max).await
+}
+
+/// The body of `response`, refused once it exceeds `max` bytes.
+pub async fn read_bounded(
+    response: reqwest::Response,
+    max: usize,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| "the answer was cut off".to_owned())?;
+        if body.len() + chunk.len() > max {
+            return Err(format!("the answer exceeds {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
 
 /// Whether `ip` is on the public internet: not loopback, private, link-local, shared (CGNAT),
 /// unspecified, broadcast, multicast, documentation or reserved.
@@ -132,6 +255,30 @@ mod tests {
         }
         assert!(names_private_endpoint("https://[::1]:8443/export"));
         assert!(!names_private_endpoint("https://tenant.goskope.com/export"));
+    }
+
+    #[test]
+    fn fetched_urls_are_https_or_loopback_http_without_credentials() {
+        for good in [
+            "https://idp.example.com/jwks",
+            "http://127.0.0.1:8000/x",
+            "http://localhost/x",
+            "http://[::1]:9/x",
+        ] {
+            assert!(check_url("jwks_uri", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://idp.example.com/jwks",
+            "ftp://idp.example.com/jwks",
+            "https://user:pw@idp.example.com/jwks",
+            "not a url",
+            "/relative",
+        ] {
+            let err = check_url("jwks_uri", bad).unwrap_err();
+            assert!(err.starts_with("jwks_uri "), "{bad}: {err}");
+        }
+        let long = format!("https://idp.example.com/{}", "a".repeat(MAX_URL_CHARS));
+        assert!(check_url("jwks_uri", &long).is_err());
     }
 
     #[tokio::test]

@@ -17,7 +17,6 @@ use crate::{audit, ids, time, validate};
 
 pub const LIST: &str = "discovery_sources";
 const MAX_NAME: usize = 200;
-const MAX_ENDPOINT: usize = 2048;
 pub const DEFAULT_INTERVAL: i64 = 900;
 pub const MIN_INTERVAL: i64 = 60;
 pub const MAX_INTERVAL: i64 = 7 * 86_400;
@@ -171,33 +170,9 @@ impl Source {
     }
 }
 
-/// Pull endpoints are HTTPS, so credentials never cross a network in clear; plain HTTP is
-/// accepted only on the loopback interface (a local collector, the tests).
+/// Pull endpoints follow [`reach::check_url`].
 pub fn check_endpoint(endpoint: &str) -> Result<()> {
-    let bad = |m: &str| Err(Error::bad_request(format!("endpoint {m}")));
-    if endpoint.chars().count() > MAX_ENDPOINT {
-        return bad(&format!("must be at most {MAX_ENDPOINT} characters"));
-    }
-    let Ok(url) = reqwest::Url::parse(endpoint) else {
-        return bad("must be an absolute http(s) URL");
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        return bad("must not carry credentials (use `credentials`)");
-    }
-    let Some(host) = url.host_str() else {
-        return bad("must name a host");
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        "http" => bad("must use https (plain http only to a loopback address)"),
-        _ => bad("must be an absolute http(s) URL"),
-    }
+    reach::check_url("endpoint", endpoint).map_err(Error::BadRequest)
 }
 
 fn check_interval(seconds: i64) -> Result<()> {

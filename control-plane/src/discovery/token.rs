@@ -2,11 +2,7 @@
 //! token is shown once, when the source is created or its token rotated. The source id in the
 //! token finds the row, and the digest is then compared in constant time.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use subtle::ConstantTimeEq;
-
-use crate::auth::token::digest;
+use crate::auth::token::{issue_secret, matches_stored};
 use crate::error::Result;
 
 const PREFIX: &str = "igds_";
@@ -17,11 +13,10 @@ pub struct Minted {
 }
 
 pub fn mint(source_id: &str) -> Result<Minted> {
-    let secret = URL_SAFE_NO_PAD.encode(crate::ids::random32()?);
-    let token = format!("{PREFIX}{source_id}_{secret}");
+    let issued = issue_secret(&format!("{PREFIX}{source_id}_"))?;
     Ok(Minted {
-        digest: digest(&token),
-        token,
+        token: issued.secret,
+        digest: issued.digest,
     })
 }
 
@@ -32,7 +27,7 @@ pub fn source_id(token: &str) -> Option<&str> {
 }
 
 pub fn verify(stored: &[u8], presented: &str) -> bool {
-    stored.len() == 32 && bool::from(stored.ct_eq(&digest(presented)))
+    matches_stored(stored, presented)
 }
 
 #[cfg(test)]

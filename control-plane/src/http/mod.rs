@@ -4,6 +4,7 @@
 mod approvals;
 mod attestations;
 mod audit;
+mod clients;
 mod console;
 mod discovery;
 pub mod error;
@@ -12,12 +13,14 @@ mod health;
 mod keys;
 pub mod list;
 pub mod metrics;
+mod oauth;
 mod policies;
 mod reports;
 mod settings;
 pub mod state;
 mod tenants;
 mod tokens;
+mod trust;
 
 use axum::Router;
 use serde::Deserialize;
@@ -42,6 +45,9 @@ pub fn app(state: AppState) -> Router {
         .merge(discovery::router())
         .merge(attestations::router())
         .merge(reports::router())
+        .merge(oauth::router())
+        .merge(clients::router())
+        .merge(trust::router())
         .merge(console::router())
         .fallback(|| async { Error::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -27,6 +27,8 @@ pub struct AppState {
     pub delivery: Arc<crate::delivery::Configured>,
     /// Upper subtrees of the audit trees, for proofs.
     pub tree_nodes: crate::audit::tree::UpperNodes,
+    /// The OAuth authorization server; `None` until built (its token endpoint answers 503).
+    pub oauth: Option<Arc<crate::oauth::AuthorizationServer>>,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
             discovery: Arc::default(),
             delivery: Arc::default(),
             tree_nodes: crate::audit::tree::UpperNodes::default(),
+            oauth: None,
         }
     }
 
@@ -53,6 +56,11 @@ impl AppState {
 
     pub fn with_discovery(mut self, settings: crate::discovery::Settings) -> Self {
         self.discovery = Arc::new(settings);
+        self
+    }
+
+    pub fn with_oauth(mut self, server: crate::oauth::AuthorizationServer) -> Self {
+        self.oauth = Some(Arc::new(server));
         self
     }
 }

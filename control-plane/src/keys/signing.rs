@@ -196,6 +196,19 @@ pub async fn list(db: &Db) -> Result<Vec<KeyInfo>> {
     .collect()
 }
 
+/// The keys filters trust, as a verifier holds them (to check a capability token presented back to
+/// the control plane).
+pub async fn trusted_keys(db: &Db) -> Result<intentgate_core::token::PublicKeys> {
+    let mut conn = db.pool().acquire().await?;
+    let mut keys = intentgate_core::token::PublicKeys::new();
+    for (kid, public) in trusted(&mut conn).await? {
+        let public = STANDARD.encode(public);
+        keys.insert_base64(Some(&kid), &public)
+            .map_err(|e| Error::Internal(format!("stored key {kid}: {e}")))?;
+    }
+    Ok(keys)
+}
+
 /// The keys filters trust (active and trusted): `(kid, public key bytes)`.
 pub async fn trusted(conn: &mut AnyConnection) -> Result<Vec<(String, Vec<u8>)>> {
     sqlx::query("SELECT kid, public_key FROM signing_keys WHERE status <> 'retired' ORDER BY kid")

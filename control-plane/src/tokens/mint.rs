@@ -1,21 +1,17 @@
-//! Minting capability tokens through the core's `mint` (the exact format the filter verifies), for
-//! the tenant the admin may act on.
+//! `POST /v1/admin/mint`: a capability token for the tenant the admin may act on, issued by
+//! [`issue`](super::issue).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use intentgate_core::memory::derive_memory_key;
-use intentgate_core::token::{Grant, IssuerKey, mint};
+use intentgate_core::token::IssuerKey;
 use serde::{Deserialize, Serialize};
 
+use super::issue::{DEFAULT_TTL_SECONDS, Issue, check_grant, describe, issue};
 use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::{Error, Result};
-use crate::{audit, ids, time, validate};
+use crate::{audit, time, validate};
 
-pub const DEFAULT_TTL_SECONDS: u64 = 3600;
-/// Long-lived tokens defeat revocation lists; a month is the ceiling.
-pub const MAX_TTL_SECONDS: u64 = 30 * 24 * 3600;
-pub const MAX_TOOLS: usize = 256;
 pub const DEFAULT_ISSUER: &str = "intentgate";
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +32,9 @@ pub struct MintRequest {
     pub step_up: Option<bool>,
     #[serde(default, deserialize_with = "crate::validate::non_null")]
     pub with_memory_signing_key: Option<bool>,
+    /// Binds the token to one resource (RFC 8707 URL).
+    #[serde(default, deserialize_with = "crate::validate::non_null")]
+    pub audience: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,109 +54,56 @@ impl MintRequest {
         if let Some(issuer) = &self.issuer {
             validate::required_text("issuer", issuer, 256).map_err(bad)?;
         }
-        if let Some(ttl) = self.ttl_seconds
-            && !(1..=MAX_TTL_SECONDS).contains(&ttl)
-        {
-            return Err(Error::bad_request(format!(
-                "ttl_seconds must be from 1 to {MAX_TTL_SECONDS}"
-            )));
-        }
-        if let Some(tools) = &self.tools {
-            if tools.is_empty() || tools.len() > MAX_TOOLS {
-                return Err(Error::bad_request(format!(
-                    "tools must list 1 to {MAX_TOOLS} tool names or patterns"
-                )));
-            }
-            for tool in tools {
-                validate::required_text("tools[]", tool, 256).map_err(bad)?;
-            }
-        }
-        if self.max_calls == Some(0) {
-            return Err(Error::bad_request("max_calls must be at least 1"));
+        check_grant(self.tools.as_deref(), self.ttl_seconds, self.max_calls)?;
+        if let Some(audience) = &self.audience {
+            check_audience(audience)?;
         }
         Ok(())
     }
 }
 
+/// A token's audience as a request gives it: an absolute URI without fragment (RFC 8707).
+pub fn check_audience(audience: &str) -> Result<()> {
+    intentgate_core::token::check_audience(audience).map_err(Error::BadRequest)
+}
+
 pub async fn mint_token(
     recorder: &Recorder,
-    issuer: &IssuerKey,
+    key: &IssuerKey,
     admin: &Admin,
     request: MintRequest,
 ) -> Result<Minted> {
     request.check()?;
     let tenant = admin.tenant_for_change(request.tenant.as_deref())?;
-    let now_ms = time::now_ms();
-    let now = now_ms.div_euclid(1000);
-    let ttl = i64::try_from(request.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS))
-        .map_err(|_| Error::bad_request("ttl_seconds is out of range"))?;
-    let jti = ids::new_id()?;
-    let memory = request
-        .with_memory_signing_key
-        .unwrap_or(false)
-        .then(|| derive_memory_key(issuer.seed(), &jti));
-    let grant = Grant {
-        jti: jti.clone(),
-        issuer: request
-            .issuer
-            .clone()
-            .unwrap_or_else(|| DEFAULT_ISSUER.into()),
-        subject: request.subject.clone(),
-        tenant: tenant.clone(),
-        issued_at: now,
-        not_before: now,
-        expires_at: now + ttl,
-        tools: request.tools.clone(),
+    let order = Issue {
+        issuer: request.issuer.unwrap_or_else(|| DEFAULT_ISSUER.into()),
+        subject: request.subject,
+        tenant,
+        ttl_seconds: request.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS),
+        tools: request.tools,
         max_calls: request.max_calls,
-        step_up_at: request.step_up.unwrap_or(false).then_some(now),
-        memory_key: memory.as_ref().map(|k| k.verifying_key()),
+        step_up: request.step_up.unwrap_or(false),
+        audience: request.audience,
+        with_memory_signing_key: request.with_memory_signing_key.unwrap_or(false),
     };
-    let token =
-        mint(issuer, &grant, &ids::random32()?).map_err(|e| Error::bad_request(e.to_string()))?;
-
-    let mut event = audit::record::admin(
-        &tenant,
-        "mint",
-        &admin.actor(),
-        format!(
-            "minted a token for {} expiring {}{}{}",
-            grant.subject,
-            time::rfc3339(grant.expires_at * 1000),
-            grant
-                .tools
-                .as_ref()
-                .map(|t| format!(", tools {t:?}"))
-                .unwrap_or_default(),
-            grant
-                .max_calls
-                .map(|n| format!(", max_calls {n}"))
-                .unwrap_or_default(),
-        ),
-    )?;
-    event.agent_id.clone_from(&grant.subject);
-    event.capability_token_id.clone_from(&jti);
-    event.root_capability_token_id.clone_from(&jti);
-
-    let mut tx = recorder.begin().await?;
-    sqlx::query(
-        "INSERT INTO tokens (jti, tenant, subject, issuer, kid, issued_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&jti)
-    .bind(&tenant)
-    .bind(&grant.subject)
-    .bind(&grant.issuer)
-    .bind(issuer.kid())
-    .bind(now_ms)
-    .bind(grant.expires_at * 1000)
-    .execute(&mut *tx)
+    let issued = issue(recorder, key, &order, |grant| {
+        audit::record::admin(
+            &grant.tenant,
+            "mint",
+            &admin.actor(),
+            format!(
+                "minted a token {}",
+                describe(grant, order.audience.as_deref())
+            ),
+        )
+    })
     .await?;
-    tx.commit(event).await?;
-    tracing::info!(%tenant, %jti, subject = %grant.subject, "minted token");
     Ok(Minted {
-        token,
-        expires_at: time::rfc3339(grant.expires_at * 1000),
-        jti,
-        memory_signing_key: memory.map(|k| STANDARD.encode(k.to_bytes())),
+        token: issued.token,
+        expires_at: time::rfc3339(issued.grant.expires_at * 1000),
+        jti: issued.jti,
+        memory_signing_key: issued
+            .memory_signing_key
+            .map(|k| STANDARD.encode(k.to_bytes())),
     })
 }

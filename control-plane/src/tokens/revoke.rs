@@ -4,6 +4,8 @@
 //! too. A tenant admin revokes in its own tenant; the superadmin names the tenant, or lets the
 //! token minted here with that jti name it.
 
+use intentgate_core::token::Revoked;
+
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -105,6 +107,22 @@ pub async fn revoke(recorder: &Recorder, admin: &Admin, request: RevokeRequest) 
     };
     tx.commit_announcing(event, change).await?;
     Ok(())
+}
+
+/// Which of `jtis` (the blocks of one token of `tenant`) are revoked in that tenant.
+pub async fn revoked_among(db: &Db, tenant: &str, jtis: &[String]) -> Result<Revoked> {
+    let mut revoked = Revoked::default();
+    for jti in jtis {
+        let row = sqlx::query("SELECT jti FROM revocations WHERE tenant = $1 AND jti = $2")
+            .bind(tenant)
+            .bind(jti)
+            .fetch_optional(db.pool())
+            .await?;
+        if row.is_some() {
+            revoked.insert(tenant, jti);
+        }
+    }
+    Ok(revoked)
 }
 
 #[derive(Debug, Serialize)]

@@ -16,6 +16,7 @@ mod delivery;
 mod discovery;
 mod elevation;
 mod keys_and_settings;
+mod oauth;
 mod policies;
 mod reports;
 mod tenants;

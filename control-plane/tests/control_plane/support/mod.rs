@@ -16,6 +16,8 @@ pub const GLOBEX: &str = "globex-admin-token-0123456789";
 /// `INTENTGATE_REPORTS_API_TOKEN` and `INTENTGATE_DISCOVERY_SYNC_TOKEN` of the test apps.
 pub const REPORTS: &str = "reports-api-token-0123456789";
 pub const SYNC: &str = "discovery-sync-token-0123456789";
+/// `INTENTGATE_PUBLIC_URL` of the test apps: the OAuth issuer.
+pub const ISSUER: &str = "https://gw.example.com";
 
 /// Runs each listed `async fn(TestApp)` on SQLite and on Postgres.
 #[macro_export]
@@ -58,6 +60,7 @@ impl TestApp {
             "INTENTGATE_DATABASE_URL" => Some(url.clone()),
             "INTENTGATE_REPORTS_API_TOKEN" => Some(REPORTS.into()),
             "INTENTGATE_DISCOVERY_SYNC_TOKEN" => Some(SYNC.into()),
+            "INTENTGATE_PUBLIC_URL" => Some(ISSUER.into()),
             _ => None,
         })
         .expect("test config");
@@ -192,6 +195,16 @@ impl TestApp {
             .oneshot(request)
             .await
             .expect("router answers")
+    }
+
+    /// Sends a request as built, and returns the status, the headers and the raw body.
+    pub async fn request(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let (parts, body) = self.answer(request).await.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+        (parts.status, parts.headers, bytes.to_vec())
     }
 
     pub async fn get(&self, token: &str, uri: &str) -> (StatusCode, Value) {

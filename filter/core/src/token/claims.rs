@@ -43,6 +43,9 @@ pub enum Caveat {
     Expires(i64),
     /// Base64 Ed25519 public key that verifies the holder's signed memory (authority block only).
     MemoryKey(String),
+    /// The one resource (RFC 8707 URL) the token is for. Any block may set it once; no later block
+    /// may name another, so a child keeps its parent's.
+    Audience(String),
     /// A kind this verifier does not know. Always denied: ignoring it could widen the token.
     Unknown(String),
 }
@@ -55,6 +58,7 @@ impl Caveat {
             Caveat::StepUpAt(_) => "step_up_at",
             Caveat::Expires(_) => "expires",
             Caveat::MemoryKey(_) => "memory_key",
+            Caveat::Audience(_) => "audience",
             Caveat::Unknown(kind) => kind,
         }
     }
@@ -68,9 +72,17 @@ enum WireCaveat {
     StepUpAt { step_up_at: i64 },
     Expires { exp: i64 },
     MemoryKey { public_key: String },
+    Audience { audience: String },
 }
 
-const KNOWN_KINDS: [&str; 5] = ["tools", "max_calls", "step_up_at", "expires", "memory_key"];
+const KNOWN_KINDS: [&str; 6] = [
+    "tools",
+    "max_calls",
+    "step_up_at",
+    "expires",
+    "memory_key",
+    "audience",
+];
 
 impl Serialize for Caveat {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -83,6 +95,9 @@ impl Serialize for Caveat {
             Caveat::Expires(at) => WireCaveat::Expires { exp: *at },
             Caveat::MemoryKey(key) => WireCaveat::MemoryKey {
                 public_key: key.clone(),
+            },
+            Caveat::Audience(audience) => WireCaveat::Audience {
+                audience: audience.clone(),
             },
             Caveat::Unknown(kind) => {
                 use serde::ser::SerializeMap;
@@ -113,6 +128,7 @@ impl<'de> Deserialize<'de> for Caveat {
             WireCaveat::StepUpAt { step_up_at } => Caveat::StepUpAt(step_up_at),
             WireCaveat::Expires { exp } => Caveat::Expires(exp),
             WireCaveat::MemoryKey { public_key } => Caveat::MemoryKey(public_key),
+            WireCaveat::Audience { audience } => Caveat::Audience(audience),
         })
     }
 }
@@ -123,20 +139,21 @@ mod tests {
 
     #[test]
     fn caveats_round_trip_and_unknown_kinds_are_kept() {
-        let json = r#"[{"kind":"tools","tools":["a","b*"]},{"kind":"max_calls","max_calls":5},{"kind":"geo_fence","region":"eu"}]"#;
+        let json = r#"[{"kind":"tools","tools":["a","b*"]},{"kind":"max_calls","max_calls":5},{"kind":"audience","audience":"https://mcp.example.com/v1/mcp"},{"kind":"geo_fence","region":"eu"}]"#;
         let caveats: Vec<Caveat> = serde_json::from_str(json).unwrap();
         assert_eq!(
             caveats,
             vec![
                 Caveat::Tools(vec!["a".into(), "b*".into()]),
                 Caveat::MaxCalls(5),
+                Caveat::Audience("https://mcp.example.com/v1/mcp".into()),
                 Caveat::Unknown("geo_fence".into())
             ]
         );
-        let back = serde_json::to_string(&caveats[..2]).unwrap();
+        let back = serde_json::to_string(&caveats[..3]).unwrap();
         assert_eq!(
             back,
-            r#"[{"kind":"tools","tools":["a","b*"]},{"kind":"max_calls","max_calls":5}]"#
+            r#"[{"kind":"tools","tools":["a","b*"]},{"kind":"max_calls","max_calls":5},{"kind":"audience","audience":"https://mcp.example.com/v1/mcp"}]"#
         );
     }
 
@@ -147,6 +164,7 @@ mod tests {
             r#"{"kind":"tools","tools":"a"}"#,
             r#"{"kind":"tools","tools":["a"],"extra":1}"#,
             r#"{"max_calls":3}"#,
+            r#"{"kind":"audience","audience":7}"#,
         ] {
             assert!(serde_json::from_str::<Caveat>(json).is_err(), "{json}");
         }

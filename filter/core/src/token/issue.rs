@@ -33,10 +33,22 @@ pub struct Narrowing {
     pub tools: Option<Vec<String>>,
     pub max_calls: Option<u64>,
     pub expires_at: Option<i64>,
+    /// Binds the token to this resource; refused when the token is bound to another.
+    pub audience: Option<String>,
 }
 
 /// Signs a root token. `next_seed` must be fresh randomness: it becomes the token's proof key.
 pub fn mint(key: &IssuerKey, grant: &Grant, next_seed: &[u8; 32]) -> Result<String, TokenError> {
+    mint_for_audience(key, grant, None, next_seed)
+}
+
+/// As [`mint`], bound to the one resource `audience` names (an RFC 8707 resource URL) when given.
+pub fn mint_for_audience(
+    key: &IssuerKey,
+    grant: &Grant,
+    audience: Option<&str>,
+    next_seed: &[u8; 32],
+) -> Result<String, TokenError> {
     let mut caveats = Vec::new();
     if let Some(tools) = &grant.tools {
         caveats.push(Caveat::Tools(tools.clone()));
@@ -52,6 +64,9 @@ pub fn mint(key: &IssuerKey, grant: &Grant, next_seed: &[u8; 32]) -> Result<Stri
         caveats.push(Caveat::MemoryKey(
             base64::engine::general_purpose::STANDARD.encode(memory.as_bytes()),
         ));
+    }
+    if let Some(audience) = audience {
+        caveats.push(Caveat::Audience(audience.to_owned()));
     }
     let claims = AuthorityClaims {
         v: TOKEN_VERSION,
@@ -127,9 +142,20 @@ pub fn attenuate(
         }
         caveats.push(Caveat::Expires(at));
     }
+    if let Some(audience) = &narrowing.audience {
+        match &current.audience {
+            Some(held) if held != audience => {
+                return Err(TokenError::Widening(format!(
+                    "the token is for audience {held}; a derived token keeps it"
+                )));
+            }
+            Some(_) => {}
+            None => caveats.push(Caveat::Audience(audience.clone())),
+        }
+    }
     if caveats.is_empty() {
         return Err(TokenError::Widening(
-            "an attenuation must narrow at least one of tools, max_calls, expiry".into(),
+            "an attenuation must narrow at least one of tools, max_calls, expiry, audience".into(),
         ));
     }
     let claims = AttenuationClaims {

@@ -16,10 +16,12 @@ pub use claims::{AttenuationClaims, AuthorityClaims, Caveat, TOKEN_VERSION};
 pub use codec::{MAX_TOKEN_CHARS, PREFIX};
 /// The Ed25519 key types tokens name, so callers need not depend on ed25519-dalek themselves.
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use issue::{Grant, Narrowing, attenuate, mint};
+pub use issue::{Grant, Narrowing, attenuate, mint, mint_for_audience};
 pub use keys::{IssuerKey, PublicKeys, key_id, parse_public_key};
 pub use revoked::Revoked;
-pub use verify::{CLOCK_SKEW_SECS, CallBudget, VerifiedToken, verify};
+pub use verify::{
+    CLOCK_SKEW_SECS, CallBudget, MAX_AUDIENCE_BYTES, VerifiedToken, check_audience, verify,
+};
 
 /// What a token says, signature unchecked: for inspection tools only, never for a decision.
 #[derive(Debug, Clone, PartialEq)]

@@ -45,6 +45,7 @@ fn narrowing(jti: &str) -> Narrowing {
         tools: Some(vec!["read_invoice".into()]),
         max_calls: Some(10),
         expires_at: Some(NOW + 600),
+        audience: None,
     }
 }
 
@@ -529,4 +530,121 @@ fn an_attenuation_block_cannot_name_another_tokens_budget_counter() {
         "{:?}",
         t.budgets
     );
+}
+
+const RESOURCE: &str = "https://gw.example.com/v1/mcp";
+
+fn bound_to(audience: &str) -> String {
+    mint_for_audience(&issuer(), &grant(), Some(audience), &[7u8; 32]).unwrap()
+}
+
+#[test]
+fn an_audience_is_carried_verified_and_kept_by_every_child() {
+    let keys = keys_for(&issuer());
+    assert_eq!(verify(&minted(), &keys).unwrap().audience, None);
+    let token = bound_to(RESOURCE);
+    let verified = verify(&token, &keys).unwrap();
+    assert_eq!(verified.audience.as_deref(), Some(RESOURCE));
+    assert!(
+        verified
+            .caveats
+            .contains(&Caveat::Audience(RESOURCE.into()))
+    );
+    // A child that narrows something else keeps the audience (its block cannot be removed).
+    let child = attenuate(&token, &narrowing("01JCHILD"), &[8u8; 32]).unwrap();
+    assert_eq!(
+        verify(&child, &keys).unwrap().audience.as_deref(),
+        Some(RESOURCE)
+    );
+    // Naming the same audience again adds nothing; naming another is refused.
+    let same = Narrowing {
+        audience: Some(RESOURCE.into()),
+        ..narrowing("01JSAME")
+    };
+    let child = attenuate(&token, &same, &[8u8; 32]).unwrap();
+    assert_eq!(
+        verify(&child, &keys).unwrap().caveat_count(),
+        verified.caveat_count() + 3
+    );
+    let other = Narrowing {
+        audience: Some("https://other.example.com/v1/mcp".into()),
+        ..narrowing("01JOTHER")
+    };
+    assert!(matches!(
+        attenuate(&token, &other, &[8u8; 32]),
+        Err(TokenError::Widening(m)) if m.contains(RESOURCE)
+    ));
+    let only_same = Narrowing {
+        jti: "01JNOOP".into(),
+        issued_at: NOW,
+        audience: Some(RESOURCE.into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        attenuate(&token, &only_same, &[8u8; 32]),
+        Err(TokenError::Widening(_))
+    ));
+}
+
+#[test]
+fn a_token_without_audience_can_be_bound_to_one_by_attenuation() {
+    let keys = keys_for(&issuer());
+    let bound = Narrowing {
+        jti: "01JBOUND".into(),
+        issued_at: NOW,
+        audience: Some(RESOURCE.into()),
+        ..Default::default()
+    };
+    let child = attenuate(&minted(), &bound, &[8u8; 32]).unwrap();
+    let verified = verify(&child, &keys).unwrap();
+    assert_eq!(verified.audience.as_deref(), Some(RESOURCE));
+    assert_eq!(
+        verified.tool_lists,
+        vec![vec!["read_invoice".to_owned(), "list_*".to_owned()]]
+    );
+}
+
+#[test]
+fn conflicting_or_malformed_audiences_do_not_verify() {
+    let keys = keys_for(&issuer());
+    // A holder appending a second, different audience block makes the token unusable, not wider.
+    let token = bound_to(RESOURCE);
+    let mut raw = codec::decode(&token).unwrap();
+    let claims = AttenuationClaims {
+        jti: "01JSECOND".into(),
+        iat: NOW,
+        caveats: vec![Caveat::Audience("https://other.example.com".into())],
+    };
+    let payload = serde_json::to_vec(&claims).unwrap();
+    let signer = SigningKey::from_bytes(&raw.proof);
+    let next = SigningKey::from_bytes(&[11u8; 32]);
+    let next_key = next.verifying_key().to_bytes();
+    let previous = raw.blocks.last().map(|b| b.signature);
+    let message = codec::signed_message(&raw.kid, 1, previous.as_ref(), &payload, &next_key);
+    raw.blocks.push(RawBlock {
+        payload,
+        next_key,
+        signature: signer.sign(&message).to_bytes(),
+    });
+    raw.proof = [11u8; 32];
+    let forged = codec::encode(&raw).unwrap();
+    assert!(matches!(
+        verify(&forged, &keys),
+        Err(TokenError::InvalidCaveat(m)) if m.contains("another audience")
+    ));
+    for bad in [
+        "",
+        "no-scheme",
+        "https://a.example/x#frag",
+        "https://a b",
+        "1http://x",
+    ] {
+        assert!(
+            mint_for_audience(&issuer(), &grant(), Some(bad), &[7u8; 32]).is_err(),
+            "{bad:?}"
+        );
+    }
+    assert!(check_audience(RESOURCE).is_ok());
+    assert!(check_audience("urn:example:resource").is_ok());
+    assert!(check_audience(&format!("https://x/{}", "a".repeat(MAX_AUDIENCE_BYTES))).is_err());
 }

@@ -44,6 +44,8 @@ pub struct VerifiedToken {
     pub budgets: Vec<CallBudget>,
     pub step_up_at: Option<i64>,
     pub memory_key: Option<VerifyingKey>,
+    /// The resource (RFC 8707 URL) the token is for; `None`: any resource of its tenant.
+    pub audience: Option<String>,
     pub caveats: Vec<Caveat>,
     /// `input.capability` as policies see it, built once per verified token.
     pub policy_view: Option<regorus::Value>,
@@ -85,6 +87,33 @@ impl VerifiedToken {
         }
         Ok(())
     }
+}
+
+/// Longest audience accepted, in bytes.
+pub const MAX_AUDIENCE_BYTES: usize = 2048;
+
+/// An audience is an absolute URI without a fragment (RFC 8707 §2): a scheme, then no whitespace,
+/// control character or `#`, at most [`MAX_AUDIENCE_BYTES`].
+pub fn check_audience(audience: &str) -> Result<(), String> {
+    if audience.is_empty() || audience.len() > MAX_AUDIENCE_BYTES {
+        return Err(format!("audience must be 1 to {MAX_AUDIENCE_BYTES} bytes"));
+    }
+    if audience
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    {
+        return Err("audience must be an absolute URI without whitespace or fragment".into());
+    }
+    let scheme = audience.split_once(':').map(|(scheme, _)| scheme);
+    let valid_scheme = scheme.is_some_and(|s| {
+        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if !valid_scheme {
+        return Err("audience must be an absolute URI (with a scheme)".into());
+    }
+    Ok(())
 }
 
 /// Checks the signature chain, the proof, the claims and every caveat.
@@ -178,6 +207,7 @@ pub(super) fn interpret(raw: &RawToken) -> Result<VerifiedToken, TokenError> {
         budgets: Vec::new(),
         step_up_at: None,
         memory_key: None,
+        audience: None,
         caveats: Vec::new(),
         policy_view: None,
     };
@@ -228,6 +258,15 @@ fn apply(token: &mut VerifiedToken, caveat: Caveat, authority: bool) -> Result<(
             max_calls: *n,
         }),
         Caveat::Expires(at) if !authority => token.expires_at = token.expires_at.min(*at),
+        Caveat::Audience(audience) => {
+            check_audience(audience).map_err(TokenError::InvalidCaveat)?;
+            if token.audience.as_ref().is_some_and(|held| held != audience) {
+                return Err(TokenError::InvalidCaveat(
+                    "a block names another audience than an earlier one".into(),
+                ));
+            }
+            token.audience = Some(audience.clone());
+        }
         Caveat::StepUpAt(at) if authority => token.step_up_at = Some(*at),
         Caveat::MemoryKey(key) if authority => {
             token.memory_key = Some(parse_public_key(key).map_err(|_| {
