@@ -26,6 +26,7 @@ pub async fn serve(
     changes: &Changes,
     signing: Arc<SigningKeys>,
     filter_token: Option<HashedToken>,
+    approvals: crate::approvals::Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let initial = {
@@ -39,6 +40,7 @@ pub async fn serve(
             db,
             hub,
             changes: changes.clone(),
+            approvals,
         },
         authenticate(filter_token),
     );
