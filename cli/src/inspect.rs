@@ -1,13 +1,12 @@
 //! `intentgate inspect`: a token's blocks as JSON, and with `--public-key` its verification.
 
-use std::collections::HashSet;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use intentgate_core::time::rfc3339_secs;
-use intentgate_core::token::{self, Unverified, VerifiedToken};
+use intentgate_core::token::{self, Revoked, Unverified, VerifiedToken};
 use serde_json::{Map, Value, json};
 
 use crate::common::{now_secs, print_json, public_keys, token_text};
@@ -45,7 +44,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
     if !keys.is_empty() {
         let verification = match token::verify(&text, &keys) {
             Ok(verified) => {
-                let live = verified.check_live(now, &HashSet::<String>::new());
+                let live = verified.check_live(now, &Revoked::default());
                 ok &= live.is_ok();
                 verified_json(&verified, live.err().map(|e| e.to_string()))
             }

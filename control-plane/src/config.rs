@@ -43,6 +43,9 @@ pub enum ConfigError {
     /// An audit delivery or tree head variable; the message names it.
     #[error("{0}")]
     Audit(String),
+    /// An approvals variable; the message names it.
+    #[error("{0}")]
+    Approvals(String),
     /// An OAuth authorization server variable; the message names it.
     #[error("{0}")]
     OAuth(String),
@@ -71,6 +74,8 @@ pub struct Config {
     pub delivery: crate::delivery::DeliveryConfig,
     /// `INTENTGATE_AUDIT_TREE_HEAD_INTERVAL_SECS`: how often tree heads are signed; zero: only on demand.
     pub tree_head_interval: std::time::Duration,
+    /// `INTENTGATE_APPROVAL_GRACE_MS`: when the control plane ends held calls' approvals itself.
+    pub approvals: crate::approvals::Settings,
     /// The OAuth authorization server's issuer and trusted proxies.
     pub oauth: crate::oauth::Settings,
 }
@@ -147,6 +152,8 @@ impl Config {
                 .map_err(ConfigError::Audit)?,
             tree_head_interval: crate::audit::tree::heads::interval(&get)
                 .map_err(ConfigError::Audit)?,
+            approvals: crate::approvals::Settings::from_lookup(&get)
+                .map_err(ConfigError::Approvals)?,
             oauth: crate::oauth::Settings::from_lookup(get).map_err(ConfigError::OAuth)?,
         })
     }

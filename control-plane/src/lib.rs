@@ -93,7 +93,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    let background = audit_tasks(&config, &mut state, &stopped)?;
+    let mut background = audit_tasks(&config, &mut state, &stopped)?;
+    background.push(approvals::sweep::schedule(
+        state.recorder(),
+        config.approvals,
+        stopped.clone(),
+    ));
     let until_stopped = move || {
         let mut stopped = stopped.clone();
         async move {
@@ -116,6 +121,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .filter_token
             .as_ref()
             .map(|t| auth::HashedToken::new(&t.0)),
+        config.approvals,
         until_stopped(),
     );
     tokio::try_join!(

@@ -3,14 +3,13 @@
 //! chain check must never panic, and whatever verifies must be self-consistent.
 #![no_main]
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::VerifyingKey;
 use intentgate_core::memory;
-use intentgate_core::token::{self, Narrowing, PublicKeys};
+use intentgate_core::token::{self, Narrowing, PublicKeys, Revoked};
 use libfuzzer_sys::fuzz_target;
 
 static KEYS: LazyLock<PublicKeys> = LazyLock::new(intentgate_fuzz::public_keys);
@@ -41,9 +40,9 @@ fn check_token(text: &str) {
     assert_eq!(verified.block_jtis.first(), Some(&verified.root_jti));
     assert_eq!(verified.block_jtis.last(), Some(&verified.jti));
     assert!(verified.expires_at <= decoded.authority.exp);
-    let _ = verified.check_live(intentgate_fuzz::NOW, &HashSet::<String>::new());
-    let _ = verified.check_live(i64::MAX, &HashSet::<String>::new());
-    let _ = verified.check_live(i64::MIN, &HashSet::<String>::new());
+    let _ = verified.check_live(intentgate_fuzz::NOW, &Revoked::default());
+    let _ = verified.check_live(i64::MAX, &Revoked::default());
+    let _ = verified.check_live(i64::MIN, &Revoked::default());
     let _ = verified.allows_tool("read_invoice");
     // A verified token narrowed offline still verifies, keeps its root, and is never wider.
     if let Ok(child) = derived {

@@ -49,9 +49,6 @@ negative_data_rejection.enabled = false
 ignored_auth.enabled = false
 # Valid JSON-RPC is refused on purpose (capability, intent, policy, budget).
 positive_data_acceptance.enabled = false
-# The filter answers 405 without the Allow header RFC 9110 requires: a known defect, tested (xfail) in
-# test_runtime_answers.py.
-unsupported_method.enabled = false
 
 [dictionaries]
 session = {{ values = {toml_list([session_id])} }}

@@ -124,8 +124,9 @@ class ControlPlane:
         )
         return self.ok("POST", "/v1/admin/policies/active", json={"draft_id": draft["id"], "tenant": tenant})
 
-    def revoke(self, jti: str, reason: str = "e2e") -> None:
-        self.ok("POST", "/v1/admin/revoke", json={"jti": jti, "reason": reason})
+    def revoke(self, jti: str, reason: str = "e2e", tenant: str | None = None) -> None:
+        body = {"jti": jti, "reason": reason} | ({"tenant": tenant} if tenant else {})
+        self.ok("POST", "/v1/admin/revoke", json=body)
 
     def filters(self) -> dict[str, Any]:
         return self.ok("GET", "/v1/admin/filters")

@@ -9,16 +9,20 @@ import concurrent.futures
 import hashlib
 import hmac
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from .control_plane import ControlPlane
 from .envoy import Envoy
 from .http_peers import serve
+from .mcp_client import MCPError, open_mcp_session
 from .peers import EverythingServer
 from .rpc import RawMcp, tool_call
 from .gateway import Build
@@ -94,6 +98,16 @@ class System:
         return wait_for(
             lambda: next((p for p in self.cp.pending(TENANT) if p["agent_id"] == agent), None),
             f"an approval for {agent}",
+        )
+
+    def approvals(self, status: str) -> list[dict[str, Any]]:
+        return self.cp.ok("GET", "/v1/admin/approvals", params={"tenant": TENANT, "status": status})["items"]
+
+    def ending_event(self, approval_id: str) -> dict[str, Any] | None:
+        """The deny that says how the call of `approval_id` ended."""
+        return next(
+            (e for e in self.cp.audit(TENANT) if e["pending_id"] == approval_id and e["decision"] == "deny"),
+            None,
         )
 
     def sums_reaching_upstream(self) -> int:
@@ -184,13 +198,47 @@ def test_escalate_then_reject_denies(system: System) -> None:
     assert system.cp.decide(approval["id"], "approve").status_code == 409, "deciding twice is 409"
 
 
-def test_an_undecided_approval_times_out(system: System) -> None:
+@pytest.mark.anyio
+async def test_an_undecided_held_call_times_out_and_its_approval_ends_with_it(system: System) -> None:
     system.settings(approval_mode="sync", approval_timeout_secs=2)
-    token = system.token("agent-timeout")
+    token = system.token("agent-timeout")["token"]
     started = time.monotonic()
-    answer = system.call(token["token"], 900)
-    assert code(answer) == -32012 and "not decided within 2 s" in answer["error"]["data"]["reason"], answer
-    assert 1.5 < time.monotonic() - started < 15
+    async with open_mcp_session(system.envoy.mcp_url, token=token, timeout=60) as mcp:
+        with pytest.raises(MCPError) as timed_out:
+            await mcp.call_tool("get-sum", {"a": 900, "b": 1})
+    answered = time.monotonic()
+    assert timed_out.value.code == -32012 and "not decided within 2 s" in timed_out.value.data["reason"]
+    assert 1.5 < answered - started < 15
+    approval_id = timed_out.value.data["reason"].split()[1]
+    wait_for(lambda: approval_id not in {p["id"] for p in system.cp.pending(TENANT)}, "the approval to leave", timeout=1)
+    ended = wait_for(lambda: [a for a in system.approvals("timed_out") if a["id"] == approval_id], "a timed_out approval")
+    assert ended[0]["end_reason"].startswith(f"approval {approval_id} was not decided within 2 s")
+    event = wait_for(lambda: system.ending_event(approval_id), "the timeout's audit event")
+    assert event["agent_id"] == "agent-timeout" and event["tool"] == "get-sum"
+    assert "not decided within 2 s" in event["reason"] and event["error_code"] == -32012
+    refused = system.cp.decide(approval_id, "approve")
+    assert refused.status_code == 409 and "timed out" in refused.json()["error"], refused.text
+
+
+@pytest.mark.anyio
+async def test_a_client_leaving_a_held_call_abandons_its_approval_at_once(system: System) -> None:
+    system.settings(approval_mode="sync", approval_timeout_secs=300)
+    token = system.token("agent-leaving")["token"]
+    async with open_mcp_session(system.envoy.mcp_url, token=token, timeout=300) as mcp:
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(mcp.call_tool, "get-sum", {"a": 950, "b": 1})
+            approval = await anyio.to_thread.run_sync(system.pending_for, "agent-leaving")
+            calls.cancel_scope.cancel()
+    left = time.monotonic()
+    wait_for(lambda: approval["id"] not in {p["id"] for p in system.cp.pending(TENANT)}, "the approval to leave", timeout=1)
+    assert time.monotonic() - left < 1.5
+    ended = wait_for(lambda: [a for a in system.approvals("abandoned") if a["id"] == approval["id"]], "an abandoned approval")
+    assert "the client went away" in ended[0]["end_reason"]
+    event = wait_for(lambda: system.ending_event(approval["id"]), "the abandonment's audit event")
+    assert event["agent_id"] == "agent-leaving" and event["tool"] == "get-sum" and event["error_code"] == 0
+    assert "abandoned: the client went away" in event["reason"]
+    refused = system.cp.decide(approval["id"], "approve")
+    assert refused.status_code == 409 and "abandoned" in refused.json()["error"], refused.text
 
 
 def test_asynchronous_mode_answers_32019_and_the_retry_goes_through_once(system: System) -> None:
@@ -208,6 +256,56 @@ def test_asynchronous_mode_answers_32019_and_the_retry_goes_through_once(system:
     assert "result" in retried, retried
     again = system.call(token, 300, approval=pending_id)
     assert code(again) == -32012 and "already used" in again["error"]["data"]["reason"], again
+
+
+def test_a_held_call_whose_envoy_vanished_is_ended_by_the_control_plane(
+    everything: EverythingServer, tmp_path: Path
+) -> None:
+    """The proxy holding the call is killed: no filter can tell the ending, so the control plane ends
+    the hold once nothing has waited for it for INTENTGATE_APPROVAL_GRACE_MS."""
+    control_plane = ControlPlane(
+        tmp_path / "cp", f"sqlite://{tmp_path}/cp.db?mode=rwc", extra_env={"INTENTGATE_APPROVAL_GRACE_MS": "1000"}
+    ).start()
+    try:
+        control_plane.promote(TENANT, POLICY)
+        control_plane.settings(TENANT, approval_mode="sync", approval_timeout_secs=300)
+        with gateway_envoy(everything, control_plane, tmp_path / "envoy") as envoy:
+            wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "every filter VM to sync")
+            system = System(control_plane, envoy, Receiver())
+            waiting = held(system, system.token("agent-orphaned")["token"], 990)
+            approval = system.pending_for("agent-orphaned")
+            os.kill(envoy.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            ended = wait_for(
+                lambda: [a for a in system.approvals("abandoned") if a["id"] == approval["id"]],
+                "the control plane to end the orphaned hold",
+                timeout=15,
+            )
+            assert time.monotonic() - killed < 10, "ended after the grace, not at the 300 s timeout"
+            assert "the filter holding the call stopped waiting" in ended[0]["end_reason"]
+            assert approval["id"] not in {p["id"] for p in control_plane.pending(TENANT)}
+            event = wait_for(lambda: system.ending_event(approval["id"]), "the ending's audit event")
+            assert event["decided_by"] == "control-plane" and event["agent_id"] == "agent-orphaned"
+            assert control_plane.decide(approval["id"], "approve").status_code == 409
+            assert waiting.exception(timeout=30) is not None, "the client lost its connection with the proxy"
+    finally:
+        control_plane.stop()
+
+
+def test_a_parked_approval_expires_after_the_tenants_lifetime(system: System) -> None:
+    system.settings(approval_mode="async", approval_timeout_secs=60, approval_lifetime_secs=1)
+    token = system.token("agent-expiring")["token"]
+    answer = system.call(token, 350)
+    assert code(answer) == -32019, answer
+    pending_id = answer["error"]["data"]["pending_id"]
+    expired = wait_for(lambda: [a for a in system.approvals("expired") if a["id"] == pending_id], "the approval to expire", timeout=5)
+    assert expired[0]["held"] is False and "expired undecided after 1 s" in expired[0]["end_reason"]
+    assert pending_id not in {p["id"] for p in system.cp.pending(TENANT)}
+    event = wait_for(lambda: system.ending_event(pending_id), "the expiry's audit event")
+    assert event["agent_id"] == "agent-expiring" and event["decided_by"] == "control-plane"
+    assert system.cp.decide(pending_id, "approve").status_code == 409
+    retried = system.call(token, 350, approval=pending_id)
+    assert code(retried) == -32012 and "expired" in retried["error"]["data"]["reason"], retried
 
 
 def test_an_approval_is_bound_to_its_arguments_agent_and_tenant(system: System) -> None:

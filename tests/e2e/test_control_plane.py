@@ -18,7 +18,7 @@ from contract.pg_cluster import Cluster
 
 from .control_plane import ControlPlane, filter_config, free_port, protected_resource
 from .envoy import Envoy, EnvoyConfig, start_envoy, static_cluster
-from .gateway import DEMO_POLICY, Build
+from .gateway import DEMO_POLICY, Build, cli
 from .peers import EverythingServer
 from .rpc import RawMcp, tool_call
 
@@ -141,6 +141,37 @@ def test_revoked_token_is_refused_by_the_filter(system: tuple[Build, ControlPlan
     wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the revocation to reach every filter")
     refused = call_refused(envoy, minted["token"])
     assert code(refused) == -32010 and "revoked" in refused["error"]["data"]["reason"], refused
+
+
+def test_revoking_a_derived_block_or_its_root_refuses_it_in_its_tenant_only(system: tuple[Build, ControlPlane, Envoy]) -> None:
+    build, control_plane, envoy = system
+    root = control_plane.mint("agent-derived", TENANT, tools=TOOLS)
+    child = cli("attenuate", "--token", root["token"], "--tools", "echo,get-sum")
+    sibling = cli("attenuate", "--token", root["token"], "--tools", "echo")
+    assert all("result" in call(envoy, t["token"]) for t in (root, child, sibling))
+
+    # The same jtis revoked in another tenant reach none of them.
+    for jti in (root["jti"], child["jti"]):
+        control_plane.revoke(jti, tenant="globex")
+    wait_for(lambda: in_sync(control_plane, build.subscriptions()), "globex's revocations to reach every filter")
+    assert all("result" in call(envoy, t["token"]) for t in (root, child, sibling)), "another tenant's revocation"
+
+    # A derived token's own block id (not minted by the control plane) refuses that token alone.
+    control_plane.revoke(child["jti"], tenant=TENANT)
+    wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the derived token's revocation to reach every filter")
+    refused = call_refused(envoy, child["token"])
+    assert code(refused) == -32010 and child["jti"] in refused["error"]["data"]["reason"], refused
+    assert "result" in call(envoy, sibling["token"]) and "result" in call(envoy, root["token"])
+
+    # Revoking the root refuses it and every token derived from it.
+    control_plane.revoke(root["jti"])
+    wait_for(lambda: in_sync(control_plane, build.subscriptions()), "the root's revocation to reach every filter")
+    for token in (root, sibling):
+        refused = call_refused(envoy, token["token"])
+        assert code(refused) == -32010 and root["jti"] in refused["error"]["data"]["reason"], refused
+    listed = control_plane.ok("GET", "/v1/admin/revocations", params={"tenant": TENANT})["items"]
+    assert {i["jti"] for i in listed} >= {root["jti"], child["jti"]}
+    assert all(i["tenant"] == TENANT for i in listed)
 
 
 def test_key_rotation_reaches_the_filter(system: tuple[Build, ControlPlane, Envoy]) -> None:

@@ -13,6 +13,7 @@ use crate::store::Db;
 use crate::time;
 
 /// Revocations of tokens expired longer than this are no longer sent: they cannot verify anyway.
+/// A revocation whose token's expiry is unknown (not minted here) is always sent.
 const EXPIRED_REVOCATION_GRACE_MS: i64 = 60 * 60 * 1000;
 
 /// The current state version.
@@ -43,8 +44,8 @@ pub async fn snapshot(db: &Db) -> Result<v1::SyncUpdate> {
         tenants.push(tenant_state(db, &mut conn, name).await?);
     }
     let revocations = sqlx::query(
-        "SELECT r.tenant, r.jti FROM revocations r JOIN tokens t ON t.jti = r.jti \
-         WHERE t.expires_at > $1 ORDER BY r.pos",
+        "SELECT tenant, jti FROM revocations \
+         WHERE expires_at IS NULL OR expires_at > $1 ORDER BY pos",
     )
     .bind(time::now_ms() - EXPIRED_REVOCATION_GRACE_MS)
     .fetch_all(&mut *conn)

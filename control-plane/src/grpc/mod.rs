@@ -27,6 +27,7 @@ pub async fn serve(
     signing: Arc<SigningKeys>,
     poll: Option<std::time::Duration>,
     filter_token: Option<HashedToken>,
+    approvals: crate::approvals::Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let initial = {
@@ -41,6 +42,7 @@ pub async fn serve(
             ingest: Ingest::default(),
             hub,
             changes: changes.clone(),
+            approvals,
         },
         authenticate(filter_token),
     );

@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::stream;
-use crate::approvals::runtime as approvals;
+use crate::approvals::{self, runtime};
 use crate::audit::Recorder;
 use crate::filters::{Hub, Ingest};
 use crate::store::Db;
@@ -26,6 +26,14 @@ pub struct Service {
     pub ingest: Ingest,
     pub hub: Hub,
     pub changes: Changes,
+    pub approvals: approvals::Settings,
+}
+
+impl Service {
+    /// Where the changes filters make are recorded.
+    fn recorder(&self) -> Recorder {
+        Recorder::new(self.db.clone(), self.changes.clone())
+    }
 }
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<v1::SyncUpdate, Status>> + Send>>;
@@ -78,17 +86,16 @@ impl FilterSync for Service {
         request: Request<v1::ApprovalRequest>,
     ) -> Result<Response<v1::ApprovalCreated>, Status> {
         let r = request.into_inner();
-        let escalated = approvals::Escalated {
+        let escalated = runtime::Escalated {
+            filter_id: r.filter_id,
             event_json: r.event_json,
             arguments_json: r.arguments_json,
             arguments_sha256: r.arguments_sha256,
+            hold_ms: r.hold_ms,
         };
-        let id = approvals::park(
-            &Recorder::new(self.db.clone(), self.changes.clone()),
-            &escalated,
-        )
-        .await
-        .map_err(Status::from)?;
+        let id = runtime::park(&self.recorder(), &self.approvals, &escalated)
+            .await
+            .map_err(Status::from)?;
         Ok(Response::new(v1::ApprovalCreated { id }))
     }
 
@@ -97,13 +104,21 @@ impl FilterSync for Service {
         request: Request<v1::AwaitApprovalRequest>,
     ) -> Result<Response<v1::ApprovalStatus>, Status> {
         let r = request.get_ref();
-        let status = approvals::wait(&self.db, &self.changes, &r.id, &r.tenant, r.wait_ms)
-            .await
-            .map_err(Status::from)?;
+        let status = runtime::wait(
+            &self.db,
+            &self.changes,
+            &self.approvals,
+            &r.id,
+            &r.tenant,
+            r.wait_ms,
+        )
+        .await
+        .map_err(Status::from)?;
         let state = match status.state {
-            approvals::State::Pending => v1::approval_status::State::Pending,
-            approvals::State::Approved => v1::approval_status::State::Approved,
-            approvals::State::Rejected => v1::approval_status::State::Rejected,
+            runtime::State::Pending => v1::approval_status::State::Pending,
+            runtime::State::Approved => v1::approval_status::State::Approved,
+            runtime::State::Rejected => v1::approval_status::State::Rejected,
+            runtime::State::Ended => v1::approval_status::State::Ended,
         };
         Ok(Response::new(v1::ApprovalStatus {
             state: state as i32,
@@ -117,18 +132,18 @@ impl FilterSync for Service {
         request: Request<v1::UseApprovalRequest>,
     ) -> Result<Response<v1::ApprovalUse>, Status> {
         let r = request.into_inner();
-        let request = approvals::UseRequest {
+        let request = runtime::UseRequest {
             id: r.id,
             tenant: r.tenant,
             agent_id: r.agent_id,
             tool: r.tool,
             arguments_sha256: r.arguments_sha256,
         };
-        let used = approvals::use_once(&self.db, &request)
+        let used = runtime::use_once(&self.db, &self.approvals, &request)
             .await
             .map_err(Status::from)?;
         Ok(Response::new(match used {
-            approvals::Use::Granted {
+            runtime::Use::Granted {
                 escalating_rule,
                 decided_by,
             } => v1::ApprovalUse {
@@ -137,11 +152,37 @@ impl FilterSync for Service {
                 refusal: String::new(),
                 decided_by,
             },
-            approvals::Use::Refused(refusal) => v1::ApprovalUse {
+            runtime::Use::Refused(refusal) => v1::ApprovalUse {
                 refusal,
                 ..Default::default()
             },
         }))
+    }
+
+    async fn end_approval(
+        &self,
+        request: Request<v1::EndApprovalRequest>,
+    ) -> Result<Response<v1::ApprovalEnded>, Status> {
+        let r = request.into_inner();
+        let ending = match v1::end_approval_request::Ending::try_from(r.ending) {
+            Ok(v1::end_approval_request::Ending::TimedOut) => runtime::Ending::TimedOut,
+            Ok(v1::end_approval_request::Ending::Abandoned) => runtime::Ending::Abandoned,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "ending must be TIMED_OUT or ABANDONED",
+                ));
+            }
+        };
+        let request = runtime::EndRequest {
+            id: r.id,
+            tenant: r.tenant,
+            ending,
+            event_json: r.event_json,
+        };
+        let ended = runtime::end(&self.recorder(), &request)
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(v1::ApprovalEnded { ended }))
     }
 
     async fn lease_budget(

@@ -7,7 +7,9 @@ use axum::{Json, Router};
 
 use super::ListParams;
 use super::extract::{Body, Id, Params};
-use crate::approvals::{self, Approval, DecideRequest, LIST};
+use serde::Deserialize;
+
+use crate::approvals::{self, Approval, DecideRequest, Filter, LIST};
 use crate::audit::Recorder;
 use crate::auth::Admin;
 use crate::error::Result;
@@ -16,17 +18,27 @@ use crate::store::page::Paged;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/admin/approvals", get(pending))
+        .route("/v1/admin/approvals", get(list))
         .route("/v1/admin/approvals/{id}/decide", post(decide))
 }
 
-async fn pending(
+#[derive(Debug, Deserialize)]
+struct ApprovalParams {
+    #[serde(flatten)]
+    list: ListParams,
+    status: Option<String>,
+}
+
+async fn list(
     State(state): State<AppState>,
     admin: Admin,
-    Params(params): Params<ListParams>,
+    Params(params): Params<ApprovalParams>,
 ) -> Result<Json<Paged<Approval>>> {
-    let (scope, page) = params.page(&state, &admin, LIST)?;
-    approvals::pending(&state.db, scope.as_deref(), page)
+    let filter = Filter::parse(params.status.as_deref())?;
+    let (scope, page) = params
+        .list
+        .filtered_page(&state, &admin, LIST, Some(filter.key()))?;
+    approvals::list(&state.db, scope.as_deref(), filter, page)
         .await
         .map(Json)
 }

@@ -402,7 +402,7 @@ impl AuthorizationServer {
         let trusted = keys::signing::trusted_keys(db).await?;
         let parent = token::verify(subject_token, &trusted)
             .map_err(|e| OAuthError::invalid_grant(format!("subject token: {e}")))?;
-        let revoked = tokens::revoke::revoked_among(db, &parent.block_jtis).await?;
+        let revoked = tokens::revoke::revoked_among(db, &parent.tenant, &parent.block_jtis).await?;
         parent
             .check_live(now, &revoked)
             .map_err(|e| OAuthError::invalid_grant(format!("subject token: {e}")))?;

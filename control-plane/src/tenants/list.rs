@@ -49,11 +49,13 @@ pub async fn list(db: &Db, tokens: &AdminTokens, admin: &Admin) -> Result<Vec<Te
             "SELECT \
                (SELECT p.rego_sha256 FROM active_policies a \
                   JOIN policy_promotions p ON p.pos = a.promotion_pos WHERE a.tenant = $1) AS sha, \
-               (SELECT COUNT(*) FROM approvals WHERE tenant = $1 AND status = 'pending') AS pending, \
+               (SELECT COUNT(*) FROM approvals WHERE tenant = $1 AND status = 'pending' \
+                  AND expires_at > $3) AS pending, \
                (SELECT COUNT(*) FROM audit_events WHERE tenant = $1 AND ts >= $2) AS recent",
         )
         .bind(&name)
         .bind(&since)
+        .bind(time::now_ms())
         .fetch_one(db.pool())
         .await?;
         out.push(Tenant {

@@ -16,6 +16,8 @@ use crate::{audit, time, validate};
 
 /// A filter holds a call for at most this long waiting for a human.
 pub const MAX_APPROVAL_TIMEOUT_SECS: u64 = 3600;
+/// A parked approval lives at most this long (30 days).
+pub const MAX_APPROVAL_LIFETIME_SECS: u64 = 30 * 86_400;
 pub const MAX_INTENT_RULES: usize = 1000;
 
 #[derive(Debug, Serialize)]
@@ -72,6 +74,13 @@ fn check(update: &Update) -> Result<()> {
     {
         return Err(Error::bad_request(format!(
             "settings.approval_timeout_secs must be 1 to {MAX_APPROVAL_TIMEOUT_SECS}"
+        )));
+    }
+    if settings.approval_lifetime_secs == 0
+        || settings.approval_lifetime_secs > MAX_APPROVAL_LIFETIME_SECS
+    {
+        return Err(Error::bad_request(format!(
+            "settings.approval_lifetime_secs must be 1 to {MAX_APPROVAL_LIFETIME_SECS}"
         )));
     }
     for (name, limit) in [
@@ -132,8 +141,9 @@ pub async fn put(
         "settings",
         &actor,
         format!(
-            "settings: approval {mode} ({} s), require_intent {}, require_memory_provenance {}, {} intent rules",
+            "settings: approval {mode} ({} s, parked approvals live {} s), require_intent {}, require_memory_provenance {}, {} intent rules",
             update.settings.approval_timeout_secs,
+            update.settings.approval_lifetime_secs,
             update.settings.require_intent,
             update.settings.require_memory_provenance,
             update.intent_rules.len()

@@ -1,7 +1,7 @@
 //! The approvals queue: created by the runtime's API, listed and decided by operators.
 
 use axum::http::StatusCode;
-use intentgate_control_plane::approvals::{self, Approval, NewApproval};
+use intentgate_control_plane::approvals::{self, Approval, Lifetime, NewApproval};
 use intentgate_control_plane::store::changes::Change;
 use serde_json::json;
 
@@ -28,6 +28,9 @@ pub async fn park(app: &TestApp, tenant: &str, tool: &str) -> Approval {
                 .clone(),
             escalating_rule: "big_transfer".into(),
             reason: "over the limit".into(),
+            lifetime: Lifetime::Parked {
+                lifetime_ms: 3_600_000,
+            },
         },
     )
     .await

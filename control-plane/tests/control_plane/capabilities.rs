@@ -6,6 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use intentgate_control_plane::store::changes::Change;
 use intentgate_core::memory::derive_memory_key;
 use intentgate_core::token::{PublicKeys, verify};
+use intentgate_proto::v1::sync_update;
 use serde_json::json;
 
 use crate::on_both_backends;
@@ -163,26 +164,36 @@ async fn revoke_is_tenant_scoped_audited_and_announced(app: TestApp) {
     let acme_jti = app.mint("acme", "agent-a").await;
     let globex_jti = app.mint("globex", "agent-g").await;
 
-    // Another tenant's token looks absent; an unknown one is absent.
-    let (status, _) = app
-        .post(ACME, "/v1/admin/revoke", json!({"jti": globex_jti}))
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app
-        .post(SUPER, "/v1/admin/revoke", json!({"jti": "01NOPE"}))
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = app
         .post(ACME, "/v1/admin/revoke", json!({"reason": "x"}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().unwrap().contains("jti"));
+    // A jti not minted here: the superadmin must say in which tenant.
+    let (status, body) = app
+        .post(SUPER, "/v1/admin/revoke", json!({"jti": "01JCLI"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("tenant"), "{body}");
+    let (status, _) = app
+        .post(
+            SUPER,
+            "/v1/admin/revoke",
+            json!({"jti": "01JCLI", "tenant": "_system"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "no change in a tenant of its own"
+    );
+    assert!(changes.try_recv().is_err(), "nothing was revoked");
 
     let (status, body) = app
         .post(
             ACME,
             "/v1/admin/revoke",
-            json!({"jti": acme_jti, "reason": "rotation"}),
+            json!({"jti": acme_jti, "reason": "rotation", "tenant": "globex"}),
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
@@ -191,24 +202,60 @@ async fn revoke_is_tenant_scoped_audited_and_announced(app: TestApp) {
         Change::TokenRevoked {
             tenant: "acme".into(),
             jti: acme_jti.clone()
-        }
+        },
+        "a tenant admin's tenant is its own, whatever it names"
     );
-    // Revoking again changes nothing and announces nothing.
+    // Revoking again changes nothing and announces nothing; the superadmin's tenant defaults to
+    // the one the token was minted for.
     let (status, _) = app
         .post(SUPER, "/v1/admin/revoke", json!({"jti": acme_jti}))
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(changes.try_recv().is_err());
 
+    // Another tenant's jti named by acme's admin is revoked in acme only: globex's token is not
+    // reached, and nothing tells acme that globex has such a token.
+    let (status, _) = app
+        .post(ACME, "/v1/admin/revoke", json!({"jti": globex_jti}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        changes.try_recv().unwrap().change,
+        Change::TokenRevoked {
+            tenant: "acme".into(),
+            jti: globex_jti.clone()
+        }
+    );
+    // A token minted elsewhere (the CLI) or derived: any jti, in the tenant named.
+    let (status, _) = app
+        .post(
+            SUPER,
+            "/v1/admin/revoke",
+            json!({"jti": "01JCLI", "tenant": "globex", "reason": "leaked"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
     let (_, list) = app.get(ACME, "/v1/admin/revocations?tenant=globex").await;
     let items = list["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1);
-    assert_eq!(items[0]["jti"], acme_jti.as_str());
-    assert_eq!(items[0]["tenant"], "acme");
-    assert_eq!(items[0]["reason"], "rotation");
+    let listed: Vec<(&str, &str)> = items
+        .iter()
+        .map(|i| (i["jti"].as_str().unwrap(), i["tenant"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [(globex_jti.as_str(), "acme"), (acme_jti.as_str(), "acme")]
+    );
+    assert_eq!(items[1]["reason"], "rotation");
     assert!(list["next_cursor"].is_null());
     let (_, globex) = app.get(GLOBEX, "/v1/admin/revocations").await;
-    assert!(globex["items"].as_array().unwrap().is_empty());
+    let globex: Vec<&str> = globex["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["jti"].as_str().unwrap())
+        .collect();
+    assert_eq!(globex, ["01JCLI"]);
 
     let revokes: Vec<_> = app
         .events("acme")
@@ -216,9 +263,48 @@ async fn revoke_is_tenant_scoped_audited_and_announced(app: TestApp) {
         .into_iter()
         .filter(|e| e["method"] == "admin/revoke")
         .collect();
-    assert_eq!(revokes.len(), 1);
-    assert_eq!(revokes[0]["capability_token_id"], acme_jti.as_str());
-    assert_eq!(revokes[0]["decided_by"], "tenant-admin:acme");
+    assert_eq!(revokes.len(), 2, "newest first");
+    assert_eq!(revokes[1]["capability_token_id"], acme_jti.as_str());
+    assert_eq!(revokes[1]["root_capability_token_id"], acme_jti.as_str());
+    assert_eq!(revokes[1]["agent_id"], "agent-a");
+    assert_eq!(revokes[1]["decided_by"], "tenant-admin:acme");
+    assert_eq!(revokes[0]["capability_token_id"], globex_jti.as_str());
+    assert_eq!(
+        (
+            revokes[0]["agent_id"].as_str(),
+            revokes[0]["root_capability_token_id"].as_str()
+        ),
+        (Some(""), Some("")),
+        "nothing of globex's token shows in acme's chain"
+    );
+    let globex_revokes = app
+        .events("globex")
+        .await
+        .into_iter()
+        .filter(|e| e["method"] == "admin/revoke")
+        .count();
+    assert_eq!(globex_revokes, 1);
+
+    // Filters get every revocation with its tenant, those of tokens not minted here included.
+    let snapshot = intentgate_control_plane::filters::state::snapshot(&app.state.db)
+        .await
+        .unwrap();
+    let Some(sync_update::Kind::Snapshot(snapshot)) = snapshot.kind else {
+        panic!("not a snapshot");
+    };
+    let sent: Vec<(String, String)> = snapshot
+        .revocations
+        .into_iter()
+        .map(|r| (r.tenant, r.jti))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("acme".to_string(), acme_jti.clone()),
+            ("acme".to_string(), globex_jti.clone()),
+            ("globex".to_string(), "01JCLI".to_string()),
+        ]
+    );
 }
 
 async fn revocations_paginate_with_tamper_safe_cursors(app: TestApp) {

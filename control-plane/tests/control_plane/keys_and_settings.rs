@@ -114,6 +114,7 @@ async fn settings_are_validated_audited_and_confined_to_their_tenant(app: TestAp
     assert_eq!(status, StatusCode::OK, "{defaults}");
     assert_eq!(defaults["settings"]["approval_mode"], "sync");
     assert_eq!(defaults["settings"]["approval_timeout_secs"], 300);
+    assert_eq!(defaults["settings"]["approval_lifetime_secs"], 86_400);
     assert_eq!(defaults["updated_at"], serde_json::Value::Null);
     let update = json!({
         "settings": {"approval_mode": "async", "approval_timeout_secs": 30, "require_intent": true},
@@ -132,6 +133,14 @@ async fn settings_are_validated_audited_and_confined_to_their_tenant(app: TestAp
         (
             json!({"settings": {"approval_timeout_secs": 0}}),
             "approval_timeout_secs",
+        ),
+        (
+            json!({"settings": {"approval_lifetime_secs": 0}}),
+            "approval_lifetime_secs",
+        ),
+        (
+            json!({"settings": {"approval_lifetime_secs": 2_592_001}}),
+            "approval_lifetime_secs",
         ),
         (
             json!({"settings": {"approval_mode": "sometimes"}}),

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod approval_endings;
 mod approvals;
 mod audit_chain;
 mod audit_ingest;

@@ -498,7 +498,9 @@ fn is_tools_list(entry: &Entry<'_>) -> bool {
 }
 
 mod escalation;
-pub use escalation::{Escalated, arguments_digest, arguments_digest_of, lone_call, refuse};
+pub use escalation::{
+    Escalated, arguments_digest, arguments_digest_of, held_call_event, lone_call, refuse,
+};
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 //! replaces everything, a delta changes what it names and only applies on top of the version it was
 //! made from. Policies arrive as RVM bytecode and are loaded, never compiled from Rego, here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use intentgate_proto::v1::{self, sync_update};
@@ -10,7 +10,7 @@ use intentgate_proto::v1::{self, sync_update};
 use crate::config::{Gateway, TenantSettings, TenantState};
 use crate::intent::{IntentRule, IntentRules};
 use crate::policy::Policy;
-use crate::token::PublicKeys;
+use crate::token::{PublicKeys, Revoked};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncError {
@@ -84,7 +84,7 @@ impl Synced {
         }
         Ok(Gateway {
             keys: keys(&snapshot.keys)?,
-            revoked: snapshot.revocations.iter().map(|r| r.jti.clone()).collect(),
+            revoked: revoked(Revoked::default(), &snapshot.revocations),
             serve_tenants: self.gateway.serve_tenants.clone(),
             tenants,
         })
@@ -100,10 +100,22 @@ impl Synced {
                 .tenants
                 .insert(tenant.tenant.clone(), tenant_state(tenant)?);
         }
-        let revoked: &mut HashSet<String> = &mut gateway.revoked;
-        revoked.extend(delta.revocations.iter().map(|r| r.jti.clone()));
+        gateway.revoked = revoked(std::mem::take(&mut gateway.revoked), &delta.revocations);
         Ok(gateway)
     }
+}
+
+/// `held` with `added` revoked, each in its tenant; one without a tenant in every tenant (fail
+/// closed: the control plane always names one).
+fn revoked(mut held: Revoked, added: &[v1::Revocation]) -> Revoked {
+    for revocation in added {
+        if revocation.tenant.is_empty() {
+            held.insert_everywhere(&revocation.jti);
+        } else {
+            held.insert(&revocation.tenant, &revocation.jti);
+        }
+    }
+    held
 }
 
 fn keys(keys: &[v1::SigningKey]) -> Result<PublicKeys, SyncError> {

@@ -5,7 +5,8 @@ mod raw;
 pub mod strict;
 
 pub use raw::{
-    ApprovalMode, GatewayConfig, KeyConfig, PolicySource, RateLimits, TenantConfig, TenantSettings,
+    ApprovalMode, GatewayConfig, KeyConfig, PolicySource, RateLimits, RevocationConfig,
+    TenantConfig, TenantSettings,
 };
 
 use std::collections::{HashMap, HashSet};
@@ -16,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::intent::IntentRules;
 use crate::policy::Policy;
-use crate::token::PublicKeys;
+use crate::token::{PublicKeys, Revoked};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -42,7 +43,7 @@ pub struct TenantState {
 #[derive(Debug, Default, Clone)]
 pub struct Gateway {
     pub keys: PublicKeys,
-    pub revoked: HashSet<String>,
+    pub revoked: Revoked,
     pub serve_tenants: Option<HashSet<String>>,
     pub tenants: HashMap<String, TenantState>,
 }
@@ -67,9 +68,16 @@ impl Gateway {
         for (name, tenant) in config.tenants {
             tenants.insert(name.clone(), compile_tenant(&name, tenant)?);
         }
+        let mut revoked = Revoked::default();
+        for revocation in &config.revocations {
+            match revocation {
+                RevocationConfig::Everywhere(jti) => revoked.insert_everywhere(jti),
+                RevocationConfig::InTenant { tenant, jti } => revoked.insert(tenant, jti),
+            }
+        }
         Ok(Gateway {
             keys,
-            revoked: config.revocations.into_iter().collect(),
+            revoked,
             serve_tenants: config.serve_tenants.map(|t| t.into_iter().collect()),
             tenants,
         })

@@ -15,12 +15,69 @@ pub struct GatewayConfig {
     pub keys: Vec<KeyConfig>,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
-    /// Revoked token ids (root or derived).
+    /// Revoked token ids (root or derived blocks): `"<jti>"` in every tenant, or
+    /// `{"tenant", "jti"}` in one.
     #[serde(default)]
-    pub revocations: Vec<String>,
+    pub revocations: Vec<RevocationConfig>,
     /// When set, tokens of any other tenant fail the capability check.
     #[serde(default)]
     pub serve_tenants: Option<Vec<String>>,
+}
+
+/// One revocation of a configuration: a bare jti is revoked in every tenant this Envoy serves (its
+/// configuration is its operator's, who answers for all of them); an object names its tenant, as the
+/// control plane's revocations do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
+pub enum RevocationConfig {
+    Everywhere(String),
+    InTenant { tenant: String, jti: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InTenant {
+    tenant: String,
+    jti: String,
+}
+
+impl TryFrom<serde_json::Value> for RevocationConfig {
+    type Error = String;
+
+    fn try_from(value: serde_json::Value) -> Result<Self, String> {
+        let shape = "a revocation is a jti, or {\"tenant\": ..., \"jti\": ...}";
+        let revocation = match value {
+            serde_json::Value::String(jti) => RevocationConfig::Everywhere(jti),
+            object @ serde_json::Value::Object(_) => {
+                let InTenant { tenant, jti } =
+                    serde_json::from_value(object).map_err(|e| format!("{shape}: {e}"))?;
+                if tenant.is_empty() {
+                    return Err(format!("{shape}: its tenant is empty"));
+                }
+                RevocationConfig::InTenant { tenant, jti }
+            }
+            _ => return Err(shape.to_owned()),
+        };
+        match &revocation {
+            RevocationConfig::Everywhere(jti) | RevocationConfig::InTenant { jti, .. }
+                if jti.is_empty() =>
+            {
+                Err(format!("{shape}: its jti is empty"))
+            }
+            _ => Ok(revocation),
+        }
+    }
+}
+
+impl From<RevocationConfig> for serde_json::Value {
+    fn from(revocation: RevocationConfig) -> Self {
+        match revocation {
+            RevocationConfig::Everywhere(jti) => serde_json::Value::String(jti),
+            RevocationConfig::InTenant { tenant, jti } => {
+                serde_json::json!({"tenant": tenant, "jti": jti})
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,14 +133,23 @@ pub struct TenantSettings {
     pub require_memory_provenance: bool,
     #[serde(default)]
     pub approval_mode: ApprovalMode,
+    /// How long a held call waits for a human.
     #[serde(default = "default_approval_timeout")]
     pub approval_timeout_secs: u64,
+    /// How long an approval answered -32019 (parked) can be decided and then used; past it, it
+    /// expires. The control plane reads it; filters carry it along.
+    #[serde(default = "default_approval_lifetime")]
+    pub approval_lifetime_secs: u64,
     #[serde(default, deserialize_with = "super::strict::object")]
     pub rate_limits: RateLimits,
 }
 
 fn default_approval_timeout() -> u64 {
     300
+}
+
+fn default_approval_lifetime() -> u64 {
+    86_400
 }
 
 impl Default for TenantSettings {
@@ -93,6 +159,7 @@ impl Default for TenantSettings {
             require_memory_provenance: false,
             approval_mode: ApprovalMode::Sync,
             approval_timeout_secs: default_approval_timeout(),
+            approval_lifetime_secs: default_approval_lifetime(),
             rate_limits: RateLimits::default(),
         }
     }
@@ -105,4 +172,48 @@ pub struct RateLimits {
     pub per_agent_per_minute: Option<u64>,
     #[serde(default)]
     pub per_tenant_per_minute: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revocations(json: &str) -> Result<Vec<RevocationConfig>, String> {
+        serde_json::from_str::<GatewayConfig>(&format!(r#"{{"revocations": {json}}}"#))
+            .map(|c| c.revocations)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_revocation_is_a_jti_everywhere_or_a_jti_in_one_tenant() {
+        assert_eq!(
+            revocations(r#"["01JA", {"tenant": "acme", "jti": "01JB"}]"#).unwrap(),
+            vec![
+                RevocationConfig::Everywhere("01JA".into()),
+                RevocationConfig::InTenant {
+                    tenant: "acme".into(),
+                    jti: "01JB".into()
+                },
+            ]
+        );
+        for bad in [
+            r#"[7]"#,
+            r#"[""]"#,
+            r#"[{"jti": "01JB"}]"#,
+            r#"[{"tenant": "", "jti": "01JB"}]"#,
+            r#"[{"tenant": "acme", "jti": "01JB", "why": "x"}]"#,
+        ] {
+            let err = revocations(bad).unwrap_err();
+            assert!(err.contains("a revocation is a jti"), "{bad}: {err}");
+        }
+        let written = serde_json::to_value(GatewayConfig {
+            revocations: revocations(r#"["01JA", {"tenant": "acme", "jti": "01JB"}]"#).unwrap(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            written["revocations"],
+            serde_json::json!(["01JA", {"tenant": "acme", "jti": "01JB"}])
+        );
+    }
 }

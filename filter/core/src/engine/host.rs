@@ -25,6 +25,7 @@ pub enum Rpc {
     CreateApproval,
     AwaitApproval,
     UseApproval,
+    EndApproval,
 }
 
 impl Rpc {
@@ -35,6 +36,7 @@ impl Rpc {
             Rpc::CreateApproval => "CreateApproval",
             Rpc::AwaitApproval => "AwaitApproval",
             Rpc::UseApproval => "UseApproval",
+            Rpc::EndApproval => "EndApproval",
         }
     }
 }
@@ -141,7 +143,7 @@ pub struct LocalAnswer {
     /// JSON; empty for no body.
     pub body: String,
     /// Headers the answer carries besides `content-type` (JSON when the body is not empty): the
-    /// `www-authenticate` challenge of a 401.
+    /// `www-authenticate` challenge of a 401, the `allow` of a 405.
     pub headers: Vec<(&'static str, String)>,
 }
 

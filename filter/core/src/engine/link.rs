@@ -1,6 +1,7 @@
 //! A runtime's link to the control plane: the Sync stream (subscribe with the version held, apply
-//! each update, acknowledge), reconnection with exponential backoff, shipping audit batches, and
-//! giving back expired budget leases. While the control plane is away the last good state stays.
+//! each update, acknowledge), reconnection with exponential backoff, shipping audit batches and the
+//! endings of held calls, and giving back expired budget leases. While the control plane is away
+//! the last good state stays.
 
 use std::collections::HashSet;
 
@@ -48,6 +49,7 @@ impl Runtime {
     pub(super) fn tick_link(&self, host: &mut dyn Host, config: &ControlPlaneConfig, now_ms: i64) {
         self.connect(host, config, now_ms);
         self.ship_audit(host, config);
+        self.ship_endings(host, config, now_ms);
         self.give_back_expired(host, config, now_ms);
     }
 
@@ -128,7 +130,7 @@ impl Runtime {
             return;
         }
         link.stream = None;
-        let now_ms = i64::try_from(host.now_ns() / 1_000_000).unwrap_or(i64::MAX);
+        let now_ms = super::now_ms(host);
         link.retry_later(config, now_ms);
         drop(link);
         host.log(
@@ -179,8 +181,8 @@ impl Runtime {
         }
     }
 
-    /// The answer to a call the runtime made (audit batch, lease giveback); `false` when `call` is
-    /// not one of them.
+    /// The answer to a call the runtime made (audit batch, lease giveback, an approval's ending);
+    /// `false` when `call` is not one of them.
     pub fn on_call_answer(
         &self,
         host: &mut dyn Host,
@@ -188,7 +190,7 @@ impl Runtime {
         status: u32,
         message: &[u8],
     ) -> bool {
-        if lock(&self.link).givebacks.remove(&call) {
+        if lock(&self.link).givebacks.remove(&call) || self.on_ending_answer(host, call, status) {
             return true;
         }
         if !self.audit.is_in_flight(call) {

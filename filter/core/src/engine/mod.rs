@@ -13,6 +13,7 @@
 
 mod audit_sink;
 mod budget;
+mod endings;
 mod host;
 mod link;
 pub mod metrics;
@@ -30,6 +31,11 @@ pub use runtime::Runtime;
 pub use stream::{SAMPLE_EVERY, Stream};
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// The host's clock in unix milliseconds.
+pub(crate) fn now_ms(host: &mut dyn Host) -> i64 {
+    i64::try_from(host.now_ns() / 1_000_000).unwrap_or(i64::MAX)
+}
 
 /// Locks `mutex`, poisoned or not: every value behind the engine's locks is left whole between two
 /// statements (caches, counts, queues), so a panic elsewhere does not make it unusable.

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::audit_sink::AuditSink;
 use super::budget::{self, Blocks};
+use super::endings::Endings;
 use super::host::{Host, Level};
 use super::link::Link;
 use super::lock;
@@ -29,6 +30,8 @@ pub struct Runtime {
     pub metrics: Metrics,
     pub(super) audit: AuditSink,
     pub(super) link: Mutex<Link>,
+    /// Held calls that ended without a decision, to tell the control plane.
+    pub(super) endings: Mutex<Endings>,
     /// Exchanges started, to pick the sampled ones.
     exchanges: AtomicU64,
     /// Names this runtime to the control plane.
@@ -91,6 +94,7 @@ impl Runtime {
             metrics: Metrics::default(),
             audit: AuditSink::new(settings.audit_log(), capacity),
             link: Mutex::new(Link::default()),
+            endings: Mutex::new(Endings::default()),
             exchanges: AtomicU64::new(0),
             filter_id,
             settings,
@@ -129,7 +133,7 @@ impl Runtime {
         self.audit.flush_log(host);
         budget::give_back(self, host);
         if let Some(control_plane) = &self.settings.control_plane {
-            let now_ms = i64::try_from(host.now_ns() / 1_000_000).unwrap_or(i64::MAX);
+            let now_ms = super::now_ms(host);
             self.tick_link(host, control_plane, now_ms);
         }
         self.metrics.take()
@@ -137,6 +141,7 @@ impl Runtime {
 
     /// The proxy is stopping: write what is waiting.
     pub fn stop(&self, host: &mut dyn Host) -> Vec<Delta> {
+        self.drop_endings(host);
         self.audit.flush_log(host);
         budget::give_back(self, host);
         self.metrics.take()

@@ -9,11 +9,12 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::{Action, Disposition, Env};
-use crate::audit::canonical_json;
+use crate::audit::{AuditEvent, canonical_json};
 use crate::decision::{AuditDecision, Denial, ErrorCode, Escalation, Verdict, pending_data};
 use crate::intent::IntentSource;
 use crate::jsonrpc::{self, Entry, Message, ToolCall};
-use crate::pipeline;
+use crate::pipeline::{self, RequestContext};
+use crate::token::VerifiedToken;
 
 /// One escalated call.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +162,33 @@ pub fn refuse(
     intent: &IntentSource,
     denial: Denial,
 ) -> Disposition {
+    let (event, id) = held_call_event(
+        (env.next_id)(),
+        env.ctx,
+        env.auth.as_ref().ok().map(Arc::as_ref),
+        body,
+        intent,
+        &denial,
+    );
+    Disposition::local(
+        Action::Respond {
+            status: 200,
+            body: jsonrpc::error_body(id.as_deref(), &denial),
+        },
+        vec![event],
+    )
+}
+
+/// The `tools/call` audit event of a held call (`body`) refused with `denial`, and the call's raw
+/// JSON-RPC id.
+pub fn held_call_event(
+    event_id: String,
+    ctx: &RequestContext,
+    token: Option<&VerifiedToken>,
+    body: &[u8],
+    intent: &IntentSource,
+    denial: &Denial,
+) -> (AuditEvent, Option<Box<RawValue>>) {
     let message = jsonrpc::parse(body).ok();
     let call = match message.as_ref() {
         Some(Message::Single(Entry::Call(call))) => Some(call),
@@ -168,18 +196,15 @@ pub fn refuse(
     };
     let tool_call = call.and_then(|c| jsonrpc::tool_call(c).ok());
     let event = pipeline::tool_call_event(
-        (env.next_id)(),
-        env.ctx,
-        env.auth.as_ref().ok().map(Arc::as_ref),
+        event_id,
+        ctx,
+        token,
         tool_call.as_ref(),
         &Verdict::Deny(denial.clone()),
         intent,
     );
-    Disposition::local(
-        Action::Respond {
-            status: 200,
-            body: jsonrpc::error_body(call.and_then(|c| c.id), &denial),
-        },
-        vec![event],
-    )
+    let id = call
+        .and_then(|c| c.id)
+        .and_then(|raw| RawValue::from_string(raw.get().to_owned()).ok());
+    (event, id)
 }

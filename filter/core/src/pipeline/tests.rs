@@ -5,7 +5,8 @@ use serde_json::json;
 use super::*;
 use crate::budget::MemoryBudget;
 use crate::config::{
-    GatewayConfig, KeyConfig, PolicySource, RateLimits, TenantConfig, TenantSettings,
+    GatewayConfig, KeyConfig, PolicySource, RateLimits, RevocationConfig, TenantConfig,
+    TenantSettings,
 };
 use crate::decision::{Check, ErrorCode};
 use crate::intent::{Intent, IntentRule};
@@ -60,7 +61,17 @@ fn gateway_with(tenant: TenantConfig, serve: Option<Vec<String>>) -> Gateway {
             public_key: issuer().public_base64(),
         }],
         tenants,
-        revocations: vec!["01JREVOKED".into()],
+        revocations: vec![
+            RevocationConfig::Everywhere("01JREVOKED".into()),
+            RevocationConfig::InTenant {
+                tenant: "acme-corp".into(),
+                jti: "01JACMEREVOKED".into(),
+            },
+            RevocationConfig::InTenant {
+                tenant: "other-corp".into(),
+                jti: "01JOTHERS".into(),
+            },
+        ],
         serve_tenants: serve,
     })
     .unwrap()
@@ -273,6 +284,7 @@ fn capability_failures_are_32010() {
             "not yet valid",
         ),
         (Some(token_for(&grant("01JREVOKED"))), "revoked"),
+        (Some(token_for(&grant("01JACMEREVOKED"))), "revoked"),
         (
             Some(token_for(&Grant {
                 tenant: "other-corp".into(),
@@ -291,6 +303,12 @@ fn capability_failures_are_32010() {
         assert_eq!(d.check, Check::Capability);
         assert!(d.reason.contains(needle), "{needle}: {}", d.reason);
     }
+    // A revocation in another tenant does not reach this tenant's token of the same jti.
+    let t = token_for(&grant("01JOTHERS"));
+    assert!(matches!(
+        single(&gw, &call("read_invoice", json!({})), Some(&t), None),
+        Ok(Verdict::Allow { .. })
+    ));
     // The tool caveat.
     let t = token_for(&grant("01JA"));
     let d = denied(single(&gw, &call("wire_money", json!({})), Some(&t), None));

@@ -61,7 +61,7 @@ fn snapshot_replaces_the_bootstrap_but_keeps_the_served_tenants() {
     assert_eq!(synced.version, 7);
     let g = &synced.gateway;
     assert_eq!(g.keys.len(), 1);
-    assert!(g.revoked.contains("01JR"));
+    assert!(g.revoked.contains("acme", "01JR") && !g.revoked.contains("globex", "01JR"));
     assert!(g.tenant("acme").unwrap().policy.is_some());
     assert!(
         g.tenant("globex").unwrap().policy.is_none(),
@@ -89,7 +89,10 @@ fn delta_applies_only_on_its_base_version() {
     );
     let next = synced.apply(&delta(7, 8, change)).unwrap();
     assert_eq!(next.version, 8);
-    assert!(next.gateway.revoked.contains("01JR") && next.gateway.revoked.contains("01JNEW"));
+    assert!(
+        next.gateway.revoked.contains("acme", "01JR")
+            && next.gateway.revoked.contains("acme", "01JNEW")
+    );
     assert!(
         next.gateway.tenant("acme").unwrap().policy.is_none(),
         "cleared policy"
@@ -104,7 +107,7 @@ fn delta_applies_only_on_its_base_version() {
         "keys unchanged unless keys_changed"
     );
     // The held state was not modified.
-    assert!(!synced.gateway.revoked.contains("01JNEW"));
+    assert!(!synced.gateway.revoked.contains("acme", "01JNEW"));
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod claims;
 mod codec;
 mod issue;
 mod keys;
+mod revoked;
 mod verify;
 
 #[cfg(test)]
@@ -17,9 +18,9 @@ pub use codec::{MAX_TOKEN_CHARS, PREFIX};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use issue::{Grant, Narrowing, attenuate, mint, mint_for_audience};
 pub use keys::{IssuerKey, PublicKeys, key_id, parse_public_key};
+pub use revoked::Revoked;
 pub use verify::{
-    CLOCK_SKEW_SECS, CallBudget, MAX_AUDIENCE_BYTES, Revocations, VerifiedToken, check_audience,
-    verify,
+    CLOCK_SKEW_SECS, CallBudget, MAX_AUDIENCE_BYTES, VerifiedToken, check_audience, verify,
 };
 
 /// What a token says, signature unchecked: for inspection tools only, never for a decision.

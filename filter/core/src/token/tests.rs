@@ -1,5 +1,3 @@
-use std::collections::HashSet;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signer, SigningKey};
@@ -83,7 +81,7 @@ fn minted_token_verifies_with_its_claims() {
     assert!(t.allows_tool("list_vendors"));
     assert!(!t.allows_tool("transfer_funds"));
     assert_eq!(t.max_calls(), Some(100));
-    assert!(t.check_live(NOW, &HashSet::new()).is_ok());
+    assert!(t.check_live(NOW, &Revoked::default()).is_ok());
 }
 
 #[test]
@@ -197,14 +195,20 @@ fn truncated_and_garbage_tokens_are_malformed() {
 #[test]
 fn expiry_not_before_and_revocation_are_checked_live() {
     let t = verify(&minted(), &keys_for(&issuer())).unwrap();
-    let none = HashSet::new();
+    let none = Revoked::default();
     assert_eq!(t.check_live(NOW + 3600, &none), Err(TokenError::Expired));
     assert_eq!(
         t.check_live(NOW - CLOCK_SKEW_SECS - 1, &none),
         Err(TokenError::NotYetValid)
     );
     assert!(t.check_live(NOW - CLOCK_SKEW_SECS, &none).is_ok());
-    let revoked: HashSet<String> = ["01JROOT0000000000000000000".to_string()].into();
+    let mut revoked = Revoked::default();
+    revoked.insert("another-tenant", "01JROOT0000000000000000000");
+    assert!(
+        t.check_live(NOW, &revoked).is_ok(),
+        "a revocation of another tenant does not reach it"
+    );
+    revoked.insert(&t.tenant, "01JROOT0000000000000000000");
     assert!(matches!(
         t.check_live(NOW, &revoked),
         Err(TokenError::Revoked(_))
@@ -229,17 +233,23 @@ fn attenuation_narrows_and_keeps_the_root_id() {
     // The child's counter is scoped to its root: a holder picks a block's jti, and must not be
     // able to pick another token's counter with it.
     assert_eq!(t.budgets[1].counter, "01JROOT0000000000000000000/01JCHILD");
-    // Revoking the root revokes the derived token; revoking the child alone too.
+    // Revoking the root revokes the derived token; revoking the child alone too; in its tenant.
+    let revoked = |tenant: &str, jti: &str| {
+        let mut revoked = Revoked::default();
+        revoked.insert(tenant, jti);
+        revoked
+    };
+    let tenant = t.tenant.clone();
     assert!(
-        t.check_live(
-            NOW,
-            &HashSet::from(["01JROOT0000000000000000000".to_string()])
-        )
-        .is_err()
-    );
-    assert!(
-        t.check_live(NOW, &HashSet::from(["01JCHILD".to_string()]))
+        t.check_live(NOW, &revoked(&tenant, "01JROOT0000000000000000000"))
             .is_err()
+    );
+    assert!(t.check_live(NOW, &revoked(&tenant, "01JCHILD")).is_err());
+    assert!(t.check_live(NOW, &revoked("globex", "01JCHILD")).is_ok());
+    let root = verify(&minted(), &keys).unwrap();
+    assert!(
+        root.check_live(NOW, &revoked(&tenant, "01JCHILD")).is_ok(),
+        "revoking a derived token leaves its root"
     );
     // A grandchild of the child.
     let grandchild = attenuate(
@@ -484,10 +494,10 @@ fn extreme_times_are_refused_or_judged_without_overflow() {
     }
     let t = verify(&minted(), &keys_for(&issuer())).unwrap();
     assert_eq!(
-        t.check_live(i64::MAX, &HashSet::new()),
+        t.check_live(i64::MAX, &Revoked::default()),
         Err(TokenError::Expired)
     );
-    assert!(t.check_live(i64::MIN, &HashSet::new()).is_err());
+    assert!(t.check_live(i64::MIN, &Revoked::default()).is_err());
 }
 
 #[test]

@@ -2,14 +2,13 @@
 //! (signatures, structure, caveat kinds), so its result can be cached; `VerifiedToken::check_live`
 //! checks what changes with time and state (expiry, not-before, revocation) on every call.
 
-use std::collections::HashSet;
-
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 
 use super::TokenError;
 use super::claims::{AttenuationClaims, AuthorityClaims, Caveat, TOKEN_VERSION};
 use super::codec::{self, RawToken};
 use super::keys::{PublicKeys, parse_public_key};
+use super::revoked::Revoked;
 use crate::glob;
 
 /// Clock skew tolerated on `nbf` and `iat`, in seconds.
@@ -69,15 +68,21 @@ impl VerifiedToken {
         self.budgets.iter().map(|b| b.max_calls).min()
     }
 
-    /// Expiry, not-before and revocation, for a call at `now` (unix seconds).
-    pub fn check_live(&self, now: i64, revoked: &impl Revocations) -> Result<(), TokenError> {
+    /// Expiry, not-before and revocation, for a call at `now` (unix seconds). A revocation of any
+    /// block's jti in this token's tenant refuses it: revoking a root refuses every token derived
+    /// from it, revoking a derived token's own block id refuses that token and its descendants.
+    pub fn check_live(&self, now: i64, revoked: &Revoked) -> Result<(), TokenError> {
         if now >= self.expires_at {
             return Err(TokenError::Expired);
         }
         if now.saturating_add(CLOCK_SKEW_SECS) < self.not_before {
             return Err(TokenError::NotYetValid);
         }
-        if let Some(jti) = self.block_jtis.iter().find(|j| revoked.is_revoked(j)) {
+        if let Some(jti) = self
+            .block_jtis
+            .iter()
+            .find(|j| revoked.contains(&self.tenant, j))
+        {
             return Err(TokenError::Revoked(jti.clone()));
         }
         Ok(())
@@ -109,17 +114,6 @@ pub fn check_audience(audience: &str) -> Result<(), String> {
         return Err("audience must be an absolute URI (with a scheme)".into());
     }
     Ok(())
-}
-
-/// Where revoked token ids are looked up.
-pub trait Revocations {
-    fn is_revoked(&self, jti: &str) -> bool;
-}
-
-impl Revocations for HashSet<String> {
-    fn is_revoked(&self, jti: &str) -> bool {
-        self.contains(jti)
-    }
 }
 
 /// Checks the signature chain, the proof, the claims and every caveat.

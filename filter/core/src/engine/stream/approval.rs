@@ -12,6 +12,7 @@ use prost::Message as _;
 use super::{State, Stream, now_ms};
 use crate::config::{ApprovalMode, TenantSettings};
 use crate::decision::Denial;
+use crate::engine::endings::Ending;
 use crate::engine::host::{Answer, CallId, Host, Rpc, Step};
 use crate::engine::runtime::Runtime;
 use crate::exchange::{self, Disposition};
@@ -80,6 +81,12 @@ impl Stream {
         intent: &IntentSource,
     ) -> Step {
         let mut calls = HashMap::new();
+        // A held call's approval ends with its hold; a parked one lives on for the agent's retry.
+        let hold_ms = if disposition.holds(self.synchronous()) {
+            self.approval_timeout_ms()
+        } else {
+            0
+        };
         for (index, escalated) in disposition.escalations.iter().enumerate() {
             let Some(event) = disposition.events.get(escalated.event) else {
                 continue;
@@ -89,6 +96,7 @@ impl Stream {
                 event_json: serde_json::to_string(event).unwrap_or_default(),
                 arguments_json: escalated.arguments.clone(),
                 arguments_sha256: escalated.arguments_digest(),
+                hold_ms,
             };
             if let Some(call) = self.call_approvals(
                 rt,
@@ -151,10 +159,7 @@ impl Stream {
             disposition.deny_escalations(&body, &denial);
             return self.carry_out(rt, host, *disposition, &body, &intent);
         };
-        let synchronous = self
-            .tenant_settings()
-            .is_none_or(|s| s.approval_mode == ApprovalMode::Sync);
-        if disposition.holds(synchronous) {
+        if disposition.holds(self.synchronous()) {
             disposition.set_pending(&ids);
             self.record(rt, &mut disposition);
             let Some(id) = ids.into_iter().next() else {
@@ -186,6 +191,19 @@ impl Stream {
         self.gateway.tenant(&token.tenant).map(|t| &t.settings)
     }
 
+    /// Whether the caller's tenant holds a lone escalated call until a human decides.
+    fn synchronous(&self) -> bool {
+        self.tenant_settings()
+            .is_none_or(|s| s.approval_mode == ApprovalMode::Sync)
+    }
+
+    fn tenant(&self) -> String {
+        self.auth
+            .as_ref()
+            .map(|t| t.tenant.clone())
+            .unwrap_or_default()
+    }
+
     fn approval_timeout_ms(&self) -> u64 {
         self.tenant_settings()
             .map_or_else(
@@ -213,16 +231,18 @@ impl Stream {
                 "approval {id} was not decided within {} s",
                 self.approval_timeout_ms() / 1000
             );
-            return self.refuse(rt, host, &body, &intent, refusal(reason));
+            let step = self.refuse(rt, host, &body, &intent, refusal(reason));
+            // The denial just recorded is the call's end: it goes to the control plane with the
+            // approval's ending, which records both at once.
+            if let Some(event) = self.events.pop() {
+                rt.end_approval(id, self.tenant(), Ending::TimedOut, event);
+            }
+            return step;
         }
         let wait_ms = left.min(WAIT_SLICE_MS);
         let request = v1::AwaitApprovalRequest {
             id: id.clone(),
-            tenant: self
-                .auth
-                .as_ref()
-                .map(|t| t.tenant.clone())
-                .unwrap_or_default(),
+            tenant: self.tenant(),
             wait_ms: u32::try_from(wait_ms).unwrap_or(u32::MAX),
         };
         let Some(call) = self.call_approvals(
@@ -345,6 +365,11 @@ impl Stream {
                         );
                         self.refuse(rt, host, &flow.body, &flow.intent, refusal(reason))
                     }
+                    // The control plane ended it (and recorded how): nobody can use it now.
+                    Ok(Decision::Ended) => {
+                        let reason = format!("approval {id} ended: {}", status.reason);
+                        self.refuse(rt, host, &flow.body, &flow.intent, refusal(reason))
+                    }
                     _ => self.wait(
                         rt,
                         host,
@@ -382,6 +407,30 @@ impl Stream {
                 Step::pause()
             }
         }
+    }
+
+    /// The stream ended while its call waited for a human: the approval is abandoned, with an event
+    /// saying so (nothing was answered: the client is gone).
+    pub(super) fn abandon(&mut self, rt: &Runtime) {
+        let State::Approval(flow) = &self.state else {
+            return;
+        };
+        let Stage::Waiting { id, .. } = &flow.stage else {
+            return;
+        };
+        let reason = format!("approval {id} abandoned: the client went away before it was decided");
+        let (mut event, _) = exchange::held_call_event(
+            String::new(),
+            &self.ctx,
+            self.auth.as_deref().ok(),
+            &flow.body,
+            &flow.intent,
+            &refusal(reason),
+        );
+        event.error_code = 0;
+        rt.metrics.decision(&event);
+        rt.end_approval(id.clone(), self.tenant(), Ending::Abandoned, event);
+        self.state = State::Decided;
     }
 
     /// The approval service could not be reached: nobody can approve, so the call is denied.

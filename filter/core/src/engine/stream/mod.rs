@@ -216,7 +216,12 @@ impl Stream {
             other => {
                 let reason = format!("HTTP method {other} is not served; use POST, GET or DELETE");
                 let denial = Denial::envelope(ErrorCode::InvalidRequest, reason);
-                self.respond(405, jsonrpc::error_body(None, &denial))
+                let mut answer = LocalAnswer::new(405, jsonrpc::error_body(None, &denial));
+                // RFC 9110 requires a 405 to name the methods served.
+                answer
+                    .headers
+                    .push(("allow", "GET, POST, DELETE".to_owned()));
+                self.answer_locally(answer)
             }
         };
         step.after(edits)
@@ -274,8 +279,10 @@ impl Stream {
         }
     }
 
-    /// The stream is over: its audit events go to the runtime, with the upstream's status.
+    /// The stream is over: its audit events go to the runtime, with the upstream's status. A call
+    /// still waiting for a human is abandoned.
     pub fn on_end(&mut self, rt: &Runtime) {
+        self.abandon(rt);
         let status = self.response.upstream_status;
         for mut event in self.events.drain(..) {
             if event.decision == AuditDecision::Allow && !self.answered_locally {
@@ -542,8 +549,6 @@ impl Stream {
 
     /// A metadata request, answered here: it needs no token and is not a tool-server exchange.
     fn answer_metadata(&mut self, answer: MetadataAnswer) -> Step {
-        self.answered_locally = true;
-        self.state = State::Decided;
         let answer = match answer {
             MetadataAnswer::Document(document) => {
                 let mut answer = LocalAnswer::new(200, document);
@@ -559,13 +564,17 @@ impl Stream {
                 answer
             }
         };
-        Step::answer(answer)
+        self.answer_locally(answer)
     }
 
     fn respond(&mut self, status: u16, body: String) -> Step {
+        self.answer_locally(LocalAnswer::new(status, body))
+    }
+
+    fn answer_locally(&mut self, answer: LocalAnswer) -> Step {
         self.answered_locally = true;
         self.state = State::Decided;
-        Step::respond(status, body)
+        Step::answer(answer)
     }
 
     /// Something the engine itself needs is missing: refuse rather than forward unchecked.

@@ -15,6 +15,10 @@ enum Mode {
     #[default]
     PassThrough,
     Rewrite,
+    /// The upstream accepted what it got (202: only notifications were forwarded, which get no
+    /// answer) while the gateway refused requests of the batch: the refusals are the answer, a JSON
+    /// 200, since clients ignore a 202's body.
+    Accepted,
     /// The upstream failed with this status: answer -32603 instead.
     UpstreamFailure(u16),
 }
@@ -54,6 +58,9 @@ impl Stream {
             .unwrap_or(0);
         if response.upstream_status >= 500 && !response.plan.forwarded_ids.is_empty() {
             response.mode = Mode::UpstreamFailure(response.upstream_status);
+        } else if response.plan.rewrites_body() && response.upstream_status == 202 {
+            response.content_type = JSON.to_owned();
+            response.mode = Mode::Accepted;
         } else if response.plan.rewrites_body() {
             // Read only when needed: every header read is a call into the proxy.
             response.content_type = host.response_header("content-type").unwrap_or_default();
@@ -87,7 +94,7 @@ impl Stream {
             };
         }
         let mut edits = Vec::with_capacity(3);
-        if let Mode::UpstreamFailure(_) = response.mode {
+        if let Mode::UpstreamFailure(_) | Mode::Accepted = response.mode {
             edits.push(header(":status", Some("200")));
             edits.push(header("content-type", Some(JSON)));
         }
@@ -118,6 +125,8 @@ impl Stream {
                 .plan
                 .upstream_failure(status)
                 .map(String::into_bytes),
+            // A 202 carries no JSON-RPC answer: whatever body it has is not the client's.
+            (Mode::Accepted, Ok(token)) => response.plan.rewrite(JSON, b"", token),
             (_, Ok(token)) => {
                 let body = host.response_body(size).unwrap_or_default();
                 response.plan.rewrite(&response.content_type, &body, token)

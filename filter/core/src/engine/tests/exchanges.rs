@@ -148,6 +148,35 @@ fn refusals_are_the_answer_when_the_upstream_answers_without_a_body() {
 }
 
 #[test]
+fn refusals_beside_forwarded_notifications_turn_a_chunked_202_into_a_json_200() {
+    let mut proxy = Proxy::standalone();
+    let batch = json!([
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        tools_call(2, "delete_b", json!({})),
+    ]);
+    let mut upstream = Upstream::chunked(202);
+    upstream.body = b"  ".to_vec();
+    let client = proxy.exchange(Request::post(Some(&good()), batch), upstream);
+    assert_eq!(client.status, 200, "clients ignore a 202's body");
+    assert_eq!(
+        header(&proxy.host.response, "content-type").map(String::as_str),
+        Some("application/json")
+    );
+    let answers = client.json();
+    assert_eq!(answers.as_array().map(Vec::len), Some(1), "{answers}");
+    assert_eq!(answers[0]["id"], 2);
+    assert_eq!(answers[0]["error"]["code"], -32012);
+
+    let batch = json!([{"jsonrpc": "2.0", "method": "notifications/initialized"}]);
+    let client = proxy.exchange(Request::post(Some(&good()), batch), Upstream::chunked(202));
+    assert_eq!(
+        (client.status, client.body.as_slice()),
+        (202, &b""[..]),
+        "nothing refused: the 202 passes unchanged"
+    );
+}
+
+#[test]
 fn an_upstream_failure_answers_32603_for_each_forwarded_request() {
     let mut proxy = Proxy::standalone();
     let client = proxy.exchange(
@@ -213,6 +242,7 @@ fn a_tools_list_result_is_filtered_in_an_event_stream_even_when_ended_by_trailer
         content_type: "text/event-stream",
         body: stream.into_bytes(),
         trailers: true,
+        chunked: false,
     };
     let client = proxy.exchange(Request::post(Some(&good()), list), upstream);
     let text = String::from_utf8(client.body).unwrap();
@@ -255,9 +285,24 @@ fn an_undecodable_header_an_unserved_method_and_an_oversized_body_are_refused() 
     assert_eq!((client.status, client.error_code()), (400, -32600));
     proxy.host.undecodable = None;
 
-    let mut put = Request::post(Some(&good()), json!({}));
-    put.method = "PUT";
-    assert_eq!(proxy.exchange(put, Upstream::result(1)).status, 405);
+    for method in ["PUT", "PATCH", "HEAD", "OPTIONS"] {
+        let mut request = Request::post(Some(&good()), json!({}));
+        request.method = method;
+        let flight = proxy.send(request);
+        let Phase::Answered(answer) = &flight.phase else {
+            panic!("{method} was not answered: {:?}", flight.phase);
+        };
+        assert_eq!(answer.status, 405, "{method}");
+        assert_eq!(
+            answer.headers,
+            [("allow", "GET, POST, DELETE".to_owned())],
+            "RFC 9110 requires Allow on a 405"
+        );
+        assert_eq!(
+            proxy.finish(flight, Upstream::result(1)).error_code(),
+            -32600
+        );
+    }
 
     let padding = "x".repeat(crate::jsonrpc::MAX_BODY_BYTES);
     let big = Request::post(

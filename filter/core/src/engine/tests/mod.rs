@@ -323,6 +323,8 @@ pub struct Upstream {
     pub body: Vec<u8>,
     /// The answer ends with trailers rather than with its last data frame.
     pub trailers: bool,
+    /// An empty body still comes as a data frame after the headers (a chunked answer).
+    pub chunked: bool,
 }
 
 impl Upstream {
@@ -332,6 +334,7 @@ impl Upstream {
             content_type: "application/json",
             body: serde_json::to_vec(&body).unwrap(),
             trailers: false,
+            chunked: false,
         }
     }
 
@@ -345,6 +348,15 @@ impl Upstream {
             content_type: "",
             body: Vec::new(),
             trailers: false,
+            chunked: false,
+        }
+    }
+
+    /// An empty answer whose end comes in a data frame after the headers, as Express sends a 202.
+    pub fn chunked(status: u16) -> Self {
+        Upstream {
+            chunked: true,
+            ..Self::bodyless(status)
         }
     }
 }
@@ -575,7 +587,7 @@ impl Proxy {
                 .push(("content-type".into(), upstream.content_type.into()));
         }
         self.host.response_body = upstream.body.clone();
-        let bodyless = upstream.body.is_empty();
+        let bodyless = upstream.body.is_empty() && !upstream.chunked;
         let step = flight
             .stream
             .on_response_headers(&self.rt, &mut self.host, bodyless);
