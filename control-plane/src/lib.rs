@@ -116,12 +116,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         state.db.clone(),
         &state.changes,
         std::sync::Arc::clone(&state.signing),
-        config.sync_poll,
-        config
-            .filter_token
-            .as_ref()
-            .map(|t| auth::HashedToken::new(&t.0)),
-        config.approvals,
+        grpc::Settings {
+            poll: config.sync_poll,
+            filter_token: config
+                .filter_token
+                .as_ref()
+                .map(|t| auth::HashedToken::new(&t.0)),
+            approvals: config.approvals,
+        },
         until_stopped(),
     );
     tokio::try_join!(

@@ -19,15 +19,25 @@ use crate::keys::SigningKeys;
 use crate::store::Db;
 use crate::store::changes::Changes;
 
+/// How FilterSync runs: the state-version poll (`None`: notifications alone), the filters' token
+/// and the approvals' settings.
+pub struct Settings {
+    pub poll: Option<std::time::Duration>,
+    pub filter_token: Option<HashedToken>,
+    pub approvals: crate::approvals::Settings,
+}
+
 /// Starts the version feeds and serves FilterSync on `addr` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     db: Db,
     changes: &Changes,
     signing: Arc<SigningKeys>,
-    poll: Option<std::time::Duration>,
-    filter_token: Option<HashedToken>,
-    approvals: crate::approvals::Settings,
+    Settings {
+        poll,
+        filter_token,
+        approvals,
+    }: Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let initial = {
