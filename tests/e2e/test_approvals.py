@@ -259,7 +259,7 @@ def test_asynchronous_mode_answers_32019_and_the_retry_goes_through_once(system:
 
 
 def test_a_held_call_whose_envoy_vanished_is_ended_by_the_control_plane(
-    everything: EverythingServer, tmp_path: Path
+    build: Build, everything: EverythingServer, tmp_path: Path
 ) -> None:
     """The proxy holding the call is killed: no filter can tell the ending, so the control plane ends
     the hold once nothing has waited for it for INTENTGATE_APPROVAL_GRACE_MS."""
@@ -269,9 +269,9 @@ def test_a_held_call_whose_envoy_vanished_is_ended_by_the_control_plane(
     try:
         control_plane.promote(TENANT, POLICY)
         control_plane.settings(TENANT, approval_mode="sync", approval_timeout_secs=300)
-        with gateway_envoy(everything, control_plane, tmp_path / "envoy") as envoy:
-            wait_for(lambda: in_sync(control_plane, VMS_PER_ENVOY), "every filter VM to sync")
-            system = System(control_plane, envoy, Receiver())
+        with gateway_envoy(build, everything, control_plane, tmp_path / "envoy") as envoy:
+            wait_for(lambda: in_sync(control_plane, build.subscriptions()), "every filter VM to sync")
+            system = System(build, control_plane, envoy, Receiver())
             waiting = held(system, system.token("agent-orphaned")["token"], 990)
             approval = system.pending_for("agent-orphaned")
             os.kill(envoy.pid, signal.SIGKILL)
