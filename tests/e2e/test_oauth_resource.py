@@ -88,7 +88,6 @@ def system(everything: EverythingServer, tmp_path_factory: pytest.TempPathFactor
 
 
 def register(cp: ControlPlane, name: str, **fields: Any) -> dict[str, Any]:
-    # No tool list: the SDK asks for the scopes the metadata names (tool:*), which must lie within the grant.
     return cp.ok("POST", "/v1/admin/clients", json={"name": name, "tenant": TENANT, "ttl_seconds": 600, **fields})
 
 
@@ -112,7 +111,8 @@ async def test_the_sdk_client_credentials_provider_discovers_the_server_and_call
     system: dict[str, Any],
 ) -> None:
     cp, envoy, base = system["cp"], system["envoy"], system["base"]
-    client = register(cp, "sdk client credentials")
+    # Registered for some tools: the SDK asks for the scope the metadata names (tool:*) and gets those.
+    client = register(cp, "sdk client credentials", tools=["echo", "get-sum"])
     provider = ClientCredentialsOAuthProvider(
         server_url=envoy.mcp_url, storage=MemoryStorage(), client_id=client["client_id"],
         client_secret=client["client_secret"], issuer=base,

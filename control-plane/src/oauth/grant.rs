@@ -1,6 +1,7 @@
 //! What a token request may get: the ceiling its client's registration or its exchange rule sets,
 //! narrowed by the requested `scope`. Scope values name tools, `tool:<name-or-glob>`, space
-//! separated; no scope means the whole ceiling; a scope outside it is refused, never dropped.
+//! separated; no scope, or `tool:*`, means the whole ceiling; a scope outside it is refused, never
+//! dropped.
 
 use intentgate_core::glob;
 
@@ -97,7 +98,10 @@ pub fn intersect(a: &[String], b: &[String]) -> Vec<String> {
     out
 }
 
-/// The tools a `scope` parameter asks for; `None` when there is none.
+/// The tools a `scope` parameter asks for; `None` when there is none or it holds `tool:*`. The
+/// metadata advertises `tool:*`, and MCP clients ask for what the metadata advertises, so a
+/// client registered for some tools must get those, not a refusal; the answer's `scope` says
+/// which.
 pub fn parse_scope(scope: Option<&str>) -> OAuthResult<Option<Vec<String>>> {
     let Some(scope) = scope else {
         return Ok(None);
@@ -128,6 +132,9 @@ pub fn parse_scope(scope: Option<&str>) -> OAuthResult<Option<Vec<String>>> {
         return Err(OAuthError::invalid_scope(format!(
             "scope may name at most {MAX_TOOLS} tools"
         )));
+    }
+    if tools.iter().any(|t| t == "*") {
+        return Ok(None);
     }
     Ok(Some(tools))
 }
@@ -170,7 +177,17 @@ mod tests {
             parse_scope(Some("tool:read_* tool:echo  tool:echo")).unwrap(),
             Some(owned(&["read_*", "echo"]))
         );
-        for bad in ["", " ", "read", "tool:", "openid tool:echo", "tool:a\u{7}"] {
+        assert_eq!(parse_scope(Some("tool:*")).unwrap(), None);
+        assert_eq!(parse_scope(Some("tool:echo tool:*")).unwrap(), None);
+        for bad in [
+            "",
+            " ",
+            "read",
+            "tool:",
+            "openid tool:echo",
+            "tool:a\u{7}",
+            "tool:* openid",
+        ] {
             let err = parse_scope(Some(bad)).unwrap_err();
             assert_eq!(err.code, Code::InvalidScope, "{bad:?}");
         }

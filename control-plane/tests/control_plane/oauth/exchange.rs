@@ -82,11 +82,14 @@ async fn a_capability_token_is_exchanged_for_a_narrower_child_never_a_wider_one(
     .await
     .refused(StatusCode::BAD_REQUEST, "invalid_target");
     // Never wider: tools outside the parent's are invalid_scope.
-    for scope in ["tool:write_invoice", "tool:*", "tool:echo"] {
+    for scope in ["tool:write_invoice", "tool:echo"] {
         exchange(&app, &child.token(), &[("scope", scope)])
             .await
             .refused(StatusCode::BAD_REQUEST, "invalid_scope");
     }
+    // `tool:*` (what the metadata advertises) asks for all the parent has, and gets no more.
+    let all = exchange(&app, &child.token(), &[("scope", "tool:*")]).await;
+    assert_eq!(all.body["scope"], "tool:read_invoice");
     // Without a scope the child keeps the parent's tools.
     let plain = exchange(&app, &parent, &[]).await;
     assert_eq!(plain.body["scope"], "tool:read_* tool:echo");
