@@ -72,8 +72,9 @@ class RuntimeGateway:
     def upstream_requests(self) -> int:
         return self.envoy.upstream_stat("upstream_rq_total")
 
-    def sync(self, what: str) -> None:
-        wait_for(lambda: in_sync(self.control_plane, BUILD.subscriptions()), what)
+    def sync(self, what: str, envoys: int = 1) -> None:
+        """Waits until the filters of `envoys` Envoys on this control plane hold its current state."""
+        wait_for(lambda: in_sync(self.control_plane, envoys * BUILD.subscriptions()), what)
 
 
 @contextmanager

@@ -240,6 +240,13 @@ def test_a_request_without_a_token_is_401_with_its_32010_and_the_metadata_url(ga
     assert challenge == f'Bearer resource_metadata="{metadata_url(gateway, path)}"'
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_the_metadata_is_read_with_get_only(gateway, method) -> None:
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        answer = client.request(method, metadata_url(gateway, "/v1/mcp"))
+    assert (answer.status_code, answer.headers.get("allow")) == (405, "GET, HEAD"), answer.text
+
+
 def test_a_revoked_token_is_401_invalid_token(gateway, contract) -> None:
     minted = gateway.mint("contract-revoked")
     gateway.control_plane.revoke(minted["jti"], "contract")
@@ -431,7 +438,8 @@ def gateway_without_upstream(
     upstream = UnreachableUpstream(free_port())
     with gateway_envoy(BUILD, upstream, gateway.control_plane, tmp_path_factory.mktemp("no-upstream")) as envoy:
         degraded = RuntimeGateway(gateway.control_plane, envoy)
-        degraded.sync("the second Envoy's filters to sync")
+        # Both Envoys' filters: the first one's alone would count as in sync before the second has any state.
+        degraded.sync("the second Envoy's filters to sync", envoys=2)
         yield degraded
 
 
@@ -440,7 +448,7 @@ def test_an_unreachable_tool_server_is_32603_for_each_forwarded_request(
 ) -> None:
     body = [tool_call("echo", {"message": "x"}, id=1), request("ping", id=2), tool_call(DENIED_TOOL, id=3)]
     exchange = send(gateway_without_upstream, "POST", body, token=token).conforms(contract)
-    assert exchange.response.status_code == 200
+    assert exchange.response.status_code == 200, exchange.response.text
     by_id = {m["id"]: m["error"] for m in exchange.messages()}
     assert by_id[1]["code"] == by_id[2]["code"] == -32603 and by_id[1]["data"]["upstream_status"] == 503
     assert by_id[3]["code"] == -32012
