@@ -76,9 +76,9 @@ request-timeout = 0.5
 "header.Mcp-Session-Id" = {{ dictionary = "session", probability = 0.05 }}
 "header.X-IntentGate-Tenant" = {{ dictionary = "tenants", probability = 0.8 }}
 
-# The protected-resource metadata paths: an undeclared QUERY there is answered 400 with no body before the
-# filter's 405 (seen in this run, not yet traced to Envoy's codec or the filter); the filter's 405 with
-# `Allow: GET, HEAD` for the other methods is asserted in test_runtime_answers.py.
+# The protected-resource metadata paths: Envoy's HTTP/1 codec answers the check's QUERY with a bodiless 400
+# before any filter runs (plain Envoy does the same); the filter's 405 with `Allow: GET, HEAD` for the other
+# methods is asserted in test_runtime_answers.py.
 [[operations]]
 include-path-regex = '^/\\.well-known/'
 checks.unsupported_method.enabled = false
