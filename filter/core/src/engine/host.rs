@@ -259,10 +259,6 @@ impl Step {
         }
     }
 
-    pub fn respond(status: u16, body: String) -> Self {
-        Step::answer(LocalAnswer::new(status, body))
-    }
-
     pub fn answer(answer: LocalAnswer) -> Self {
         Step {
             edits: Vec::new(),
@@ -368,7 +364,7 @@ mod tests {
         assert_eq!(proxy.calls, ["resume"]);
         let mut proxy = Recorder::default();
         assert_eq!(Step::pause().carry_out(&mut proxy, true), Flow::Hold);
-        let step = Step::respond(403, "{}".into());
+        let step = Step::answer(LocalAnswer::new(403, "{}".into()));
         assert_eq!(step.carry_out(&mut proxy, false), Flow::Hold);
         assert_eq!(proxy.calls, ["respond 403"]);
     }
