@@ -209,7 +209,9 @@ mod tests {
         let start = Instant::now();
         let (value, change) = read(&file, start);
         assert_eq!(value, Err(Unusable));
-        assert!(matches!(change, Some(Change::Failed(ref why)) if why.starts_with("cannot be read")));
+        assert!(
+            matches!(change, Some(Change::Failed(ref why)) if why.starts_with("cannot be read"))
+        );
         for (i, (content, why)) in [
             ("  \n", "is empty"),
             ("bad\ntoken", "does not hold a valid header value"),
@@ -219,7 +221,10 @@ mod tests {
         {
             std::fs::write(&path, content).unwrap();
             let at = start + REREAD_EVERY * (i as u32 + 1);
-            assert_eq!(read(&file, at), (Err(Unusable), Some(Change::Failed(why.into()))));
+            assert_eq!(
+                read(&file, at),
+                (Err(Unusable), Some(Change::Failed(why.into())))
+            );
         }
         std::fs::write(&path, [0xff, 0xfe]).unwrap();
         let (value, change) = read(&file, start + REREAD_EVERY * 3);
@@ -236,7 +241,11 @@ mod tests {
         let start = Instant::now();
         assert_eq!(read(&file, start).0, bearer("token"));
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(read(&file, start + REREAD_EVERY).0, Err(Unusable), "never the stale token");
+        assert_eq!(
+            read(&file, start + REREAD_EVERY).0,
+            Err(Unusable),
+            "never the stale token"
+        );
         std::fs::write(&path, "token").unwrap();
         assert_eq!(
             read(&file, start + REREAD_EVERY * 2),
@@ -247,7 +256,10 @@ mod tests {
     #[test]
     fn each_change_has_a_log_line_naming_the_file_never_the_token() {
         let failed = describe("/etc/t", &Change::Failed("is empty".into()));
-        assert!(failed.contains("/etc/t is empty") && failed.contains("failing closed"), "{failed}");
+        assert!(
+            failed.contains("/etc/t is empty") && failed.contains("failing closed"),
+            "{failed}"
+        );
         assert!(describe("/etc/t", &Change::Read { rotated: true }).contains("new token"));
     }
 }

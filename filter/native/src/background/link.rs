@@ -115,7 +115,9 @@ impl Target {
             request.set_timeout(timeout);
         }
         if let Some(authorization) = authorization {
-            request.metadata_mut().insert("authorization", authorization);
+            request
+                .metadata_mut()
+                .insert("authorization", authorization);
         }
         Ok(request)
     }
