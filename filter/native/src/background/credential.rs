@@ -147,22 +147,26 @@ mod tests {
         Ok(Some(format!("Bearer {token}").parse().unwrap()))
     }
 
-    #[test]
-    fn the_token_is_read_from_the_file_without_surrounding_whitespace() {
+    /// A token file holding `content`, in a directory that lives as long as the first value.
+    fn written(content: &str) -> (tempfile::TempDir, std::path::PathBuf, TokenFile) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        std::fs::write(&path, "secret-token\n").unwrap();
-        let (value, change) = read(&TokenFile::new(&path), Instant::now());
+        std::fs::write(&path, content).unwrap();
+        let file = TokenFile::new(&path);
+        (dir, path, file)
+    }
+
+    #[test]
+    fn the_token_is_read_from_the_file_without_surrounding_whitespace() {
+        let (_dir, _, file) = written("secret-token\n");
+        let (value, change) = read(&file, Instant::now());
         assert_eq!(value, bearer("secret-token"));
         assert_eq!(change, Some(Change::Read { rotated: false }));
     }
 
     #[test]
     fn a_rewritten_file_is_read_again_once_the_last_read_is_stale() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("token");
-        std::fs::write(&path, "first").unwrap();
-        let file = TokenFile::new(&path);
+        let (_dir, path, file) = written("first");
         let start = Instant::now();
         assert_eq!(read(&file, start).0, bearer("first"));
         std::fs::write(&path, "second").unwrap();
@@ -234,10 +238,7 @@ mod tests {
 
     #[test]
     fn a_token_that_was_in_force_is_dropped_when_the_file_goes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("token");
-        std::fs::write(&path, "token").unwrap();
-        let file = TokenFile::new(&path);
+        let (_dir, path, file) = written("token");
         let start = Instant::now();
         assert_eq!(read(&file, start).0, bearer("token"));
         std::fs::remove_file(&path).unwrap();
