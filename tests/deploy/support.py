@@ -2,10 +2,10 @@
 turn an in-container Envoy configuration into one this machine can load.
 
 The Envoy configurations under envoy/ and deploy/ name paths inside their container (the filter at
-/etc/intentgate/filter/plugin.wasm, the control plane's filter token at /etc/intentgate/filter-token/token, the
-front proxy's certificate under /etc/intentgate/tls/); ``localize`` maps exactly those to the built filter, a
-test token and a test certificate, and refuses any other in-container path, so a new one cannot slip past the
-tests unnoticed.
+/etc/intentgate/filter/plugin.wasm or /etc/intentgate/filter/libintentgate_native.so, the control plane's filter
+token at /etc/intentgate/filter-token/token, the front proxy's certificate under /etc/intentgate/tls/);
+``localize`` maps exactly those to the built filters, a test token and a test certificate, and refuses any other
+in-container path, so a new one cannot slip past the tests unnoticed.
 """
 
 from __future__ import annotations
@@ -27,26 +27,31 @@ from typing import Any
 import yaml
 
 from e2e.envoy import load_yaml_bootstrap
-from e2e.gateway import WASM
+from e2e.gateway import NATIVE, WASM
 from e2e.processes import REPO_ROOT
 
 ENVOY_DIR = REPO_ROOT / "envoy"
 DEPLOY_DIR = REPO_ROOT / "deploy"
 KUBERNETES_DIR = DEPLOY_DIR / "kubernetes"
 ISTIO_DIR = DEPLOY_DIR / "istio"
+ENVOY_GATEWAY_DIR = DEPLOY_DIR / "envoy-gateway"
 SIDECAR_YAML = ENVOY_DIR / "sidecar.yaml"
+SIDECAR_NATIVE_YAML = ENVOY_DIR / "sidecar-native.yaml"
 FRONT_PROXY_YAML = ENVOY_DIR / "front-proxy.yaml"
 KUBERNETES_SIDECAR_YAML = KUBERNETES_DIR / "tool-server" / "envoy.yaml"
-ISTIO_VALIDATOR = Path(__file__).resolve().parent / "istio-crds" / "validate.mjs"
+KUBERNETES_SIDECAR_NATIVE_YAML = KUBERNETES_DIR / "tool-server-native" / "envoy.yaml"
+CRD_VALIDATOR = Path(__file__).resolve().parent / "istio-crds" / "validate.mjs"
 CONTROL_PLANE_SOURCES = REPO_ROOT / "control-plane" / "src"
 README = REPO_ROOT / "README.md"
 
 KUSTOMIZATIONS = {
     "base": KUBERNETES_DIR / "base",
     "tool-server": KUBERNETES_DIR / "tool-server",
+    "tool-server-native": KUBERNETES_DIR / "tool-server-native",
     "trial": KUBERNETES_DIR / "overlays" / "trial",
     "production": KUBERNETES_DIR / "overlays" / "production",
     "istio": ISTIO_DIR,
+    "envoy-gateway": ENVOY_GATEWAY_DIR,
 }
 """Every kustomization in the repository, by a short name."""
 
@@ -55,10 +60,12 @@ KUBERNETES_VERSIONS = ("1.35.0", "1.37.0")
 kubernetes-validate knows."""
 
 IN_CONTAINER_FILTER = "/etc/intentgate/filter/plugin.wasm"
+IN_CONTAINER_NATIVE_FILTER = "/etc/intentgate/filter/libintentgate_native.so"
 IN_CONTAINER_TLS_DIR = "/etc/intentgate/tls/"
 IN_CONTAINER_FILTER_TOKEN = "/etc/intentgate/filter-token/token"
 
 WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+NATIVE_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 KUSTOMIZE_FILES = {"kustomization.yaml", "kustomizeconfig.yaml"}
 
@@ -101,6 +108,16 @@ def is_resource(document: Any) -> bool:
 
 def is_istio(resource: dict[str, Any]) -> bool:
     return resource["apiVersion"].split("/")[0].endswith(".istio.io")
+
+
+def is_gateway(resource: dict[str, Any]) -> bool:
+    """Envoy Gateway's and the Gateway API's resources."""
+    return resource["apiVersion"].split("/")[0] in ("gateway.envoyproxy.io", "gateway.networking.k8s.io")
+
+
+def is_custom(resource: dict[str, Any]) -> bool:
+    """A resource of a CustomResourceDefinition (Istio, Envoy Gateway, Gateway API), not of Kubernetes itself."""
+    return is_istio(resource) or is_gateway(resource)
 
 
 def manifest_files() -> list[Path]:
@@ -158,7 +175,7 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
-# --- Istio CRD validation -------------------------------------------------------------------------
+# --- CRD validation (Istio, Envoy Gateway, Gateway API) -------------------------------------------
 
 
 def node_binary() -> str:
@@ -168,17 +185,19 @@ def node_binary() -> str:
     return node
 
 
-def validate_istio(entries: list[tuple[str, dict[str, Any]]], workdir: Path) -> dict[str, list[str]]:
-    """Each (source, resource) against Istio's CRD schema and types; returns errors by source."""
-    if not (ISTIO_VALIDATOR.parent / "node_modules" / "@kubernetes-models" / "istio").is_dir():
-        raise FileNotFoundError("tests/deploy/istio-crds/node_modules is missing: run `make deploy-test`")
-    request = workdir / "istio-resources.json"
+def validate_crds(entries: list[tuple[str, dict[str, Any]]], workdir: Path) -> dict[str, list[str]]:
+    """Each (source, resource) against its CRD's schema and types (tests/deploy/istio-crds/validate.mjs);
+    returns errors by source."""
+    modules = CRD_VALIDATOR.parent / "node_modules" / "@kubernetes-models"
+    if not all((modules / name).is_dir() for name in ("istio", "envoy-gateway", "gateway-api")):
+        raise FileNotFoundError("tests/deploy/istio-crds/node_modules is incomplete: run `make deploy-test`")
+    request = workdir / "custom-resources.json"
     request.write_text(json.dumps([{"source": s, "resource": r} for s, r in entries]))
     done = subprocess.run(
-        [node_binary(), str(ISTIO_VALIDATOR), str(request)], capture_output=True, text=True, timeout=120, check=False
+        [node_binary(), str(CRD_VALIDATOR), str(request)], capture_output=True, text=True, timeout=120, check=False
     )
     if done.returncode != 0:
-        raise AssertionError(f"the Istio CRD validator could not run:\n{done.stderr}")
+        raise AssertionError(f"the CRD validator could not run:\n{done.stderr}")
     return {r["source"]: r["errors"] for r in json.loads(done.stdout)["results"]}
 
 
@@ -221,27 +240,39 @@ def make_test_certificate(directory: Path) -> Path:
 def localize(
     document: dict[str, Any], tls_dir: Path | None = None, filter_token: Path | None = None
 ) -> dict[str, Any]:
-    """A copy of an in-container bootstrap whose file paths point at this machine's: the built filter for
-    /etc/intentgate/filter/plugin.wasm, ``filter_token`` for /etc/intentgate/filter-token/token (default: a
-    file holding a throwaway token), ``tls_dir`` for /etc/intentgate/tls/. Any other absolute path under
-    /etc/intentgate is an error: the tests would not know what it stands for."""
+    """A copy of an in-container bootstrap whose file paths point at this machine's: the built filters for
+    /etc/intentgate/filter/plugin.wasm and /etc/intentgate/filter/libintentgate_native.so, ``filter_token`` for
+    /etc/intentgate/filter-token/token (default: a file holding a throwaway token), ``tls_dir`` for
+    /etc/intentgate/tls/. Paths are Envoy's ``filename``s and the native module's ``control_plane.token_file``
+    (in its plugin JSON). Any other absolute path under /etc/intentgate is an error: the tests would not know
+    what it stands for."""
     document = copy.deepcopy(document)
     if filter_token is None:
         filter_token = Path(tempfile.mkdtemp(prefix="filter-token-")) / "token"
         filter_token.write_text("throwaway-filter-token-" + secrets.token_hex(8))
 
+    def local(value: str) -> str:
+        if value == IN_CONTAINER_FILTER:
+            return str(WASM)
+        if value == IN_CONTAINER_NATIVE_FILTER:
+            return str(NATIVE)
+        if value == IN_CONTAINER_FILTER_TOKEN:
+            return str(filter_token)
+        if value.startswith(IN_CONTAINER_TLS_DIR) and tls_dir is not None:
+            return str(tls_dir / value[len(IN_CONTAINER_TLS_DIR) :])
+        raise AssertionError(f"unknown in-container path {value!r}: teach tests/deploy/support.py")
+
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
                 if key == "filename" and isinstance(value, str) and value.startswith("/etc/intentgate/"):
-                    if value == IN_CONTAINER_FILTER:
-                        node[key] = str(WASM)
-                    elif value == IN_CONTAINER_FILTER_TOKEN:
-                        node[key] = str(filter_token)
-                    elif value.startswith(IN_CONTAINER_TLS_DIR) and tls_dir is not None:
-                        node[key] = str(tls_dir / value[len(IN_CONTAINER_TLS_DIR) :])
-                    else:
-                        raise AssertionError(f"unknown in-container path {value!r}: teach tests/deploy/support.py")
+                    node[key] = local(value)
+                elif key == "filter_config" and isinstance(value, dict) and "value" in value:
+                    plugin = json.loads(value["value"])
+                    token_file = plugin.get("control_plane", {}).get("token_file", "")
+                    if token_file.startswith("/etc/intentgate/"):
+                        plugin["control_plane"]["token_file"] = local(token_file)
+                        value["value"] = json.dumps(plugin)
                 else:
                     walk(value)
         elif isinstance(node, list):
@@ -280,7 +311,18 @@ def wasm_filter(listener: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+def native_filter(listener: dict[str, Any]) -> dict[str, Any]:
+    (found,) = [
+        f for f in connection_manager(listener)["http_filters"] if f["typed_config"]["@type"] == NATIVE_FILTER_TYPE
+    ]
+    return found
+
+
 def plugin_configuration(listener: dict[str, Any]) -> dict[str, Any]:
+    """The plugin JSON of the listener's IntentGate filter, wasm or native."""
+    filters = connection_manager(listener)["http_filters"]
+    if any(f["typed_config"]["@type"] == NATIVE_FILTER_TYPE for f in filters):
+        return json.loads(native_filter(listener)["typed_config"]["filter_config"]["value"])
     return json.loads(wasm_filter(listener)["typed_config"]["config"]["configuration"]["value"])
 
 

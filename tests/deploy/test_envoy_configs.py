@@ -16,6 +16,7 @@ from e2e.gateway import NATIVE, WASM
 from .support import (
     ENVOY_DIR,
     FRONT_PROXY_YAML,
+    SIDECAR_NATIVE_YAML,
     SIDECAR_YAML,
     clusters,
     connection_manager,
@@ -23,6 +24,7 @@ from .support import (
     envoy_configuration_files,
     listeners,
     load_bootstrap,
+    native_filter,
     plugin_configuration,
     rel,
     routes,
@@ -31,7 +33,9 @@ from .support import (
 
 CONFIGURATIONS = envoy_configuration_files()
 SHIPPED = [SIDECAR_YAML, FRONT_PROXY_YAML]
-"""The configurations operators deploy (envoy/standalone.yaml is `make run`'s local gateway)."""
+"""The wasm configurations operators deploy (envoy/standalone.yaml is `make run`'s local gateway)."""
+SHIPPED_ANY_BUILD = [*SHIPPED, SIDECAR_NATIVE_YAML]
+"""...and the native sidecar, for what does not depend on how the filter reaches the control plane."""
 
 DEFAULT_APPROVAL_TIMEOUT_S = 300
 """intentgate-core's default approval_timeout_secs: how long the filter may hold a tools/call."""
@@ -56,8 +60,10 @@ def test_every_envoy_configuration_of_the_repository_is_found() -> None:
         "envoy/standalone.yaml",
         "envoy/standalone-native.yaml",
         "envoy/sidecar.yaml",
+        "envoy/sidecar-native.yaml",
         "envoy/front-proxy.yaml",
         "deploy/kubernetes/tool-server/envoy.yaml",
+        "deploy/kubernetes/tool-server-native/envoy.yaml",
     }
     assert expected <= found, f"missing: {expected - found}"
 
@@ -101,7 +107,7 @@ def test_envoy_validate_refuses_a_route_to_a_missing_cluster(tmp_path: Path) -> 
     assert validate_config(PreparedBootstrap(document), tmp_path).returncode != 0
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=rel)
+@pytest.mark.parametrize("path", SHIPPED_ANY_BUILD, ids=rel)
 def test_mcp_routes_outlast_the_approval_hold(path: Path, tls_dir: Path) -> None:
     gateway = listeners(load_bootstrap(path, tls_dir))["gateway"]
     hcm = connection_manager(gateway)
@@ -116,7 +122,7 @@ def test_mcp_routes_outlast_the_approval_hold(path: Path, tls_dir: Path) -> None
             assert idle >= 2 * DEFAULT_APPROVAL_TIMEOUT_S, f"{route['match']}: idle timeout {idle}s"
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=rel)
+@pytest.mark.parametrize("path", SHIPPED_ANY_BUILD, ids=rel)
 def test_routes_retry_only_requests_that_never_reached_their_upstream(path: Path, tls_dir: Path) -> None:
     for route in routes(listeners(load_bootstrap(path, tls_dir))["gateway"]):
         policy = route.get("route", {}).get("retry_policy")
@@ -142,17 +148,18 @@ def test_filter_syncs_over_an_http2_cluster_that_never_ends_the_stream(path: Pat
     assert "max_connection_duration" not in common
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=rel)
+@pytest.mark.parametrize("path", SHIPPED_ANY_BUILD, ids=rel)
 def test_admin_routes_reach_the_control_plane_without_the_filter(path: Path, tls_dir: Path) -> None:
     gateway = listeners(load_bootstrap(path, tls_dir))["gateway"]
-    filter_name = wasm_filter(gateway)["name"]
+    filter_name = "intentgate"
+    assert any(f["name"] == filter_name for f in connection_manager(gateway)["http_filters"])
     for prefix in ("/v1/admin/", "/api/", "/healthz", "/oauth/", "/.well-known/oauth-authorization-server"):
         (route,) = [r for r in routes(gateway) if prefix in (r["match"].get("prefix"), r["match"].get("path"))]
         assert route["route"]["cluster"] == "intentgate_control_plane_http"
         assert route["typed_per_filter_config"][filter_name]["disabled"] is True
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=rel)
+@pytest.mark.parametrize("path", SHIPPED_ANY_BUILD, ids=rel)
 def test_policy_input_remote_ip_is_the_peer_not_a_client_header(path: Path, tls_dir: Path) -> None:
     hcm = connection_manager(listeners(load_bootstrap(path, tls_dir))["gateway"])
     assert hcm["use_remote_address"] is True
@@ -172,3 +179,26 @@ def test_grpc_calls_carry_the_filter_token_from_a_file_not_from_the_configuratio
     (secret,) = [s for s in document["static_resources"]["secrets"] if s["name"] == generic["credential"]["name"]]
     assert "filename" in secret["generic_secret"]["secret"]
     assert codec["name"] == "envoy.filters.http.upstream_codec"
+
+
+def test_native_sidecar_dials_the_control_plane_itself_with_the_token_from_a_file(tls_dir: Path) -> None:
+    """No gRPC cluster and no Envoy-held secret: the module's own client carries the token it reads from the
+    mounted Secret, which never appears in the configuration."""
+    document = load_bootstrap(SIDECAR_NATIVE_YAML, tls_dir)
+    control_plane = plugin_configuration(listeners(document)["gateway"])["control_plane"]
+    assert control_plane["address"].startswith("http://") and "cluster" not in control_plane
+    assert "token" not in control_plane and control_plane["token_file"]
+    assert "secrets" not in document["static_resources"]
+    assert set(clusters(document)) == {"tool_server", "intentgate_control_plane_http", "envoy_admin"}
+
+
+def test_envoy_validate_refuses_a_native_token_given_twice(tmp_path: Path) -> None:
+    """The module's own check runs under `envoy --mode validate`: an inline token beside token_file is refused."""
+    document = load_bootstrap(SIDECAR_NATIVE_YAML)
+    value = native_filter(listeners(document)["gateway"])["typed_config"]["filter_config"]
+    plugin = json.loads(value["value"])
+    plugin["control_plane"]["token"] = "inline-token"
+    value["value"] = json.dumps(plugin)
+    done = validate_config(PreparedBootstrap(document), tmp_path)
+    assert done.returncode != 0
+    assert "control_plane.token and control_plane.token_file are exclusive" in done.stdout + done.stderr

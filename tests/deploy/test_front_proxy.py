@@ -13,13 +13,16 @@ import httpx
 import pytest
 
 from e2e.envoy import Envoy, PreparedBootstrap, start_envoy
-from e2e.gateway import DEMO_POLICY
+from e2e.gateway import DEMO_POLICY, Build
 from e2e.peers import start_everything
 from e2e.processes import ProcessStartError
 from e2e.rpc import initialize_request, messages_in, tool_call
 
 from .support import FRONT_PROXY_YAML, load_bootstrap, make_test_certificate
-from .test_sidecar import AGENT, SYNC_UPDATES_STAT, TENANT, ControlPlane, free_loopback_port, place, promote_policy, start_control_plane
+from .test_sidecar import AGENT, TENANT, ControlPlane, free_loopback_port, place, promote_policy, start_control_plane
+
+WASM_BUILD = Build("wasm")
+"""The front proxy runs the wasm filter."""
 
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
@@ -50,6 +53,7 @@ def front_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontProxy
             for attempt in range(3):  # the admin port is chosen before Envoy binds it: retry if it was taken
                 document = place(
                     load_bootstrap(FRONT_PROXY_YAML, tls_dir, control_plane.filter_token_file),
+                    WASM_BUILD,
                     tool_server=everything.port,
                     control_plane=control_plane,
                     admin_port=free_loopback_port(),
@@ -62,7 +66,9 @@ def front_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontProxy
                         raise
             assert envoy is not None
             try:
-                envoy.wait_for_stat(SYNC_UPDATES_STAT, lambda v: v > 0, timeout=30, what="a state update")
+                envoy.wait_for_stat(
+                    WASM_BUILD.stat("intentgate.sync.updates"), lambda v: v > 0, timeout=30, what="a state update"
+                )
                 yield FrontProxy(envoy, control_plane, tls_dir / "tls.crt")
             finally:
                 envoy.stop()

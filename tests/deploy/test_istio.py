@@ -19,7 +19,7 @@ from e2e.gateway import DEMO_POLICY, WASM, Issuer, tenant_config
 from e2e.peers import EverythingServer, start_everything
 from e2e.rpc import RawMcp, tool_call
 
-from .support import ISTIO_DIR, WASM_FILTER_TYPE, find, is_istio, is_resource, manifest_files, rel, validate_istio, yaml_documents
+from .support import ISTIO_DIR, WASM_FILTER_TYPE, find, is_istio, is_resource, manifest_files, rel, validate_crds, yaml_documents
 
 WASMPLUGIN = ISTIO_DIR / "wasmplugin.yaml"
 ENVOYFILTER = ISTIO_DIR / "envoyfilter.yaml"
@@ -83,7 +83,7 @@ def test_istio_manifests_validate_against_istio_crd_schemas(rendered: dict[str, 
     entries = [(f"{rel(p)}#{i}", r) for p in ISTIO_FILES for i, r in enumerate(istio_resources(p))]
     entries += [(f"kubectl kustomize deploy/istio#{i}", r) for i, r in enumerate(rendered["istio"])]
     assert len(rendered["istio"]) == 4
-    errors = validate_istio(entries, tmp_path)
+    errors = validate_crds(entries, tmp_path)
     assert set(errors) == {source for source, _ in entries}
     assert not {source: e for source, e in errors.items() if e}, errors
 
@@ -96,7 +96,7 @@ def test_istio_crd_validation_refuses_misspelt_fields_and_invalid_values(tmp_pat
     invalid["spec"]["failStrategy"] = "FAIL_SOMETIMES"
     nested = copy.deepcopy(the(DESTINATION_RULE))
     nested["spec"]["trafficPolicy"]["connectionPool"]["tcp"]["keepalive"] = {"time": "30s"}
-    errors = validate_istio([("misspelt", misspelt), ("invalid", invalid), ("nested", nested)], tmp_path)
+    errors = validate_crds([("misspelt", misspelt), ("invalid", invalid), ("nested", nested)], tmp_path)
     assert any("selectr" in e for e in errors["misspelt"])
     assert any("failStrategy" in e or "FAIL_SOMETIMES" in e for e in errors["invalid"])
     assert any("keepalive" in e for e in errors["nested"])

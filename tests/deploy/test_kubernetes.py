@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -17,18 +19,22 @@ from .support import (
     CONTROL_PLANE_SOURCES,
     IN_CONTAINER_FILTER,
     IN_CONTAINER_FILTER_TOKEN,
+    IN_CONTAINER_NATIVE_FILTER,
+    KUBERNETES_SIDECAR_NATIVE_YAML,
     KUBERNETES_SIDECAR_YAML,
     KUBERNETES_VERSIONS,
+    SIDECAR_NATIVE_YAML,
     SIDECAR_YAML,
     all_containers,
     clusters,
     endpoint_addresses,
     env_of,
     find,
-    is_istio,
+    is_custom,
     is_resource,
     listeners,
     manifest_files,
+    native_filter,
     plugin_configuration,
     pod_templates,
     readme_section,
@@ -37,7 +43,7 @@ from .support import (
     yaml_documents,
 )
 
-KUBERNETES_RENDERS = ("base", "tool-server", "trial", "production")
+KUBERNETES_RENDERS = ("base", "tool-server", "tool-server-native", "trial", "production")
 APPLIED = ("trial", "production")
 """The overlays an operator applies (base and tool-server are also rendered, as parts)."""
 SECRET_ENV = (
@@ -57,6 +63,35 @@ INTEGRATION_CREDENTIALS = {
 """Credentials of the SIEM and webhook destinations: an operator adds them (from a Secret) with the destination."""
 
 
+@dataclass(frozen=True)
+class Sidecar:
+    """A tool-server kustomization and the sidecar configuration it ships."""
+
+    render: str
+    envoy: Path
+    copy: Path
+    image: str
+    module: str
+
+    def __str__(self) -> str:
+        return self.render
+
+    def filename(self) -> str:
+        """Where the configuration loads the filter from."""
+        gateway = listeners(yaml_documents(self.envoy)[0])["gateway"]
+        if self.module == IN_CONTAINER_NATIVE_FILTER:
+            return native_filter(gateway)["typed_config"]["dynamic_module_config"]["module"]["local"]["filename"]
+        return wasm_filter(gateway)["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"]
+
+
+SIDECARS = (
+    Sidecar("tool-server", SIDECAR_YAML, KUBERNETES_SIDECAR_YAML, "ghcr.io/intentgate/intentgate-filter:0.1.0",
+            IN_CONTAINER_FILTER),
+    Sidecar("tool-server-native", SIDECAR_NATIVE_YAML, KUBERNETES_SIDECAR_NATIVE_YAML,
+            "ghcr.io/intentgate/intentgate-filter-native:0.1.0", IN_CONTAINER_NATIVE_FILTER),
+)
+
+
 def schema_errors(resource: dict[str, Any], version: str) -> str | None:
     try:
         kubernetes_validate.validate(resource, version, strict=True)
@@ -68,7 +103,7 @@ def schema_errors(resource: dict[str, Any], version: str) -> str | None:
 
 
 def kubernetes_resources_in(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml_documents(path) if is_resource(d) and not is_istio(d)]
+    return [d for d in yaml_documents(path) if is_resource(d) and not is_custom(d)]
 
 
 MANIFEST_FILES = [p for p in manifest_files() if kubernetes_resources_in(p)]
@@ -101,7 +136,7 @@ def test_rendered_kustomization_validates_against_the_kubernetes_schemas(
     resources = rendered[name]
     assert resources, f"{name} rendered nothing"
     errors = {
-        f"{r['kind']}/{r['metadata']['name']}": schema_errors(r, version) for r in resources if not is_istio(r)
+        f"{r['kind']}/{r['metadata']['name']}": schema_errors(r, version) for r in resources if not is_custom(r)
     }
     assert not {k: v for k, v in errors.items() if v}, errors
 
@@ -240,34 +275,51 @@ def test_control_plane_serves_rest_and_grpc_on_the_ports_its_services_expose(ren
     assert find(resources, "Service", "intentgate-control-plane-headless")["spec"]["clusterIP"] == "None"
 
 
-def test_kubernetes_sidecar_configuration_is_envoy_sidecar_yaml(rendered: dict[str, Any]) -> None:
-    assert KUBERNETES_SIDECAR_YAML.read_text() == SIDECAR_YAML.read_text(), (
-        "deploy/kubernetes/tool-server/envoy.yaml differs from envoy/sidecar.yaml: copy the latter over the former"
+@pytest.mark.parametrize("sidecar", SIDECARS, ids=str)
+def test_kubernetes_sidecar_configuration_is_the_envoy_directory_one(sidecar: Sidecar, rendered: dict[str, Any]) -> None:
+    assert sidecar.copy.read_text() == sidecar.envoy.read_text(), (
+        f"{rel(sidecar.copy)} differs from {rel(sidecar.envoy)}: copy the latter over the former"
     )
     (config_map,) = [
-        r for r in rendered["tool-server"] if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith("intentgate-envoy")
+        r for r in rendered[sidecar.render] if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith("intentgate-envoy")
     ]
-    assert config_map["data"]["envoy.yaml"] == SIDECAR_YAML.read_text()
+    assert config_map["data"]["envoy.yaml"] == sidecar.envoy.read_text()
 
 
-def test_sidecar_dials_the_control_plane_services_the_manifests_define(rendered: dict[str, Any]) -> None:
+def headless_service_port(base: list[dict[str, Any]], host: str, port: int) -> str:
+    """The name of the port of the headless control-plane Service that ``host:port`` reaches."""
+    service_name, namespace, *_ = host.split(".")
+    service = find(base, "Service", service_name)
+    assert service["metadata"]["namespace"] == namespace
+    assert service["spec"]["clusterIP"] == "None", "a headless Service: DNS names every Ready replica"
+    (name,) = [p["name"] for p in service["spec"]["ports"] if p["port"] == port]
+    return name
+
+
+@pytest.mark.parametrize("sidecar", SIDECARS, ids=str)
+def test_sidecar_dials_the_control_plane_services_the_manifests_define(sidecar: Sidecar, rendered: dict[str, Any]) -> None:
     base = rendered["base"]
-    envoy = yaml_documents(SIDECAR_YAML)[0]
+    envoy = yaml_documents(sidecar.envoy)[0]
     by_name = clusters(envoy)
-    grpc_cluster = plugin_configuration(listeners(envoy)["gateway"])["control_plane"]["cluster"]
-    for cluster_name, port_name in (("intentgate_control_plane_http", "http"), (grpc_cluster, "grpc")):
+    control_plane = plugin_configuration(listeners(envoy)["gateway"])["control_plane"]
+    dialled = {"intentgate_control_plane_http": "http"}
+    if "cluster" in control_plane:
+        dialled[control_plane["cluster"]] = "grpc"
+    else:
+        # The native module dials the gRPC port itself.
+        url = urlsplit(control_plane["address"])
+        assert url.scheme == "http" and url.hostname and url.port
+        assert headless_service_port(base, url.hostname, url.port) == "grpc"
+    for cluster_name, port_name in dialled.items():
         (address,) = endpoint_addresses(by_name[cluster_name])
-        service_name, namespace, *_ = address["address"].split(".")
-        service = find(base, "Service", service_name)
-        assert service["metadata"]["namespace"] == namespace
         # STRICT_DNS on a headless Service: Envoy sees, and balances over, every Ready replica.
-        assert by_name[cluster_name]["type"] == "STRICT_DNS" and service["spec"]["clusterIP"] == "None"
-        ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
-        assert address["port_value"] == ports[port_name], cluster_name
+        assert by_name[cluster_name]["type"] == "STRICT_DNS"
+        assert headless_service_port(base, address["address"], address["port_value"]) == port_name, cluster_name
 
 
-def test_tool_server_is_reachable_only_through_its_sidecar(rendered: dict[str, Any]) -> None:
-    resources = rendered["tool-server"]
+@pytest.mark.parametrize("sidecar", SIDECARS, ids=str)
+def test_tool_server_is_reachable_only_through_its_sidecar(sidecar: Sidecar, rendered: dict[str, Any]) -> None:
+    resources = rendered[sidecar.render]
     pod = find(resources, "Deployment", "mcp-tool-server")["spec"]["template"]["spec"]
     (envoy,) = [c for c in pod["initContainers"] if c["name"] == "intentgate-envoy"]
     (tool,) = [c for c in pod["containers"] if c["name"] == "tool-server"]
@@ -280,24 +332,25 @@ def test_tool_server_is_reachable_only_through_its_sidecar(rendered: dict[str, A
     allowed = [p["port"] for rule in find(resources, "NetworkPolicy", "mcp-tool-server")["spec"]["ingress"] for p in rule["ports"]]
     assert sorted(allowed) == ["gateway", "probes"]
     # What Envoy listens on and forwards to is what the pod declares.
-    sidecar = yaml_documents(SIDECAR_YAML)[0]
-    assert listeners(sidecar)["gateway"]["address"]["socket_address"]["port_value"] == envoy_ports["gateway"]
-    assert listeners(sidecar)["probes"]["address"]["socket_address"]["port_value"] == envoy_ports["probes"]
-    (upstream,) = endpoint_addresses(clusters(sidecar)["tool_server"])
+    document = yaml_documents(sidecar.envoy)[0]
+    assert listeners(document)["gateway"]["address"]["socket_address"]["port_value"] == envoy_ports["gateway"]
+    assert listeners(document)["probes"]["address"]["socket_address"]["port_value"] == envoy_ports["probes"]
+    (upstream,) = endpoint_addresses(clusters(document)["tool_server"])
     assert upstream["address"] == "127.0.0.1" and upstream["port_value"] in tool_ports
 
 
-def test_filter_image_is_mounted_where_the_sidecar_configuration_loads_it(rendered: dict[str, Any]) -> None:
-    pod = find(rendered["tool-server"], "Deployment", "mcp-tool-server")["spec"]["template"]["spec"]
+@pytest.mark.parametrize("sidecar", SIDECARS, ids=str)
+def test_filter_image_is_mounted_where_the_sidecar_configuration_loads_it(
+    sidecar: Sidecar, rendered: dict[str, Any]
+) -> None:
+    pod = find(rendered[sidecar.render], "Deployment", "mcp-tool-server")["spec"]["template"]["spec"]
     (envoy,) = [c for c in pod["initContainers"] if c["name"] == "intentgate-envoy"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["name"]: m for m in envoy["volumeMounts"]}
-    # kustomize's images list reaches the image volume (tool-server/kustomizeconfig.yaml).
-    assert volumes["intentgate-filter"]["image"]["reference"] == "ghcr.io/intentgate/intentgate-filter:0.1.0"
-    assert IN_CONTAINER_FILTER == mounts["intentgate-filter"]["mountPath"] + "/plugin.wasm"
-    gateway = listeners(yaml_documents(SIDECAR_YAML)[0])["gateway"]
-    filename = wasm_filter(gateway)["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"]
-    assert filename == IN_CONTAINER_FILTER
+    # kustomize's images list reaches the image volume (kustomizeconfig.yaml).
+    assert volumes["intentgate-filter"]["image"]["reference"] == sidecar.image
+    assert sidecar.module == mounts["intentgate-filter"]["mountPath"] + "/" + Path(sidecar.module).name
+    assert sidecar.filename() == sidecar.module
     config_path = envoy["args"][envoy["args"].index("--config-path") + 1]
     assert config_path == mounts["envoy-config"]["mountPath"] + "/envoy.yaml"
     assert envoy["args"][envoy["args"].index("--concurrency") + 1] == "2"
@@ -314,10 +367,11 @@ def test_control_plane_grpc_port_admits_only_pods_running_the_filter(rendered: d
     assert label.items() <= tool_server["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_sidecar_presents_the_filter_token_the_control_plane_requires(rendered: dict[str, Any]) -> None:
+@pytest.mark.parametrize("sidecar", SIDECARS, ids=str)
+def test_sidecar_presents_the_filter_token_the_control_plane_requires(sidecar: Sidecar, rendered: dict[str, Any]) -> None:
     token = env_of(control_plane(rendered["production"]))["INTENTGATE_FILTER_TOKEN"]["valueFrom"]["secretKeyRef"]
     assert token == {"name": "intentgate-control-plane", "key": "filter-token"}, "required, from the Secret"
-    pod = find(rendered["tool-server"], "Deployment", "mcp-tool-server")["spec"]["template"]["spec"]
+    pod = find(rendered[sidecar.render], "Deployment", "mcp-tool-server")["spec"]["template"]["spec"]
     (volume,) = [v for v in pod["volumes"] if "secret" in v]
     assert volume["secret"]["secretName"] == "intentgate-filter-token"
     # Only Envoy mounts it, readable by its group alone.
@@ -327,11 +381,18 @@ def test_sidecar_presents_the_filter_token_the_control_plane_requires(rendered: 
     (envoy,) = [c for c in pod["initContainers"] if c["name"] == "intentgate-envoy"]
     assert envoy["securityContext"]["runAsGroup"] == 65532
     (mount,) = [m for m in envoy["volumeMounts"] if m["name"] == volume["name"]]
+    # Mounted whole, not by subPath: the kubelet rewrites the file when the Secret is rotated.
+    assert "subPath" not in mount
     (item,) = volume["secret"]["items"]
     assert f"{mount['mountPath']}/{item['path']}" == IN_CONTAINER_FILTER_TOKEN
-    # ...which is the file the sidecar configuration's credential injector reads.
-    secrets = yaml_documents(SIDECAR_YAML)[0]["static_resources"]["secrets"]
-    assert [s["generic_secret"]["secret"]["filename"] for s in secrets] == [IN_CONTAINER_FILTER_TOKEN]
+    # ...which is the file the wasm sidecar's credential injector reads, or the native module itself.
+    document = yaml_documents(sidecar.envoy)[0]
+    if sidecar.module == IN_CONTAINER_NATIVE_FILTER:
+        assert "secrets" not in document["static_resources"]
+        assert plugin_configuration(listeners(document)["gateway"])["control_plane"]["token_file"] == IN_CONTAINER_FILTER_TOKEN
+    else:
+        secrets = document["static_resources"]["secrets"]
+        assert [s["generic_secret"]["secret"]["filename"] for s in secrets] == [IN_CONTAINER_FILTER_TOKEN]
 
 
 def credentials_read_by_the_control_plane() -> set[str]:

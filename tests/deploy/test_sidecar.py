@@ -1,19 +1,23 @@
-"""envoy/sidecar.yaml end to end, as shipped: the real Envoy runs it with the real filter, in front of the real
-server-everything on loopback, syncing over gRPC from the real control plane binary (a temporary SQLite
-database, a known master key), and a real MCP client calls a tool through it.
+"""envoy/sidecar.yaml and envoy/sidecar-native.yaml end to end, as shipped: the real Envoy runs each with its
+build of the filter (wasm, native module), in front of the real server-everything on loopback, syncing over gRPC
+from the real control plane binary (a temporary SQLite database, a known master key) that requires the filter
+token, read from a file; a real MCP client calls tools through it.
 
 Besides single calls, the README's runbooks run here against the deployed shape: upgrading a policy and rolling
-it back, rotating the signing key and retiring the old one, each observed through the sidecar.
+it back, rotating the signing key and retiring the old one, each observed through the sidecar; and for the
+native module, rotating the filter token by rewriting its file.
 
-The only changes made to the file are placements, each named in ``place``: listen on loopback ports the kernel
+The only changes made to the files are placements, each named in ``place``: listen on loopback ports the kernel
 picks, dial the peers this test started instead of the pod's 127.0.0.1:3001 and the control plane's Kubernetes
-DNS name, load the built filter instead of /etc/intentgate/filter/plugin.wasm, and the node id Kubernetes
-passes with --service-node. Routes, timeouts, the filter and its configuration are the file's own.
+DNS name, load the built filter instead of /etc/intentgate/filter/…, read the token from this test's file, and
+the node id Kubernetes passes with --service-node. Routes, timeouts, the filter and its configuration are the
+files' own.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import socket
@@ -25,20 +29,29 @@ from typing import Any
 
 import httpx
 import pytest
+from anyio import sleep as anyio_sleep
 
 from e2e.envoy import Envoy, PreparedBootstrap, start_envoy
-from e2e.gateway import DEMO_POLICY
+from e2e.gateway import BUILDS, DEMO_POLICY, Build
 from e2e.mcp_client import MCPError, open_mcp_session, text_of
 from e2e.peers import EverythingServer, start_everything
 from e2e.rpc import RawMcp, initialize_request, tool_call
 from e2e.processes import REPO_ROOT, ManagedProcess, ProcessStartError, loopback_listening_ports
 
-from .support import SIDECAR_YAML, clusters, listeners, load_bootstrap
+from .support import (
+    SIDECAR_NATIVE_YAML,
+    SIDECAR_YAML,
+    clusters,
+    listeners,
+    load_bootstrap,
+    native_filter,
+    plugin_configuration,
+)
 
 CONTROL_PLANE_BIN = REPO_ROOT / "target" / "debug" / "intentgate-control-plane"
 TENANT = "demo"
 AGENT = "sidecar-agent"
-SYNC_UPDATES_STAT = "wasmcustom.intentgate.sync.updates"
+SIDECAR_FILES = {"wasm": SIDECAR_YAML, "native": SIDECAR_NATIVE_YAML}
 
 
 @dataclass
@@ -49,6 +62,7 @@ class ControlPlane:
     admin_token: str
     log_path: Path
     filter_token_file: Path
+    env: dict[str, str]
 
     @property
     def url(self) -> str:
@@ -59,27 +73,44 @@ class ControlPlane:
             base_url=self.url, headers={"authorization": f"Bearer {self.admin_token}"}, timeout=10, trust_env=False
         )
 
+    def restart(self, filter_token: str) -> None:
+        """Stops the binary and starts it again on the same ports and database, requiring ``filter_token``:
+        the filter-token rotation, as a Deployment rolled with the new Secret does it."""
+        self.process.stop()
+        env = {
+            **self.env,
+            "INTENTGATE_FILTER_TOKEN": filter_token,
+            "INTENTGATE_HTTP_ADDR": f"127.0.0.1:{self.http_port}",
+            "INTENTGATE_GRPC_ADDR": f"127.0.0.1:{self.grpc_port}",
+        }
+        restarted = launch_control_plane(self.log_path.parent, env)
+        assert (restarted.http_port, restarted.grpc_port) == (self.http_port, self.grpc_port)
+        self.process, self.env = restarted.process, env
+
 
 def start_control_plane(workdir: Path) -> ControlPlane:
-    """The real binary on ports the kernel picks; its HTTP port is the one answering /healthz, the other one
-    its gRPC port."""
-    if not CONTROL_PLANE_BIN.exists():
-        raise ProcessStartError(f"{CONTROL_PLANE_BIN} is missing: cargo build -p intentgate-control-plane")
-    admin_token = secrets.token_urlsafe(24)
+    """The real binary on ports the kernel picks, requiring a filter token (also written to a file)."""
     filter_token = secrets.token_urlsafe(24)
     (workdir / "filter-token").write_text(filter_token)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "RUST_LOG": "info",
-        "INTENTGATE_ADMIN_TOKEN": admin_token,
+        "INTENTGATE_ADMIN_TOKEN": secrets.token_urlsafe(24),
         "INTENTGATE_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "INTENTGATE_DATABASE_URL": f"sqlite://{workdir / 'intentgate.db'}?mode=rwc",
         "INTENTGATE_HTTP_ADDR": "127.0.0.1:0",
         "INTENTGATE_GRPC_ADDR": "127.0.0.1:0",
         "INTENTGATE_PUBLIC_URL": "https://gateway.example.com",
-        # Filters without it are refused: the sidecar must present it (its Envoy adds it from a file).
+        # Filters without it are refused: the sidecar must present it (read from a file).
         "INTENTGATE_FILTER_TOKEN": filter_token,
     }
+    return launch_control_plane(workdir, env)
+
+
+def launch_control_plane(workdir: Path, env: dict[str, str]) -> ControlPlane:
+    """Starts the binary with ``env``; its HTTP port is the one answering /healthz, the other one its gRPC port."""
+    if not CONTROL_PLANE_BIN.exists():
+        raise ProcessStartError(f"{CONTROL_PLANE_BIN} is missing: cargo build -p intentgate-control-plane")
     process = ManagedProcess(
         "control-plane", [str(CONTROL_PLANE_BIN)], log_path=workdir / "control-plane.log", env=env, cwd=workdir
     ).start()
@@ -107,7 +138,9 @@ def start_control_plane(workdir: Path) -> ControlPlane:
         raise
     finally:
         probe.close()
-    return ControlPlane(process, http, grpc, admin_token, process.log_path, workdir / "filter-token")
+    return ControlPlane(
+        process, http, grpc, env["INTENTGATE_ADMIN_TOKEN"], process.log_path, workdir / "filter-token", env
+    )
 
 
 def free_loopback_port() -> int:
@@ -116,9 +149,12 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-def place(document: dict[str, Any], *, tool_server: int, control_plane: ControlPlane, admin_port: int) -> dict[str, Any]:
-    """Puts the sidecar on this machine. Every listener and cluster of the file must be placed here, so a new
-    one cannot reach for an address that only exists in a pod."""
+def place(
+    document: dict[str, Any], build: Build, *, tool_server: int, control_plane: ControlPlane, admin_port: int
+) -> dict[str, Any]:
+    """Puts the sidecar on this machine. Every listener and cluster of the file must be placed here, and the
+    native module's control-plane address too, so a new one cannot reach for an address that only exists in a
+    pod."""
     document["node"]["id"] = "sidecar-e2e"  # what --service-node sets in the pod
     document["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin_port)
     by_listener = listeners(document)
@@ -128,9 +164,16 @@ def place(document: dict[str, Any], *, tool_server: int, control_plane: ControlP
     endpoints = {
         "tool_server": tool_server,
         "intentgate_control_plane_http": control_plane.http_port,
-        "intentgate_control_plane_grpc": control_plane.grpc_port,
         "envoy_admin": admin_port,
     }
+    if build.name == "wasm":
+        endpoints["intentgate_control_plane_grpc"] = control_plane.grpc_port
+    else:
+        value = native_filter(by_listener["gateway"])["typed_config"]["filter_config"]
+        plugin = json.loads(value["value"])
+        assert plugin["control_plane"]["address"].startswith("http://intentgate-control-plane")
+        plugin["control_plane"]["address"] = f"http://127.0.0.1:{control_plane.grpc_port}"
+        value["value"] = json.dumps(plugin)
     by_cluster = clusters(document)
     assert set(by_cluster) == set(endpoints), f"unplaced clusters: {set(by_cluster) ^ set(endpoints)}"
     for name, port in endpoints.items():
@@ -150,6 +193,7 @@ def promote_policy(control_plane: ControlPlane, rego: str) -> None:
 
 @dataclass
 class Sidecar:
+    build: Build
     envoy: Envoy
     control_plane: ControlPlane
     everything: EverythingServer
@@ -159,9 +203,10 @@ class Sidecar:
         return self.envoy.stat("cluster.tool_server.upstream_rq_total")
 
 
-@pytest.fixture(scope="module")
-def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    workdir = tmp_path_factory.mktemp("sidecar")
+@pytest.fixture(scope="module", params=BUILDS, ids=str)
+def sidecar(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
+    build: Build = request.param
+    workdir = tmp_path_factory.mktemp(f"sidecar-{build}")
     with start_everything(log_path=workdir / "everything.log") as everything:
         control_plane = start_control_plane(workdir)
         try:
@@ -171,7 +216,8 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
             for attempt in range(3):  # the admin port is chosen before Envoy binds it: retry if it was taken
                 admin_port = free_loopback_port()
                 document = place(
-                    load_bootstrap(SIDECAR_YAML, filter_token=control_plane.filter_token_file),
+                    load_bootstrap(SIDECAR_FILES[build.name], filter_token=control_plane.filter_token_file),
+                    build,
                     tool_server=everything.port,
                     control_plane=control_plane,
                     admin_port=admin_port,
@@ -187,7 +233,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
                 statuses = envoy.admin_get("/listeners", format="json").json()["listener_statuses"]
                 (probes,) = [s for s in statuses if s["name"] == "probes"]
                 probes_port = probes["local_address"]["socket_address"]["port_value"]
-                yield Sidecar(envoy, control_plane, everything, f"http://127.0.0.1:{probes_port}")
+                yield Sidecar(build, envoy, control_plane, everything, f"http://127.0.0.1:{probes_port}")
             finally:
                 envoy.stop()
         finally:
@@ -196,15 +242,18 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
 
 def wait_for_snapshot(sidecar: Sidecar) -> int:
     return sidecar.envoy.wait_for_stat(
-        SYNC_UPDATES_STAT, lambda v: v > 0, timeout=30, what="a state update applied from the control plane"
+        sidecar.build.stat("intentgate.sync.updates"),
+        lambda v: v > 0,
+        timeout=30,
+        what="a state update applied from the control plane",
     )
 
 
-def mint_through_the_sidecar(sidecar: Sidecar, tools: list[str]) -> str:
+def mint_through_the_sidecar(sidecar: Sidecar, tools: list[str], **claims: Any) -> str:
     answer = httpx.post(
         sidecar.envoy.url("/v1/admin/mint"),
         headers={"authorization": f"Bearer {sidecar.control_plane.admin_token}"},
-        json={"subject": AGENT, "tenant": TENANT, "tools": tools, "ttl_seconds": 600},
+        json={"subject": AGENT, "tenant": TENANT, "tools": tools, "ttl_seconds": 600, **claims},
         timeout=10,
         trust_env=False,
     )
@@ -214,10 +263,16 @@ def mint_through_the_sidecar(sidecar: Sidecar, tools: list[str]) -> str:
 
 def test_sidecar_syncs_over_grpc_from_a_control_plane_that_requires_the_filter_token(sidecar: Sidecar) -> None:
     assert wait_for_snapshot(sidecar) > 0
-    assert sidecar.envoy.stat("cluster.intentgate_control_plane_grpc.upstream_cx_http2_total") >= 1
+    if sidecar.build.name == "wasm":
+        assert sidecar.envoy.stat("cluster.intentgate_control_plane_grpc.upstream_cx_http2_total") >= 1
+    else:
+        assert "control_plane.token_file" in sidecar.envoy.log_text(), "the module says it read the token file"
     # The snapshot carried the promoted policy: the state version moved past the empty database's.
-    assert sidecar.envoy.stat("wasmcustom.intentgate.sync.version") > 0
+    assert sidecar.envoy.stat(sidecar.build.stat("intentgate.sync.version")) > 0
     assert "grpc status 16" not in sidecar.envoy.log_text(), "a call went out without the filter token"
+    with sidecar.control_plane.admin() as admin:
+        connected = [f for f in admin.get("/v1/admin/filters").json()["filters"] if f["connected"]]
+    assert len(connected) == sidecar.build.subscriptions(), connected
 
 
 def test_sidecar_routes_admin_calls_to_the_control_plane(sidecar: Sidecar) -> None:
@@ -392,3 +447,63 @@ def test_signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_retire
         assert admin.delete(f"/v1/admin/keys/{old_key['kid']}").status_code == 204
         eventually(lambda: echo_outcome(sidecar, old_token), -32010, "the retired key's token through the sidecar")
         assert echo_outcome(sidecar, new_token) is None
+
+
+# --- the native module's filter token, from a file ---------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_native_sidecar_fails_closed_on_an_empty_token_file_and_follows_a_rewritten_one(
+    sidecar: Sidecar,
+) -> None:
+    """The filter-token rotation: the control plane restarts with a new token; while the file is empty the module
+    sends nothing (a budgeted call, which needs a lease, fails closed as with an unreachable control plane, and the
+    log says why); once the file holds the new token the module follows it without a restart: the budgeted call
+    passes and the decisions made meanwhile reach the audit chain."""
+    if sidecar.build.name != "native":
+        pytest.skip("the wasm sidecar's Envoy reads the token at start (credential_injector)")
+    wait_for_snapshot(sidecar)
+    agent = "rotation-agent"
+    token = mint_through_the_sidecar(sidecar, ["echo", "get-env"], max_calls=5, subject=agent)
+    token_file = sidecar.control_plane.filter_token_file
+    new_token = secrets.token_urlsafe(24)
+    token_file.write_text("")
+    sidecar.control_plane.restart(new_token)
+    eventually(
+        lambda: f"control_plane.token_file {token_file} is empty" in sidecar.envoy.log_text(),
+        True,
+        "the module's log line about the empty token file",
+    )
+    assert "failing closed" in sidecar.envoy.log_text()
+    async with open_mcp_session(sidecar.envoy.mcp_url, token=token) as mcp:
+        with pytest.raises(MCPError) as refused:
+            await mcp.call_tool("echo", {"message": "without a lease"})
+        assert refused.value.code == -32013, "no lease without the control plane: the budget check fails closed"
+        with pytest.raises(MCPError) as denied:
+            await mcp.call_tool("get-env", {})
+        assert denied.value.code in (-32012, -32013)
+
+    token_file.write_text(new_token + "\n")  # a trailing newline, as `kubectl create secret --from-file` keeps it
+    marker = secrets.token_hex(4)
+
+    async def echo_passes() -> bool:
+        async with open_mcp_session(sidecar.envoy.mcp_url, token=token) as mcp:
+            try:
+                return text_of(await mcp.call_tool("echo", {"message": marker})) == f"Echo: {marker}"
+            except MCPError as error:
+                assert error.code == -32013, error
+                return False
+
+    deadline = time.monotonic() + 30
+    while not await echo_passes():
+        assert time.monotonic() < deadline, "the module did not follow the rewritten token file"
+        await anyio_sleep(0.5)
+    assert f"control_plane.token_file {token_file} read" in sidecar.envoy.log_text()
+    with sidecar.control_plane.admin() as admin:
+
+        def refused_and_allowed() -> bool:
+            items = admin.get("/v1/admin/audit", params={"tenant": TENANT, "limit": "1000"}).json()["items"]
+            calls = [e for e in items if e["event"] == "intentgate.tool_call" and e["agent_id"] == agent]
+            return {("echo", "deny"), ("get-env", "deny"), ("echo", "allow")} <= {(e["tool"], e["decision"]) for e in calls}
+
+        eventually(refused_and_allowed, True, "the decisions made while the token file was empty, in the chain")

@@ -1,6 +1,9 @@
-// Validates Istio resources against Istio's CustomResourceDefinition schemas.
+// Validates custom resources against their CustomResourceDefinition schemas: Istio's (generated from Istio 1.29.2's
+// crd-all.gen.yaml by @kubernetes-models/istio), Envoy Gateway's (@kubernetes-models/envoy-gateway 2.0.0, which
+// predates its dynamic modules: the caller checks those fields itself) and the Gateway API's
+// (@kubernetes-models/gateway-api).
 //
-// Two checks per resource, both generated from Istio 1.29.2's crd-all.gen.yaml by @kubernetes-models/istio:
+// Two checks per resource, both generated from the CRDs by @kubernetes-models:
 //   1. the CRD's openAPIV3Schema, compiled to a validator: types, enums, required fields, patterns, formats;
 //   2. the TypeScript types of the same schema, with the resource as an object literal: excess-property checks
 //      reject fields the schema does not define. A CRD's schema does not forbid unknown fields (the API server
@@ -20,13 +23,23 @@ import ts from "typescript";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
-// apiVersion/kind -> the @kubernetes-models/istio module and its interface.
+// apiVersion/kind -> the @kubernetes-models module that defines it (its interface is I<kind>).
+const ISTIO = "@kubernetes-models/istio";
+const ENVOY_GATEWAY = "@kubernetes-models/envoy-gateway";
+const GATEWAY_API = "@kubernetes-models/gateway-api";
 const KINDS = {
-  "extensions.istio.io/v1alpha1/WasmPlugin": "extensions.istio.io/v1alpha1/WasmPlugin",
-  "networking.istio.io/v1/DestinationRule": "networking.istio.io/v1/DestinationRule",
-  "networking.istio.io/v1/ServiceEntry": "networking.istio.io/v1/ServiceEntry",
-  "networking.istio.io/v1alpha3/EnvoyFilter": "networking.istio.io/v1alpha3/EnvoyFilter",
-  "security.istio.io/v1/AuthorizationPolicy": "security.istio.io/v1/AuthorizationPolicy",
+  "extensions.istio.io/v1alpha1/WasmPlugin": `${ISTIO}/extensions.istio.io/v1alpha1/WasmPlugin`,
+  "networking.istio.io/v1/DestinationRule": `${ISTIO}/networking.istio.io/v1/DestinationRule`,
+  "networking.istio.io/v1/ServiceEntry": `${ISTIO}/networking.istio.io/v1/ServiceEntry`,
+  "networking.istio.io/v1alpha3/EnvoyFilter": `${ISTIO}/networking.istio.io/v1alpha3/EnvoyFilter`,
+  "security.istio.io/v1/AuthorizationPolicy": `${ISTIO}/security.istio.io/v1/AuthorizationPolicy`,
+  "gateway.envoyproxy.io/v1alpha1/EnvoyProxy": `${ENVOY_GATEWAY}/gateway.envoyproxy.io/v1alpha1/EnvoyProxy`,
+  "gateway.envoyproxy.io/v1alpha1/EnvoyExtensionPolicy": `${ENVOY_GATEWAY}/gateway.envoyproxy.io/v1alpha1/EnvoyExtensionPolicy`,
+  "gateway.envoyproxy.io/v1alpha1/ClientTrafficPolicy": `${ENVOY_GATEWAY}/gateway.envoyproxy.io/v1alpha1/ClientTrafficPolicy`,
+  "gateway.envoyproxy.io/v1alpha1/BackendTrafficPolicy": `${ENVOY_GATEWAY}/gateway.envoyproxy.io/v1alpha1/BackendTrafficPolicy`,
+  "gateway.networking.k8s.io/v1/GatewayClass": `${GATEWAY_API}/gateway.networking.k8s.io/v1/GatewayClass`,
+  "gateway.networking.k8s.io/v1/Gateway": `${GATEWAY_API}/gateway.networking.k8s.io/v1/Gateway`,
+  "gateway.networking.k8s.io/v1/HTTPRoute": `${GATEWAY_API}/gateway.networking.k8s.io/v1/HTTPRoute`,
 };
 
 function kindKey(resource) {
@@ -36,7 +49,7 @@ function kindKey(resource) {
 async function schemaErrors(resource) {
   const module = KINDS[kindKey(resource)];
   const kind = resource.kind;
-  const models = await import(`@kubernetes-models/istio/${module}`);
+  const models = await import(module);
   try {
     new models[kind](resource).validate();
     return [];
@@ -52,7 +65,7 @@ function typeErrors(entries) {
   entries.forEach(({ resource }, index) => {
     const module = KINDS[kindKey(resource)];
     const iface = `I${resource.kind}`;
-    lines.push(`import type { ${iface} as T${index} } from "@kubernetes-models/istio/${module}";`);
+    lines.push(`import type { ${iface} as T${index} } from "${module}";`);
   });
   entries.forEach(({ resource }, index) => {
     const start = lines.length;
@@ -61,7 +74,7 @@ function typeErrors(entries) {
     lines[lines.length - 1] += ";";
     spans.push([start, lines.length - 1]);
   });
-  // Inside this package, so "@kubernetes-models/istio" resolves from its node_modules.
+  // Inside this package, so "@kubernetes-models/..." resolves from its node_modules.
   const file = path.join(HERE, `.check-${process.pid}.mts`);
   fs.writeFileSync(file, lines.join("\n") + "\n");
   try {
@@ -103,7 +116,7 @@ async function main() {
   const known = [];
   for (const [index, entry] of entries.entries()) {
     if (!KINDS[kindKey(entry.resource)]) {
-      results[index].errors.push(`no Istio schema for ${kindKey(entry.resource)}`);
+      results[index].errors.push(`no schema for ${kindKey(entry.resource)}`);
       continue;
     }
     results[index].errors.push(...(await schemaErrors(entry.resource)));

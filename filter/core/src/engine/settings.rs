@@ -77,6 +77,11 @@ pub struct ControlPlaneConfig {
     /// The control plane's `INTENTGATE_FILTER_TOKEN`, sent as `authorization: Bearer` on every call.
     #[serde(default)]
     pub token: Option<String>,
+    /// A file holding that token (a mounted Secret), instead of `token`: the native module reads it
+    /// at start and again when it changes. The wasm filter cannot read files: its Envoy injects the
+    /// token into the control plane's cluster instead.
+    #[serde(default)]
+    pub token_file: Option<String>,
     /// How often the engine reconnects, ships audit events and returns expired leases.
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
@@ -117,11 +122,24 @@ pub struct TlsConfig {
 }
 
 impl PluginConfig {
-    /// Refuses a `control_plane` section that lacks what this host reaches the control plane by.
+    /// Refuses a `control_plane` section that lacks what this host reaches the control plane by, or
+    /// names its token in a way this host cannot use.
     pub fn check_reach(&self, reach: Reach) -> Result<(), String> {
         let Some(control_plane) = &self.control_plane else {
             return Ok(());
         };
+        match (&control_plane.token, control_plane.token_file.as_deref()) {
+            (Some(_), Some(_)) => return Err(
+                "plugin configuration is invalid: control_plane.token and control_plane.token_file are exclusive".into(),
+            ),
+            (_, Some("")) => return Err(
+                "plugin configuration is invalid: control_plane.token_file is empty".into(),
+            ),
+            (_, Some(_)) if reach == Reach::Cluster => return Err(
+                "plugin configuration is invalid: control_plane.token_file is read by the native module only; the wasm filter's Envoy injects the token into the control plane's cluster (credential_injector)".into(),
+            ),
+            _ => {}
+        }
         match reach {
             Reach::Cluster if control_plane.cluster.is_empty() => Err(
                 "plugin configuration is invalid: control_plane.cluster (the Envoy cluster of the control plane) is required by the wasm filter".into(),

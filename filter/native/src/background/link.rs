@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use intentgate_core::engine::settings::ControlPlaneConfig;
-use intentgate_core::engine::{CallId, Rpc};
+use intentgate_core::engine::{CallId, Level, Rpc};
 use intentgate_proto::v1;
 use prost::Message as _;
 use tokio::runtime::Handle;
@@ -20,7 +20,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
 use super::codec::Raw;
+use super::credential::{Change, Credential, TokenFile, describe};
 use super::{LinkedHost, guarded, next_call_id};
+use crate::host::log;
 use crate::process::Process;
 
 /// gRPC's DEADLINE_EXCEEDED: the call did not end within its timeout.
@@ -28,8 +30,8 @@ const DEADLINE_EXCEEDED: u32 = 4;
 const SERVICE: &str = "/intentgate.v1.FilterSync/";
 
 /// The endpoint `config` names, checked: a URI with an `http` or `https` scheme, TLS settings only
-/// for `https`, a token that can be a header value.
-fn endpoint(config: &ControlPlaneConfig) -> Result<(Endpoint, Option<AsciiMetadataValue>), String> {
+/// for `https`, a token that can be a header value (a token file is read when calls go out).
+fn endpoint(config: &ControlPlaneConfig) -> Result<(Endpoint, Credential), String> {
     let address = config.address.as_deref().unwrap_or_default();
     let invalid = |why: String| format!("control_plane.address {address:?}: {why}");
     let mut endpoint = Endpoint::from_shared(address.to_owned())
@@ -65,12 +67,16 @@ fn endpoint(config: &ControlPlaneConfig) -> Result<(Endpoint, Option<AsciiMetada
         Some("http") => {}
         _ => return Err(invalid("the scheme must be http:// or https://".into())),
     }
-    let authorization = config
-        .metadata()
-        .map(|value| value.parse::<AsciiMetadataValue>())
-        .transpose()
-        .map_err(|_| "control_plane.token is not a valid header value".to_owned())?;
-    Ok((endpoint, authorization))
+    let credential = match (config.metadata(), config.token_file.as_deref()) {
+        (Some(value), _) => Credential::Fixed(
+            value
+                .parse::<AsciiMetadataValue>()
+                .map_err(|_| "control_plane.token is not a valid header value".to_owned())?,
+        ),
+        (None, Some(path)) => Credential::File(TokenFile::new(path)),
+        (None, None) => Credential::None,
+    };
+    Ok((endpoint, credential))
 }
 
 /// Checks `config` as [`Link::new`] would, connecting nothing.
@@ -82,7 +88,7 @@ pub fn check(config: &ControlPlaneConfig) -> Result<(), String> {
 #[derive(Clone)]
 pub struct Target {
     channel: Channel,
-    authorization: Option<AsciiMetadataValue>,
+    credential: Arc<Credential>,
     call_timeout: Duration,
 }
 
@@ -91,17 +97,29 @@ impl Target {
         self.call_timeout
     }
 
-    fn request<T>(&self, message: T, timeout: Option<Duration>) -> Request<T> {
+    /// The call's request, with the filter token; UNAVAILABLE, as for an unreachable control plane,
+    /// while the token file cannot be used.
+    fn request<T>(&self, message: T, timeout: Option<Duration>) -> Result<Request<T>, Status> {
+        let authorization = self
+            .credential
+            .present(|path, change| {
+                let level = match change {
+                    Change::Read { .. } => Level::Info,
+                    Change::Failed(_) => Level::Error,
+                };
+                log(level, &describe(path, &change));
+            })
+            .map_err(|_| Status::unavailable("control_plane.token_file holds no usable token"))?;
         let mut request = Request::new(message);
         if let Some(timeout) = timeout {
             request.set_timeout(timeout);
         }
-        if let Some(authorization) = &self.authorization {
+        if let Some(authorization) = authorization {
             request
                 .metadata_mut()
-                .insert("authorization", authorization.clone());
+                .insert("authorization", authorization);
         }
-        request
+        Ok(request)
     }
 
     async fn ready(&self) -> Result<Grpc<Channel>, Status> {
@@ -117,9 +135,9 @@ impl Target {
     pub async fn unary(&self, rpc: Rpc, message: Vec<u8>, timeout: Duration) -> (u32, Vec<u8>) {
         let call = async {
             let path = path(rpc.name())?;
+            let request = self.request(message, Some(timeout))?;
             let mut grpc = self.ready().await?;
-            grpc.unary(self.request(message, Some(timeout)), path, Raw)
-                .await
+            grpc.unary(request, path, Raw).await
         };
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(answer)) => (0, answer.into_inner()),
@@ -171,17 +189,20 @@ struct Outbound {
 impl Link {
     /// A channel that connects on first use (and reconnects), made in the background's runtime.
     pub fn new(config: &ControlPlaneConfig, background: &Handle) -> Result<Link, String> {
-        let (endpoint, authorization) = endpoint(config)?;
+        let (endpoint, credential) = endpoint(config)?;
         let channel = {
             let _context = background.enter();
             endpoint.connect_lazy()
         };
+        let target = Target {
+            channel,
+            credential: Arc::new(credential),
+            call_timeout: Duration::from_millis(config.call_timeout_ms),
+        };
+        // Read at start, so the log says at once whether the token file holds a token.
+        let _ = target.request((), None);
         Ok(Link {
-            target: Target {
-                channel,
-                authorization,
-                call_timeout: Duration::from_millis(config.call_timeout_ms),
-            },
+            target,
             streams: Mutex::new(HashMap::new()),
         })
     }
@@ -275,8 +296,8 @@ async fn run_sync(
 ) -> u32 {
     let opened = async {
         let path = path("Sync")?;
+        let request = target.request(UnboundedReceiverStream::new(outbound), None)?;
         let mut grpc = target.ready().await?;
-        let request = target.request(UnboundedReceiverStream::new(outbound), None);
         grpc.streaming(request, path, Raw).await
     };
     let mut inbound = match opened.await {

@@ -6,6 +6,7 @@
 //! stream's waker ([`inbox`]).
 
 mod codec;
+mod credential;
 mod inbox;
 mod link;
 mod linked;

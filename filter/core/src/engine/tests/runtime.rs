@@ -243,3 +243,29 @@ fn each_host_requires_its_way_to_the_control_plane() {
     let standalone: PluginConfig = serde_json::from_value(json!({"gateway": {}})).unwrap();
     assert_eq!(standalone.check_reach(Reach::Address), Ok(()));
 }
+
+#[test]
+fn a_token_file_is_for_the_native_module_and_excludes_an_inline_token() {
+    let settings = |control_plane: serde_json::Value| -> PluginConfig {
+        serde_json::from_value(json!({"gateway": {}, "control_plane": control_plane})).unwrap()
+    };
+    let from_file =
+        settings(json!({"cluster": "cp", "address": "http://cp:8082", "token_file": "/etc/token"}));
+    assert_eq!(from_file.check_reach(Reach::Address), Ok(()));
+    let wasm = from_file.check_reach(Reach::Cluster).unwrap_err();
+    assert!(
+        wasm.contains("token_file") && wasm.contains("credential_injector"),
+        "{wasm}"
+    );
+    let both =
+        settings(json!({"address": "http://cp:8082", "token": "t", "token_file": "/etc/token"}));
+    let refused = both.check_reach(Reach::Address).unwrap_err();
+    assert!(refused.contains("exclusive"), "{refused}");
+    let empty = settings(json!({"address": "http://cp:8082", "token_file": ""}));
+    assert!(
+        empty
+            .check_reach(Reach::Address)
+            .unwrap_err()
+            .contains("token_file is empty")
+    );
+}
