@@ -12,7 +12,8 @@ use std::time::Instant;
 use intentgate_core::budget::MemoryBudget;
 use intentgate_core::config::Gateway;
 use intentgate_core::engine::{
-    CallId, CounterError, Host, HttpCallout, Level, Rpc, Runtime, Stream, settings::ControlPlaneConfig,
+    CallId, CounterError, Host, HttpCallout, Level, Rpc, Runtime, Stream,
+    settings::ControlPlaneConfig,
 };
 use intentgate_core::intent::IntentSource;
 use intentgate_core::jsonrpc::{self, Entry};
@@ -197,39 +198,55 @@ fn main() -> Result<(), String> {
     };
     let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if run("input") {
-        report("policy input built (PolicyInput::to_value)", iterations, || {
-            black_box(input.to_value(verified.policy_view.as_ref()).ok());
-        });
+        report(
+            "policy input built (PolicyInput::to_value)",
+            iterations,
+            || {
+                black_box(input.to_value(verified.policy_view.as_ref()).ok());
+            },
+        );
     }
     if run("evaluate") {
         let ready = input.to_value(verified.policy_view.as_ref())?;
-        report("policy evaluated, input ready (Policy::evaluate)", iterations, || {
-            black_box(policy.evaluate(ready.clone()));
-        });
+        report(
+            "policy evaluated, input ready (Policy::evaluate)",
+            iterations,
+            || {
+                black_box(policy.evaluate(ready.clone()));
+            },
+        );
     }
     if run("policy") {
-        report("policy check (pipeline::evaluate_policy)", iterations, || {
-            black_box(pipeline::evaluate_policy(
-                &ctx,
-                &verified,
-                tenant,
-                &call,
-                &IntentSource::NotDeclared,
-            ));
-        });
+        report(
+            "policy check (pipeline::evaluate_policy)",
+            iterations,
+            || {
+                black_box(pipeline::evaluate_policy(
+                    &ctx,
+                    &verified,
+                    tenant,
+                    &call,
+                    &IntentSource::NotDeclared,
+                ));
+            },
+        );
     }
     let budget = MemoryBudget::default();
     if run("checks") {
-        report("checks after the token (decide_tool_call)", iterations, || {
-            black_box(runtime_gateway.decide_tool_call(
-                &ctx,
-                &verified,
-                &call,
-                &IntentSource::NotDeclared,
-                &budget,
-                None,
-            ));
-        });
+        report(
+            "checks after the token (decide_tool_call)",
+            iterations,
+            || {
+                black_box(runtime_gateway.decide_tool_call(
+                    &ctx,
+                    &verified,
+                    &call,
+                    &IntentSource::NotDeclared,
+                    &budget,
+                    None,
+                ));
+            },
+        );
     }
 
     // The whole exchange, as a host drives it: headers, body, upstream status, end; audit lines
@@ -242,17 +259,21 @@ fn main() -> Result<(), String> {
     let rt = Runtime::configure(plugin.to_string().as_bytes(), "bench", [1; 32], &mut proxy)?;
     let mut exchanges = 0u32;
     if run("exchange") {
-        report("whole exchange (Stream, headers to end)", iterations, || {
-            let mut stream = Stream::new(&rt);
-            black_box(stream.on_request_headers(&rt, &mut proxy, false));
-            black_box(stream.on_request_body(&rt, &mut proxy, BODY.len(), true));
-            black_box(stream.on_response_headers(&rt, &mut proxy, false));
-            stream.on_end(&rt);
-            exchanges += 1;
-            if exchanges.is_multiple_of(1_000) {
-                black_box(rt.tick(&mut proxy));
-            }
-        });
+        report(
+            "whole exchange (Stream, headers to end)",
+            iterations,
+            || {
+                let mut stream = Stream::new(&rt);
+                black_box(stream.on_request_headers(&rt, &mut proxy, false));
+                black_box(stream.on_request_body(&rt, &mut proxy, BODY.len(), true));
+                black_box(stream.on_response_headers(&rt, &mut proxy, false));
+                stream.on_end(&rt);
+                exchanges += 1;
+                if exchanges.is_multiple_of(1_000) {
+                    black_box(rt.tick(&mut proxy));
+                }
+            },
+        );
     }
     Ok(())
 }
