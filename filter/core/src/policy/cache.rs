@@ -11,7 +11,7 @@ use super::PolicyOutcome;
 use super::input::PolicyInput;
 
 /// Decisions one policy keeps; when full, it starts over.
-pub const CAPACITY: usize = 4096;
+pub const CAPACITY: usize = 1024;
 
 #[derive(Debug)]
 pub(super) struct DecisionCache {
