@@ -194,7 +194,7 @@ fn main() -> Result<(), String> {
             remote_ip: &ctx.remote_ip,
             headers: &ctx.headers,
         },
-        now: now,
+        now,
     };
     let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if run("input") {

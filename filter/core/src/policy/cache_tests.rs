@@ -71,15 +71,18 @@ decision := {"allow": true} if { whole.tool == "x" }"#,
     }
 }
 
+/// One generated call.
+struct Call {
+    tool: String,
+    args: String,
+    headers: BTreeMap<String, String>,
+    now: i64,
+    step_up_at: Option<i64>,
+    intent: Option<Intent>,
+}
+
 /// Generated calls: tools, arguments, headers, clocks, step-ups and intents in combination.
-fn inputs() -> Vec<(
-    String,
-    String,
-    BTreeMap<String, String>,
-    i64,
-    Option<i64>,
-    Option<Intent>,
-)> {
+fn inputs() -> Vec<Call> {
     let tools = ["echo", "read_invoice", "transfer_funds", "get-env", "x"];
     let args = [
         "{}",
@@ -105,14 +108,14 @@ fn inputs() -> Vec<(
                 });
                 let now = 1_000 + i64::try_from(i * j + k).unwrap();
                 let step_up = (j % 2 == 1).then_some(990);
-                out.push((
-                    (*tool).to_owned(),
-                    (*args).to_owned(),
+                out.push(Call {
+                    tool: (*tool).to_owned(),
+                    args: (*args).to_owned(),
                     headers,
                     now,
-                    step_up,
+                    step_up_at: step_up,
                     intent,
-                ));
+                });
             }
         }
     }
@@ -152,7 +155,15 @@ decision := {"allow": false, "rule": "conflict2"} if { startswith(input.tool, "x
     let mut compared = 0;
     for (index, policy) in policies.iter().enumerate() {
         assert!(policy.cached_by().is_some(), "policy {index} is cached");
-        for (tool, args, headers, now, step_up_at, intent) in inputs() {
+        for Call {
+            tool,
+            args,
+            headers,
+            now,
+            step_up_at,
+            intent,
+        } in inputs()
+        {
             let args = RawValue::from_string(args).unwrap();
             let caveats = step_up_at
                 .map(Caveat::StepUpAt)

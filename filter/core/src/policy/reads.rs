@@ -182,7 +182,7 @@ fn check_frame(
             (start..=end).filter_map(|pc| program.instructions.get(pc).map(|i| (pc, *i)))
         })
     };
-    let mut input = [false; 256];
+    let mut input = BTreeSet::new();
     let mut implicit = Vec::new();
     for (pc, instruction) in instructions() {
         if let Some(flag) = covered.get_mut(pc) {
@@ -192,7 +192,7 @@ fn check_frame(
             if usize::from(dest) < frame.retained {
                 return None;
             }
-            input[usize::from(dest)] = true;
+            input.insert(dest);
         }
         let run = runs
             .iter()
@@ -212,7 +212,7 @@ fn check_frame(
                 container,
                 literal_idx,
                 ..
-            } if input[usize::from(container)] => {
+            } if input.contains(&container) => {
                 keys.insert(literal_string(program, literal_idx)?);
                 continue;
             }
@@ -221,14 +221,14 @@ fn check_frame(
                     .instruction_data
                     .chained_index_params
                     .get(usize::from(params_index))?;
-                if input[usize::from(params.root)] {
+                if input.contains(&params.root) {
                     let Some(LiteralOrRegister::Literal(first)) = params.path_components.first()
                     else {
                         return None;
                     };
                     keys.insert(literal_string(program, *first)?);
                     let path = registers_of(&params.path_components);
-                    if path.iter().any(|&r| input[usize::from(r)]) {
+                    if path.iter().any(|r| input.contains(r)) {
                         return None;
                     }
                     continue;
@@ -252,7 +252,7 @@ fn check_frame(
             _ => {}
         }
         let reads = reads(program, &instruction, &implicit)?;
-        if reads.iter().any(|&r| input[usize::from(r)]) {
+        if reads.iter().any(|r| input.contains(r)) {
             return None;
         }
     }
