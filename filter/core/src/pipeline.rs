@@ -296,10 +296,7 @@ pub fn evaluate_policy(
         },
         now: ctx.now_secs(),
     };
-    match input.to_value(token.policy_view.as_ref()) {
-        Ok(value) => policy.evaluate(value),
-        Err(err) => PolicyOutcome::Error(format!("policy input could not be built: {err}")),
-    }
+    policy.decide(&input, token.policy_view.as_ref())
 }
 
 const RATE_WINDOW_SECS: i64 = 60;

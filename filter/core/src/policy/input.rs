@@ -65,38 +65,61 @@ impl PolicyInput<'_> {
     /// of a policy check. The token's part comes ready-made from the verified token.
     pub fn to_value(&self, capability: Option<&Value>) -> Result<Value, String> {
         let mut input = BTreeMap::new();
-        insert(&mut input, Key::Method, Value::from(self.method));
-        insert(&mut input, Key::Tool, Value::from(self.tool));
-        let args: Value = serde_json::from_str(self.args.get()).map_err(|e| e.to_string())?;
-        insert(&mut input, Key::Args, args);
-        insert(&mut input, Key::AgentId, Value::from(self.agent_id));
-        insert(&mut input, Key::Tenant, Value::from(self.tenant));
-        let capability = match capability {
-            Some(ready) => ready.clone(),
-            None => self.capability.to_value()?,
-        };
-        insert(&mut input, Key::Capability, capability);
-        if let Some(intent) = self.intent {
-            insert(&mut input, Key::Intent, to_value(intent)?);
+        for key in FIELDS {
+            let value = self.field(key, capability)?;
+            if value != Value::Undefined {
+                insert(&mut input, key, value);
+            }
         }
+        Ok(Value::from(input))
+    }
+
+    /// `input[name]` as [`PolicyInput::to_value`] builds it: undefined for a key it does not have.
+    pub fn value_at(&self, name: &str, capability: Option<&Value>) -> Result<Value, String> {
+        match FIELDS
+            .into_iter()
+            .find(|key| KEYS.get(*key as usize) == Some(&name))
+        {
+            Some(key) => self.field(key, capability),
+            None => Ok(Value::Undefined),
+        }
+    }
+
+    fn field(&self, key: Key, capability: Option<&Value>) -> Result<Value, String> {
+        Ok(match key {
+            Key::Method => Value::from(self.method),
+            Key::Tool => Value::from(self.tool),
+            Key::Args => serde_json::from_str(self.args.get()).map_err(|e| e.to_string())?,
+            Key::AgentId => Value::from(self.agent_id),
+            Key::Tenant => Value::from(self.tenant),
+            Key::Capability => match capability {
+                Some(ready) => ready.clone(),
+                None => self.capability.to_value()?,
+            },
+            Key::Intent => match self.intent {
+                Some(intent) => to_value(intent)?,
+                None => Value::Undefined,
+            },
+            Key::Request => self.request.to_value(),
+            Key::Now => Value::from(self.now),
+            Key::Path | Key::RemoteIp | Key::Headers => Value::Undefined,
+        })
+    }
+}
+
+impl RequestInput<'_> {
+    fn to_value(&self) -> Value {
         let mut request = BTreeMap::new();
-        insert(&mut request, Key::Method, Value::from(self.request.method));
-        insert(&mut request, Key::Path, Value::from(self.request.path));
-        insert(
-            &mut request,
-            Key::RemoteIp,
-            Value::from(self.request.remote_ip),
-        );
+        insert(&mut request, Key::Method, Value::from(self.method));
+        insert(&mut request, Key::Path, Value::from(self.path));
+        insert(&mut request, Key::RemoteIp, Value::from(self.remote_ip));
         let headers: BTreeMap<Value, Value> = self
-            .request
             .headers
             .iter()
             .map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str())))
             .collect();
         insert(&mut request, Key::Headers, Value::from(headers));
-        insert(&mut input, Key::Request, Value::from(request));
-        insert(&mut input, Key::Now, Value::from(self.now));
-        Ok(Value::from(input))
+        Value::from(request)
     }
 }
 
@@ -107,7 +130,7 @@ impl CapabilityInput<'_> {
 }
 
 /// Every key the input uses, made once: a regorus string is a reference-counted allocation.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Key {
     Method,
     Tool,
@@ -136,6 +159,19 @@ const KEYS: [&str; 12] = [
     "remote_ip",
     "headers",
     "now",
+];
+
+/// The top-level keys, in the order [`PolicyInput::to_value`] builds (and fails on) them.
+const FIELDS: [Key; 9] = [
+    Key::Method,
+    Key::Tool,
+    Key::Args,
+    Key::AgentId,
+    Key::Tenant,
+    Key::Capability,
+    Key::Intent,
+    Key::Request,
+    Key::Now,
 ];
 
 fn insert(map: &mut BTreeMap<Value, Value>, key: Key, value: Value) {

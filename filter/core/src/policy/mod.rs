@@ -2,8 +2,10 @@
 //! `data.intentgate.policy.decision = {allow, escalate?, reason?, rule?, requires_step_up?}`.
 //! Every way of not getting a well-formed decision denies (SPEC §3, fail closed).
 
+mod cache;
 mod decision;
 mod input;
+mod reads;
 
 pub use decision::PolicyOutcome;
 pub use input::{CapabilityInput, PolicyInput, RequestInput, empty_args};
@@ -42,6 +44,10 @@ pub struct Policy {
     program: Arc<Program>,
     sha256: String,
     instruction_limit: usize,
+    /// The entry point's index in the program, found once.
+    entry: usize,
+    /// Decisions by the input values they depend on, when the program proves which those are.
+    cache: Option<cache::DecisionCache>,
     /// Idle VMs; at most as many as evaluations ever ran at once.
     vms: Mutex<Vec<RegoVM>>,
     /// The interpreter over the embedded source, built on first need: the RVM reports a conflict
@@ -91,7 +97,7 @@ impl Policy {
                 ));
             }
         };
-        if program.get_entry_point(ENTRYPOINT).is_none() {
+        if program.entry_points.get_index_of(ENTRYPOINT).is_none() {
             return Err(PolicyError::Bytecode(format!(
                 "bytecode lacks {ENTRYPOINT}"
             )));
@@ -106,6 +112,11 @@ impl Policy {
 
     fn from_program(program: Arc<Program>, sha256: String) -> Self {
         let policy = Policy {
+            entry: program
+                .entry_points
+                .get_index_of(ENTRYPOINT)
+                .unwrap_or(usize::MAX),
+            cache: reads::input_keys(&program).map(cache::DecisionCache::new),
             program,
             sha256,
             instruction_limit: DEFAULT_INSTRUCTION_LIMIT,
@@ -123,6 +134,10 @@ impl Policy {
         let policy = Policy {
             instruction_limit: limit,
             vms: Mutex::new(Vec::new()),
+            cache: self
+                .cache
+                .as_ref()
+                .map(|c| cache::DecisionCache::new(c.keys().to_vec())),
             ..self
         };
         let vm = policy.new_vm();
@@ -169,11 +184,39 @@ impl Policy {
         self.program.sources.first().map(|s| s.content.as_str())
     }
 
-    /// Evaluates the decision for `input`. Never fails: errors become denials that say why.
+    /// The top-level `input` keys the decisions are cached by; `None` when the policy is not
+    /// cached (what it reads, or that it is deterministic, cannot be proved).
+    pub fn cached_by(&self) -> Option<&[String]> {
+        self.cache.as_ref().map(cache::DecisionCache::keys)
+    }
+
+    /// The decision for a call: remembered when the policy is cached and the values it depends on
+    /// were seen before, evaluated otherwise. `capability`: the token's part, ready-made.
+    pub fn decide(&self, input: &PolicyInput<'_>, capability: Option<&Value>) -> PolicyOutcome {
+        let key = self
+            .cache
+            .as_ref()
+            .and_then(|cache| Some((cache, cache.key_of(input, capability)?)));
+        if let Some((cache, key)) = &key
+            && let Some(outcome) = cache.get(key)
+        {
+            return outcome;
+        }
+        let outcome = match input.to_value(capability) {
+            Ok(value) => self.evaluate(value),
+            Err(err) => PolicyOutcome::Error(format!("policy input could not be built: {err}")),
+        };
+        if let Some((cache, key)) = key {
+            cache.keep(key, &outcome);
+        }
+        outcome
+    }
+
+    /// Evaluates the decision for `input`, uncached. Never fails: errors become denials that say why.
     pub fn evaluate(&self, input: Value) -> PolicyOutcome {
         let mut vm = self.take_vm();
         vm.set_input(input.clone());
-        let result = vm.execute_entry_point_by_name(ENTRYPOINT);
+        let result = vm.execute_entry_point_by_index(self.entry);
         self.give_back(vm);
         match result {
             Ok(Value::Undefined) => PolicyOutcome::Error(self.explain_undefined(input)),
@@ -225,5 +268,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+#[cfg(test)]
+mod cache_tests;
 #[cfg(test)]
 mod tests;
