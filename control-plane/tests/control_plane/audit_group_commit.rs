@@ -15,7 +15,7 @@ use sqlx::Executor;
 use tokio::task::JoinHandle;
 
 use crate::on_both_backends;
-use crate::support::{TestApp, tool_call};
+use crate::support::{TestApp, audit_batch, tool_call};
 
 on_both_backends!(
     batches_queued_behind_a_write_are_chained_in_arrival_order,
@@ -34,22 +34,7 @@ fn event(id: &str, n: usize) -> AuditEvent {
 }
 
 fn batch(filter: &str, ids: &[String]) -> v1::AuditBatch {
-    v1::AuditBatch {
-        filter_id: filter.into(),
-        events: ids
-            .iter()
-            .enumerate()
-            .map(|(n, id)| {
-                let e = event(id, n);
-                v1::AuditRecord {
-                    id: e.id.clone(),
-                    tenant: e.tenant.clone(),
-                    event_json: serde_json::to_string(&e).unwrap(),
-                }
-            })
-            .collect(),
-        dropped: 0,
-    }
+    audit_batch(filter, ids.iter().enumerate().map(|(n, id)| event(id, n)))
 }
 
 fn ids(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
