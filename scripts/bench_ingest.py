@@ -82,8 +82,9 @@ def run() -> str:
         f"{EVENTS:,} tool-call events (about 700 bytes of canonical JSON each) into one tenant's chain "
         f"through FilterSync's `IngestAudit`, from {SENDERS} concurrent senders (each its own HTTP/2 "
         f"connection with one batch of {BATCH} in flight, as filters send them), spread over the control "
-        "planes; events per second from the first send to the last acknowledgement. Each batch is one "
-        "transaction: chain and Merkle hashes computed in the process, rows written in bulk. The chain is "
+        "planes; events per second from the first send to the last acknowledgement. The batches queued "
+        "behind a write share the next transaction (group commit): chain and Merkle hashes computed in "
+        "the process, rows written in bulk. The chain is "
         "verified afterwards (every event once, no gap). Postgres is the benchmarks' throwaway cluster "
         "(`fsync`, `synchronous_commit` and `full_page_writes` off), so commits cost no disk flush.",
         "",

@@ -73,7 +73,7 @@ pub async fn append(db: &Db, events: &[AuditEvent]) -> Result<Vec<Appended>> {
         .map(Prepared::new)
         .collect::<Result<Vec<_>>>()?;
     let mut tx = db.begin().await?;
-    let appended = append_prepared(&mut tx, &prepared).await?;
+    let appended = append_prepared(&mut tx, &prepared.iter().collect::<Vec<_>>()).await?;
     tx.commit().await?;
     Ok(appended)
 }
@@ -83,7 +83,7 @@ pub async fn append(db: &Db, events: &[AuditEvent]) -> Result<Vec<Appended>> {
 /// batches naming the same tenants never wait for each other in a cycle.
 pub async fn append_prepared(
     conn: &mut AnyConnection,
-    events: &[Prepared],
+    events: &[&Prepared],
 ) -> Result<Vec<Appended>> {
     let mut by_tenant: Vec<(&str, Vec<usize>)> = Vec::new();
     for (index, event) in events.iter().enumerate() {
@@ -95,7 +95,10 @@ pub async fn append_prepared(
     by_tenant.sort_by(|a, b| a.0.cmp(b.0));
     let mut out: Vec<Option<Appended>> = vec![None; events.len()];
     for (tenant, indexes) in by_tenant {
-        let group: Vec<&Prepared> = indexes.iter().filter_map(|i| events.get(*i)).collect();
+        let group: Vec<&Prepared> = indexes
+            .iter()
+            .filter_map(|i| events.get(*i).copied())
+            .collect();
         let appended = chain(conn, tenant, &group).await?;
         for (index, row) in indexes.into_iter().zip(appended) {
             if let Some(slot) = out.get_mut(index) {
@@ -126,7 +129,7 @@ pub(super) async fn append_in(
             "append_in takes events of one tenant".into(),
         ));
     }
-    append_prepared(conn, &prepared).await
+    append_prepared(conn, &prepared.iter().collect::<Vec<_>>()).await
 }
 
 /// A row of `audit_events` as written.

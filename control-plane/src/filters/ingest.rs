@@ -4,12 +4,16 @@
 //! bookkeeping commit in one transaction. What a filter had to drop while its buffer was full is
 //! counted, never silent.
 //!
-//! On SQLite, whose writes go one at a time whatever their tenant, the batches that arrive while
-//! one is being written are written next, together, in one transaction (group commit): a fleet's
-//! batches then share the per-transaction costs (the chain and tree heads, the commit's sync) instead
-//! of queueing for them one by one. On Postgres each batch is its own transaction: batches of
-//! different tenants run in parallel there.
+//! The batches that arrive while one is being written are written next, together, in one
+//! transaction (group commit): a fleet's batches into one chain then share the per-transaction costs
+//! (the chain and tree heads' round trips, the commit) instead of queueing for the chain's lock one by
+//! one. Batches queue in lanes: on SQLite one, as its writes go one at a time whatever their tenant;
+//! on Postgres a lane per set of tenants (hashed onto [`POSTGRES_LANES`]), so batches of unrelated
+//! tenants still run in parallel there. A group that fails is written again batch by batch, so one
+//! batch that cannot be stored fails alone.
 
+use std::collections::BTreeSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use intentgate_core::audit::AuditEvent;
@@ -25,6 +29,8 @@ use crate::store::{Backend, Db};
 pub const MAX_BATCH: usize = 1000;
 /// Most events written in one group-commit transaction (a batch is never split).
 const MAX_GROUP_EVENTS: usize = 16 * MAX_BATCH;
+/// Postgres lanes: batches whose tenant sets hash alike share one (and may share a transaction).
+const POSTGRES_LANES: usize = 16;
 
 /// A validated batch, ready to be written.
 struct Batch {
@@ -36,12 +42,26 @@ struct Batch {
 type Reply = oneshot::Sender<Result<Vec<Appended>>>;
 
 /// This process's audit ingest. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Ingest {
+    lanes: Arc<[Lane]>,
+}
+
+/// Batches written one group at a time.
+#[derive(Default)]
+struct Lane {
     /// Batches waiting to be written together, with where each one's outcome goes.
-    waiting: Arc<Mutex<Vec<(Batch, Reply)>>>,
+    waiting: Mutex<Vec<(Batch, Reply)>>,
     /// Held by the one caller writing a group.
-    writing: Arc<tokio::sync::Mutex<()>>,
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Ingest {
+            lanes: (0..POSTGRES_LANES).map(|_| Lane::default()).collect(),
+        }
+    }
 }
 
 impl Ingest {
@@ -71,10 +91,10 @@ impl Ingest {
             dropped: batch.dropped,
             events,
         };
-        let stored = match db.backend() {
-            Backend::Sqlite => self.together(db, validated).await?,
-            Backend::Postgres => write(db, vec![validated]).await?.pop().unwrap_or_default(),
-        };
+        let stored = self
+            .lane(db.backend(), &validated)
+            .together(db, validated)
+            .await?;
         if batch.dropped > 0 {
             tracing::error!(filter = %batch.filter_id, dropped = batch.dropped, "a filter dropped audit events: its buffer overflowed");
         }
@@ -84,6 +104,22 @@ impl Ingest {
         })
     }
 
+    /// The lane `batch` queues in: its set of tenants picks one on Postgres.
+    fn lane(&self, backend: Backend, batch: &Batch) -> &Lane {
+        let index = match backend {
+            Backend::Sqlite => 0,
+            Backend::Postgres => {
+                let tenants: BTreeSet<&str> = batch.events.iter().map(Prepared::tenant).collect();
+                let mut hasher = DefaultHasher::new();
+                tenants.hash(&mut hasher);
+                usize::try_from(hasher.finish() % POSTGRES_LANES as u64).unwrap_or(0)
+            }
+        };
+        &self.lanes[index.min(self.lanes.len() - 1)]
+    }
+}
+
+impl Lane {
     /// Queues `batch`, then writes what is queued whenever this caller's turn comes, until its
     /// own batch has been written (by itself or by a caller before it).
     async fn together(&self, db: &Db, batch: Batch) -> Result<Vec<Appended>> {
@@ -98,20 +134,9 @@ impl Ingest {
                 let group = self.take_group()?;
                 if !group.is_empty() {
                     let (batches, replies): (Vec<Batch>, Vec<Reply>) = group.into_iter().unzip();
-                    match write(db, batches).await {
-                        Ok(results) => {
-                            for (reply, result) in replies.into_iter().zip(results) {
-                                let _ = reply.send(Ok(result));
-                            }
-                        }
-                        Err(err) => {
-                            tracing::error!(error = %err, "a group of audit batches was not stored");
-                            for reply in replies {
-                                let _ = reply.send(Err(Error::Unavailable(
-                                    "the audit batch was not stored".into(),
-                                )));
-                            }
-                        }
+                    let results = write_group(db, &batches).await;
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result);
                     }
                 }
             }
@@ -157,23 +182,43 @@ fn settled(
     }
 }
 
+/// Writes `batches` together; when that fails, each alone, so that a batch that cannot be stored
+/// fails by itself. Returns each batch's outcome, in order.
+async fn write_group(db: &Db, batches: &[Batch]) -> Vec<Result<Vec<Appended>>> {
+    match write(db, batches).await {
+        Ok(results) => return results.into_iter().map(Ok).collect(),
+        Err(err) if batches.len() > 1 => {
+            tracing::warn!(error = %err, batches = batches.len(), "a group of audit batches failed; writing them one by one");
+        }
+        Err(err) => return vec![Err(not_stored(batches, err))],
+    }
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches.chunks(1) {
+        out.push(match write(db, batch).await {
+            Ok(mut stored) => Ok(stored.pop().unwrap_or_default()),
+            Err(err) => Err(not_stored(batch, err)),
+        });
+    }
+    out
+}
+
+/// The caller's error for batches that were not stored; the cause goes to the log.
+fn not_stored(batches: &[Batch], err: Error) -> Error {
+    let filters: Vec<&str> = batches.iter().map(|b| b.filter_id.as_str()).collect();
+    tracing::error!(error = %err, ?filters, "an audit batch was not stored");
+    Error::Unavailable("the audit batch was not stored".into())
+}
+
 /// Writes `batches` in one transaction: their events to the chains, in order, and each filter's
 /// bookkeeping. Returns each batch's events as stored.
-async fn write(db: &Db, batches: Vec<Batch>) -> Result<Vec<Vec<Appended>>> {
-    let mut lengths = Vec::with_capacity(batches.len());
-    let mut events = Vec::new();
-    let mut filters = Vec::with_capacity(batches.len());
-    for batch in batches {
-        lengths.push(batch.events.len());
-        events.extend(batch.events);
-        filters.push((batch.filter_id, batch.dropped));
-    }
+async fn write(db: &Db, batches: &[Batch]) -> Result<Vec<Vec<Appended>>> {
+    let events: Vec<&Prepared> = batches.iter().flat_map(|b| &b.events).collect();
     let mut tx = db.begin().await?;
     let mut stored = store::append_prepared(&mut tx, &events).await?.into_iter();
-    let mut out = Vec::with_capacity(lengths.len());
-    for (length, (filter_id, dropped)) in lengths.into_iter().zip(filters) {
-        let own: Vec<Appended> = stored.by_ref().take(length).collect();
-        registry::audit_batch(&mut tx, &filter_id, own.len() as u64, dropped).await?;
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let own: Vec<Appended> = stored.by_ref().take(batch.events.len()).collect();
+        registry::audit_batch(&mut tx, &batch.filter_id, own.len() as u64, batch.dropped).await?;
         out.push(own);
     }
     tx.commit().await?;

@@ -15,7 +15,7 @@ use intentgate_proto::v1;
 use serde_json::Value;
 
 use crate::on_both_backends;
-use crate::support::{SUPER, TestApp, tool_call};
+use crate::support::{SUPER, TestApp, audit_batch, tool_call};
 
 on_both_backends!(
     a_batch_repeating_written_ids_writes_only_the_new_events,
@@ -34,21 +34,7 @@ fn event(n: usize) -> AuditEvent {
 }
 
 fn batch(filter: &str, numbers: impl IntoIterator<Item = usize>) -> v1::AuditBatch {
-    v1::AuditBatch {
-        filter_id: filter.into(),
-        events: numbers
-            .into_iter()
-            .map(|n| {
-                let e = event(n);
-                v1::AuditRecord {
-                    id: e.id.clone(),
-                    tenant: e.tenant.clone(),
-                    event_json: serde_json::to_string(&e).unwrap(),
-                }
-            })
-            .collect(),
-        dropped: 0,
-    }
+    audit_batch(filter, numbers.into_iter().map(event))
 }
 
 /// The tenant's chain as stored: id by position.

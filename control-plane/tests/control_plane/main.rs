@@ -6,6 +6,7 @@ mod support;
 mod approval_endings;
 mod approvals;
 mod audit_chain;
+mod audit_group_commit;
 mod audit_ingest;
 mod audit_query;
 mod audit_tree;

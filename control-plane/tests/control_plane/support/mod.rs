@@ -306,6 +306,25 @@ pub fn tool_call(
     e
 }
 
+/// An `IngestAudit` batch from the filter `filter`, carrying `events`.
+pub fn audit_batch(
+    filter: &str,
+    events: impl IntoIterator<Item = intentgate_core::audit::AuditEvent>,
+) -> intentgate_proto::v1::AuditBatch {
+    intentgate_proto::v1::AuditBatch {
+        filter_id: filter.into(),
+        events: events
+            .into_iter()
+            .map(|e| intentgate_proto::v1::AuditRecord {
+                event_json: serde_json::to_string(&e).expect("event JSON"),
+                id: e.id,
+                tenant: e.tenant,
+            })
+            .collect(),
+        dropped: 0,
+    }
+}
+
 /// A policy that allows everything except `transfer_funds`, naming its rules.
 pub const POLICY: &str = r#"package intentgate.policy
 import rego.v1
