@@ -326,3 +326,33 @@ def test_a_change_through_one_replica_reaches_the_filters_of_another(
                 wait_for(lambda: code(call(envoy_b, token)) == -32012, "replica B's Envoy to enforce A's promotion", timeout=10)
     finally:
         cluster.stop()
+
+
+def test_with_the_poll_off_a_revocation_through_one_replica_is_refused_by_another_once_acknowledged(
+    build: Build, everything: EverythingServer, tmp_path: Path
+) -> None:
+    """Replica B learns of A's revocation only by notification, pushes it, and its filters apply it as it
+    arrives: once every filter has acknowledged the version, the very next call is refused. The filters tick
+    once a second, so a filter that waited for its tick would acknowledge late, never early."""
+    cluster = Cluster()
+    no_poll = {"INTENTGATE_SYNC_POLL_MS": "0"}
+    try:
+        a = ControlPlane(tmp_path / "cp-a", cluster.url, extra_env=no_poll)
+        b = ControlPlane(tmp_path / "cp-b", cluster.url, master_key=a.master_key, extra_env=no_poll)
+        with a.start(), b.start():
+            a.promote(TENANT, DEMO_POLICY.read_text())
+            with gateway_envoy(build, everything, b, tmp_path / "envoy-b", tick_ms=1000) as envoy_b:
+                wait_for(lambda: in_sync(b, build.subscriptions()), "the Envoy of replica B to sync")
+                minted = a.mint("agent-notified", TENANT, tools=TOOLS)
+                assert "result" in call(envoy_b, minted["token"])
+                a.revoke(minted["jti"])
+                version = a.filters()["state_version"]
+                wait_for(
+                    lambda: sum(1 for f in b.filters()["filters"] if f["connected"] and f["acked_version"] >= version)
+                    >= build.subscriptions(),
+                    "every filter of replica B to acknowledge the revocation",
+                    timeout=10,
+                )
+                assert code(call_refused(envoy_b, minted["token"])) == -32010
+    finally:
+        cluster.stop()

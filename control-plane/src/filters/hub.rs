@@ -98,10 +98,12 @@ async fn listen(hub: Hub, db: Db, signing: Arc<SigningKeys>) {
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
                     if let Ok(version) = notification.payload().parse::<u64>() {
+                        // The streams build what they push from the database, not from this
+                        // replica's signing key: they need not wait for its reload.
+                        hub.advance(version);
                         if let Err(err) = refresh_signing_key(&db, &signing, version).await {
                             tracing::warn!(error = %err, "cannot reload the signing key");
                         }
-                        hub.advance(version);
                     }
                 }
                 Ok(None) | Err(_) => {

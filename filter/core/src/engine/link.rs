@@ -104,11 +104,18 @@ impl Runtime {
                 host.send_sync(stream, &ack.encode_to_vec());
             }
             Err(SyncError::VersionGap { .. }) => {
-                // Missed an update: subscribe again, which brings a snapshot.
+                // Missed an update: subscribe again at once (not on the next tick), which brings
+                // a snapshot.
                 host.close_sync(stream);
-                let mut link = lock(&self.link);
-                link.stream = None;
-                link.next_attempt_ms = 0;
+                {
+                    let mut link = lock(&self.link);
+                    link.stream = None;
+                    link.next_attempt_ms = 0;
+                }
+                if let Some(config) = &self.settings.control_plane {
+                    let now_ms = super::now_ms(host);
+                    self.connect(host, config, now_ms);
+                }
             }
             Err(err) => {
                 self.metrics.add(Metric::SyncRejected, 1);

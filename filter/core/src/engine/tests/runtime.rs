@@ -183,6 +183,55 @@ fn the_sync_stream_subscribes_applies_acknowledges_and_reconnects() {
 }
 
 #[test]
+fn a_missed_update_resubscribes_at_once_without_waiting_for_the_tick() {
+    let mut proxy = Proxy::new(&config(json!({}), control_plane()));
+    proxy.tick();
+    let (stream, _) = proxy.host.sent.last().cloned().unwrap();
+    proxy
+        .rt
+        .on_sync_message(&mut proxy.host, stream, &snapshot(5, &[]).encode_to_vec());
+    let subscriptions = |proxy: &Proxy| {
+        proxy
+            .host
+            .calls
+            .iter()
+            .filter(|c| **c == "open_sync")
+            .count()
+    };
+    let before = subscriptions(&proxy);
+
+    // A delta made from a version this filter never held: no tick runs in between.
+    let gap = v1::SyncUpdate {
+        version: 9,
+        kind: Some(sync_update::Kind::Delta(v1::Delta {
+            base_version: 7,
+            ..Default::default()
+        })),
+    };
+    proxy
+        .rt
+        .on_sync_message(&mut proxy.host, stream, &gap.encode_to_vec());
+    assert_eq!(
+        subscriptions(&proxy),
+        before + 1,
+        "subscribed again at once"
+    );
+    let Some((_, Sent::Sync { first })) = proxy.host.sent.last().cloned() else {
+        panic!("no new Sync stream")
+    };
+    let Some(sync_request::Kind::Subscribe(again)) =
+        v1::SyncRequest::decode(first.as_slice()).unwrap().kind
+    else {
+        panic!("not a subscription")
+    };
+    assert_eq!(
+        again.known_version, 5,
+        "with the version held, not the gap's"
+    );
+    assert_eq!(proxy.rt.version(), 5);
+}
+
+#[test]
 fn an_invalid_configuration_is_refused() {
     let mut host = Fake::new();
     for bad in [
