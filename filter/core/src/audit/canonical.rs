@@ -8,45 +8,47 @@
 use serde_json::Value;
 
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::with_capacity(512);
+    let mut out = Vec::with_capacity(512);
     write_value(&mut out, value);
-    out
+    // serde_json writes UTF-8 only; the lossy path is never taken.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn write_value(out: &mut String, value: &Value) {
+fn write_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
+            out.push(b'{');
             for (i, (key, val)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_string(out, key);
-                out.push(':');
+                write_scalar(out, key);
+                out.push(b':');
                 write_value(out, val);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_value(out, item);
             }
-            out.push(']');
+            out.push(b']');
         }
-        Value::String(s) => write_string(out, s),
-        // Scalars print the same in every serde_json configuration.
-        other => out.push_str(&other.to_string()),
+        // Strings and scalars print the same in every serde_json configuration, written in place.
+        Value::String(s) => write_scalar(out, s),
+        other => write_scalar(out, other),
     }
 }
 
-fn write_string(out: &mut String, s: &str) {
-    out.push_str(&Value::from(s).to_string());
+fn write_scalar<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing a string, number, bool or null to a Vec cannot fail.
+    let _ = serde_json::to_writer(out, value);
 }
 
 #[cfg(test)]
@@ -62,6 +64,30 @@ mod tests {
             canonical_json(&v),
             r#"{"A":"q\"\n\u0001","a":{"z":[3,{"x":null,"y":true}],"é":"ü"},"b":1}"#
         );
+    }
+
+    #[test]
+    fn strings_and_scalars_print_as_serde_json_values_do() {
+        let mut tricky: Vec<String> = (0u32..0x80)
+            .filter_map(char::from_u32)
+            .map(|c| format!("a{c}b"))
+            .collect();
+        tricky
+            .extend(["", "é\u{2028}\u{2029}", "😀\\\"/", "\u{7f}\u{80}\u{ffff}"].map(String::from));
+        for s in tricky {
+            let value = Value::from(s.as_str());
+            assert_eq!(canonical_json(&value), value.to_string(), "{s:?}");
+        }
+        for value in [
+            json!(null),
+            json!(true),
+            json!(-0.0),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(0.1),
+        ] {
+            assert_eq!(canonical_json(&value), value.to_string());
+        }
     }
 
     #[test]
