@@ -5,6 +5,7 @@ use futures::TryStreamExt;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::checker::{Checker, Range};
+use crate::audit::columns::{self, Columns};
 use crate::error::Result;
 use crate::store::snapshot;
 
@@ -22,22 +23,26 @@ pub async fn check_range(
     snapshot::import(&mut conn, snapshot).await?;
     let mut checker = Checker::new(cut);
     {
-        let mut rows = sqlx::query(
-            "SELECT pos, seq, prev_hash, hash, body FROM audit_events \
+        let sql = format!(
+            "SELECT pos, seq, prev_hash, hash, body, {} FROM audit_events \
              WHERE tenant = $1 AND pos BETWEEN $2 AND $3 ORDER BY pos",
-        )
-        .bind(tenant)
-        .bind(first)
-        .bind(last)
-        .fetch(&mut conn);
+            columns::SELECT
+        );
+        let mut rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(first)
+            .bind(last)
+            .fetch(&mut conn);
         while let Some(row) = rows.try_next().await? {
             let body: Option<&str> = row.try_get(4).ok();
+            let text = |i: usize| row.try_get::<&str, _>(i).ok();
             checker.push(
                 row.try_get(0)?,
                 row.try_get(1).unwrap_or(-1),
                 row.try_get(2).ok(),
                 row.try_get(3).ok(),
                 body.map(str::as_bytes),
+                Columns::stored(std::array::from_fn(|k| text(5 + k))),
             );
         }
     }
