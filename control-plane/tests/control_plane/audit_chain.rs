@@ -63,16 +63,26 @@ async fn exec(db: &Db, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// Writes a row as the control plane would, around it: `body` chained after `prev` at `seq`, its
-/// queryable columns taken from `columns`.
-async fn insert_row(db: &Db, seq: i64, prev: &[u8; 32], body: &str, columns: &AuditEvent) {
+/// Writes a row as the control plane would, around it: `body` chained at `seq` after the event
+/// at `seq - 1` of the tenant `columns` names, its queryable columns taken from `columns`.
+/// Returns the row's hash.
+async fn append_around(db: &Db, seq: i64, body: &str, columns: &AuditEvent) -> [u8; 32] {
+    let row: (Vec<u8>,) =
+        sqlx::query_as("SELECT hash FROM audit_events WHERE tenant = $1 AND seq = $2")
+            .bind(&columns.tenant)
+            .bind(seq - 1)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    let prev: [u8; 32] = row.0.try_into().unwrap();
+    let hash = link(&prev, body.as_bytes());
     sqlx::query(
         "INSERT INTO audit_events (seq, prev_hash, hash, body, tenant, id, ts, event, decision, \
          tool, agent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(seq)
     .bind(prev.to_vec())
-    .bind(link(prev, body.as_bytes()).to_vec())
+    .bind(hash.to_vec())
     .bind(body)
     .bind(&columns.tenant)
     .bind(&columns.id)
@@ -84,6 +94,7 @@ async fn insert_row(db: &Db, seq: i64, prev: &[u8; 32], body: &str, columns: &Au
     .execute(db.pool())
     .await
     .unwrap();
+    hash
 }
 
 async fn an_intact_chain_verifies(app: TestApp) {
@@ -250,14 +261,8 @@ async fn tampering_is_detected_at_the_right_event(app: TestApp) {
 
     // An event forged onto the end with a correct hash, without the head: caught by the head.
     let ids = chain(&app, "forged", 3).await;
-    let forged = event("forged", 4).canonical();
-    let row: (Vec<u8>,) =
-        sqlx::query_as("SELECT hash FROM audit_events WHERE tenant = 'forged' AND seq = 3")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-    let prev: [u8; 32] = row.0.try_into().unwrap();
-    insert_row(db, 4, &prev, &forged, &event("forged", 4)).await;
+    let forged = event("forged", 4);
+    append_around(db, 4, &forged.canonical(), &forged).await;
     let report = verify(&app, "forged").await;
     assert_eq!(
         report["first_broken_event_id"], "forged-event-0004",
@@ -292,17 +297,10 @@ async fn a_row_whose_columns_disagree_with_its_body_is_reported(app: TestApp) {
     // A row written around the control plane, chained and hashed correctly, whose `tool` column
     // names another tool than its body: queries would show it as a call of that tool.
     let ids = chain(&app, "acme", 3).await;
-    let row: (Vec<u8>,) =
-        sqlx::query_as("SELECT hash FROM audit_events WHERE tenant = 'acme' AND seq = 3")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-    let prev: [u8; 32] = row.0.try_into().unwrap();
     let written = event("acme", 4);
     let mut shown = written.clone();
     shown.tool = "harmless_tool".into();
-    insert_row(db, 4, &prev, &written.canonical(), &shown).await;
-    let head = link(&prev, written.canonical().as_bytes());
+    let head = append_around(db, 4, &written.canonical(), &shown).await;
     sqlx::query(
         "UPDATE audit_chain_heads SET seq = 4, head = $1, head_id = $2 WHERE tenant = 'acme'",
     )
@@ -311,20 +309,7 @@ async fn a_row_whose_columns_disagree_with_its_body_is_reported(app: TestApp) {
     .execute(db.pool())
     .await
     .unwrap();
-    let report = verify(&app, "acme").await;
-    assert_eq!(report["verified"], false, "{report}");
-    assert_eq!(
-        report["first_broken_event_id"],
-        written.id.as_str(),
-        "{report}"
-    );
-    assert!(
-        report["reason"]
-            .as_str()
-            .unwrap()
-            .contains("queryable columns"),
-        "{report}"
-    );
+    broken_at(&app, "acme", &written.id, "queryable columns").await;
     assert_eq!(ids.len(), 3);
 
     // A stored event whose column is edited with the database's own guard removed.
@@ -340,14 +325,13 @@ async fn a_row_whose_columns_disagree_with_its_body_is_reported(app: TestApp) {
         "UPDATE audit_events SET decision = 'allow' WHERE tenant = 'globex' AND seq = 3",
     )
     .await;
-    let report = verify(&app, "globex").await;
+    broken_at(&app, "globex", &ids[2], "queryable columns").await;
+}
+
+/// Verify finds `tenant`'s chain broken at event `id`, for a reason that says `why`.
+async fn broken_at(app: &TestApp, tenant: &str, id: &str, why: &str) {
+    let report = verify(app, tenant).await;
     assert_eq!(report["verified"], false, "{report}");
-    assert_eq!(report["first_broken_event_id"], ids[2].as_str(), "{report}");
-    assert!(
-        report["reason"]
-            .as_str()
-            .unwrap()
-            .contains("queryable columns"),
-        "{report}"
-    );
+    assert_eq!(report["first_broken_event_id"], id, "{report}");
+    assert!(report["reason"].as_str().unwrap().contains(why), "{report}");
 }
