@@ -453,6 +453,8 @@ def test_signing_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_retire
 
 
 @pytest.mark.anyio
+# Native only: the wasm sidecar's Envoy reads its token once, at start (credential_injector).
+@pytest.mark.parametrize("sidecar", [b for b in BUILDS if b.name == "native"], indirect=True, ids=str)
 async def test_native_sidecar_fails_closed_on_an_empty_token_file_and_follows_a_rewritten_one(
     sidecar: Sidecar,
 ) -> None:
@@ -460,8 +462,6 @@ async def test_native_sidecar_fails_closed_on_an_empty_token_file_and_follows_a_
     sends nothing (a budgeted call, which needs a lease, fails closed as with an unreachable control plane, and the
     log says why); once the file holds the new token the module follows it without a restart: the budgeted call
     passes and the decisions made meanwhile reach the audit chain."""
-    if sidecar.build.name != "native":
-        pytest.skip("the wasm sidecar's Envoy reads the token at start (credential_injector)")
     wait_for_snapshot(sidecar)
     agent = "rotation-agent"
     token = mint_through_the_sidecar(sidecar, ["echo", "get-env"], max_calls=5, subject=agent)
