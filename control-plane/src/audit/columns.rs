@@ -5,45 +5,34 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+mod scan;
 
 /// One row's queryable columns, as stored or as its body says.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Columns<'a> {
-    #[serde(borrow)]
     pub tenant: Cow<'a, str>,
-    #[serde(borrow)]
     pub id: Cow<'a, str>,
-    #[serde(borrow)]
     pub ts: Cow<'a, str>,
-    #[serde(borrow)]
     pub event: Cow<'a, str>,
-    #[serde(borrow)]
     pub decision: Cow<'a, str>,
-    #[serde(borrow)]
     pub tool: Cow<'a, str>,
-    #[serde(borrow)]
     pub agent_id: Cow<'a, str>,
 }
 
 impl<'a> Columns<'a> {
-    /// What `body` (an event's JSON) says; `None` when it is not an object with the seven fields
-    /// as strings.
+    /// What `body` (an event's JSON) says; `None` when it is not one object holding each of the
+    /// seven fields once as a string, or is not well-formed JSON around them. Read in one pass
+    /// over the body's top level ([`scan`]), borrowed from it unless a field has escapes.
     pub fn of_body(body: &'a [u8]) -> Option<Self> {
-        serde_json::from_slice(body).ok()
-    }
-
-    /// The stored columns, `None` when one is NULL or not text.
-    pub fn stored(values: [Option<&'a str>; 7]) -> Option<Self> {
-        let [tenant, id, ts, event, decision, tool, agent_id] = values;
+        let [tenant, id, ts, event, decision, tool, agent_id] = scan::fields(body)?;
         Some(Columns {
-            tenant: tenant?.into(),
-            id: id?.into(),
-            ts: ts?.into(),
-            event: event?.into(),
-            decision: decision?.into(),
-            tool: tool?.into(),
-            agent_id: agent_id?.into(),
+            tenant,
+            id,
+            ts,
+            event,
+            decision,
+            tool,
+            agent_id,
         })
     }
 
@@ -60,8 +49,25 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// The columns as a row lists them, after `pos, seq, prev_hash, hash, body`.
-pub const SELECT: &str = "tenant, id, ts, event, decision, tool, agent_id";
+/// The columns verify reads back, after `pos, seq, prev_hash, hash, body`: all but `tenant`, which
+/// its query filters on, so that a row it reads has the tenant it asked for stored (as text: a
+/// value of another type equals no text).
+pub const READ_BACK: &str = "id, ts, event, decision, tool, agent_id";
+
+/// A row's stored columns in the order of [`Columns`], as the bytes of their text: `None` for a
+/// NULL or a value that is not text.
+pub type Stored<'a> = [Option<&'a [u8]>; 7];
+
+/// Whether a row's stored columns say what its body says. Compared as bytes, so the stored text is
+/// not decoded: equal to a field read strictly from the body, it is that field's valid UTF-8.
+pub fn agree(body: &[u8], stored: &Stored<'_>) -> bool {
+    scan::fields(body).is_some_and(|fields| {
+        fields
+            .iter()
+            .zip(stored)
+            .all(|(field, column)| *column == Some(field.as_bytes()))
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -83,19 +89,33 @@ mod tests {
         event.agent_id = "bot".into();
         let body = event.canonical();
         let columns = Columns::of_body(body.as_bytes()).unwrap();
+        let stored = [
+            "acme",
+            "ev-1",
+            event.ts.as_str(),
+            "intentgate.tool_call",
+            "deny",
+            "say \"hi\"\u{e9}",
+            "bot",
+        ];
         assert_eq!(
-            columns,
-            Columns::stored([
-                Some("acme"),
-                Some("ev-1"),
-                Some(event.ts.as_str()),
-                Some("intentgate.tool_call"),
-                Some("deny"),
-                Some("say \"hi\"\u{e9}"),
-                Some("bot"),
-            ])
-            .unwrap()
+            [
+                &columns.tenant,
+                &columns.id,
+                &columns.ts,
+                &columns.event,
+                &columns.decision,
+                &columns.tool,
+                &columns.agent_id
+            ],
+            stored
         );
+        let mut stored = stored.map(|s| Some(s.as_bytes()));
+        assert!(agree(body.as_bytes(), &stored));
+        stored[5] = Some(b"say hi");
+        assert!(!agree(body.as_bytes(), &stored));
+        stored[5] = None;
+        assert!(!agree(body.as_bytes(), &stored));
     }
 
     #[test]
@@ -104,9 +124,6 @@ mod tests {
         assert_eq!(Columns::of_body(b"not json"), None);
         let numeric = br#"{"tenant":"a","id":"i","ts":"t","event":"e","decision":"d","tool":7,"agent_id":"g"}"#;
         assert_eq!(Columns::of_body(numeric), None);
-        assert_eq!(
-            Columns::stored([Some("a"), None, None, None, None, None, None]),
-            None
-        );
+        assert!(!agree(numeric, &[Some(b"a".as_slice()); 7]));
     }
 }

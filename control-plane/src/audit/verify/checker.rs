@@ -7,14 +7,14 @@
 //! size of the signed tree head being checked), so the stitched ranges give both the root of the
 //! whole tree and the root the signed head must match.
 //!
-//! A row's queryable columns must be what its body says ([`Columns`]): the database does not
+//! A row's queryable columns must be what its body says ([`columns::agree`]): the database does not
 //! derive them, so a row written around the control plane could otherwise show queries one event
 //! while its hashed body records another.
 
 use intentgate_core::audit::merkle::{CompactRange, Hash, leaf_hash};
 use intentgate_core::audit::{GENESIS, link};
 
-use crate::audit::columns::Columns;
+use crate::audit::columns::{self, Stored};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakKind {
@@ -129,7 +129,7 @@ impl Checker {
         }
     }
 
-    /// One row; `None` hash columns or body are malformed, `None` queryable columns disagree with
+    /// One row; `None` hash columns or body are malformed, a `None` queryable column disagrees with
     /// any body.
     pub fn push(
         &mut self,
@@ -138,7 +138,7 @@ impl Checker {
         prev: Option<&[u8]>,
         hash: Option<&[u8]>,
         body: Option<&[u8]>,
-        columns: Option<Columns<'_>>,
+        columns: Stored<'_>,
     ) {
         self.count += 1;
         if !self.leaves.unusable {
@@ -154,12 +154,9 @@ impl Checker {
         };
         if self.first_break.is_none() {
             let kind = match (prev, hash, body) {
-                (Some(prev), Some(hash), Some(body)) => {
-                    self.check(&prev, &hash, body, seq).or_else(|| {
-                        (columns.is_none() || Columns::of_body(body) != columns)
-                            .then_some(BreakKind::Columns)
-                    })
-                }
+                (Some(prev), Some(hash), Some(body)) => self
+                    .check(&prev, &hash, body, seq)
+                    .or_else(|| (!columns::agree(body, &columns)).then_some(BreakKind::Columns)),
                 _ => Some(BreakKind::Malformed),
             };
             self.first_break = kind.map(|kind| Break { pos, kind });
@@ -293,6 +290,7 @@ pub fn split(first: i64, last: i64, parts: usize) -> Vec<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::columns::Columns;
 
     /// `seq`, `prev_hash`, `hash`, body, and the body whose fields the row's columns hold.
     type Row = (i64, [u8; 32], [u8; 32], Vec<u8>, Vec<u8>);
@@ -328,7 +326,20 @@ mod tests {
                     let pos = i as i64 + 1;
                     if (lo..=hi).contains(&pos) {
                         let columns = Columns::of_body(columns);
-                        checker.push(pos, *seq, Some(prev), Some(hash), Some(body), columns);
+                        let stored = match &columns {
+                            Some(c) => [
+                                &c.tenant,
+                                &c.id,
+                                &c.ts,
+                                &c.event,
+                                &c.decision,
+                                &c.tool,
+                                &c.agent_id,
+                            ]
+                            .map(|f| Some(f.as_bytes())),
+                            None => [None; 7],
+                        };
+                        checker.push(pos, *seq, Some(prev), Some(hash), Some(body), stored);
                     }
                 }
                 checker.finish()
@@ -404,7 +415,7 @@ mod tests {
     #[test]
     fn malformed_rows_break() {
         let mut checker = Checker::default();
-        checker.push(1, 1, Some(&[0; 31]), Some(&[0; 32]), Some(b"{}"), None);
+        checker.push(1, 1, Some(&[0; 31]), Some(&[0; 32]), Some(b"{}"), [None; 7]);
         assert_eq!(
             checker.finish().first_break,
             Some(Break {

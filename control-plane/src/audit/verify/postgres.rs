@@ -5,7 +5,7 @@ use futures::TryStreamExt;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::checker::{Checker, Range};
-use crate::audit::columns::{self, Columns};
+use crate::audit::columns;
 use crate::error::Result;
 use crate::store::snapshot;
 
@@ -26,7 +26,7 @@ pub async fn check_range(
         let sql = format!(
             "SELECT pos, seq, prev_hash, hash, body, {} FROM audit_events \
              WHERE tenant = $1 AND pos BETWEEN $2 AND $3 ORDER BY pos",
-            columns::SELECT
+            columns::READ_BACK
         );
         let mut rows = sqlx::query(&sql)
             .bind(tenant)
@@ -35,14 +35,23 @@ pub async fn check_range(
             .fetch(&mut conn);
         while let Some(row) = rows.try_next().await? {
             let body: Option<&str> = row.try_get(4).ok();
-            let text = |i: usize| row.try_get::<&str, _>(i).ok();
+            let text = |i: usize| row.try_get::<&str, _>(i).ok().map(str::as_bytes);
+            let [id, ts, event, decision, tool, agent_id] = std::array::from_fn(|k| text(5 + k));
             checker.push(
                 row.try_get(0)?,
                 row.try_get(1).unwrap_or(-1),
                 row.try_get(2).ok(),
                 row.try_get(3).ok(),
                 body.map(str::as_bytes),
-                Columns::stored(std::array::from_fn(|k| text(5 + k))),
+                [
+                    Some(tenant.as_bytes()),
+                    id,
+                    ts,
+                    event,
+                    decision,
+                    tool,
+                    agent_id,
+                ],
             );
         }
     }
