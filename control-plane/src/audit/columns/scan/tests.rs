@@ -195,8 +195,8 @@ impl Rng {
         self.below(n) == 0
     }
 
-    fn pick<'t, T>(&mut self, items: &'t [T]) -> &'t T {
-        &items[self.below(items.len())]
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
     }
 }
 
@@ -232,9 +232,9 @@ const CHARS: &[char] = &[
 
 fn text(rng: &mut Rng) -> String {
     if rng.one_in(6) {
-        return (*rng.pick(&NAMES)).to_string();
+        return rng.pick(&NAMES).to_string();
     }
-    (0..rng.below(12)).map(|_| *rng.pick(CHARS)).collect()
+    (0..rng.below(12)).map(|_| rng.pick(CHARS)).collect()
 }
 
 /// JSON text of `s`, each character written in one of the ways JSON allows.
@@ -243,7 +243,7 @@ fn string(rng: &mut Rng, s: &str) -> String {
     for c in s.chars() {
         // Now and then a surrogate alone: only a string that is skipped may hold one.
         if rng.one_in(200) {
-            out.push_str(*rng.pick::<&str>(&["\\ud83d", "\\udc00", "\\uDBFF\\u0041"]));
+            out.push_str(rng.pick(&["\\ud83d", "\\udc00", "\\uDBFF\\u0041"]));
         }
         let short = match c {
             '"' => Some("\\\""),
@@ -275,7 +275,7 @@ fn string(rng: &mut Rng, s: &str) -> String {
 
 fn space(rng: &mut Rng) -> &'static str {
     if rng.one_in(4) {
-        *rng.pick(&[" ", "\n", "\t", "\r", "  \n "])
+        rng.pick(&[" ", "\n", "\t", "\r", "  \n "])
     } else {
         ""
     }
@@ -292,8 +292,10 @@ fn value(rng: &mut Rng, depth: usize) -> String {
             let t = text(rng);
             string(rng, &t)
         }
-        1 => (*rng.pick(&["0", "-0", "12", "-3.5", "1e10", "2E-3", "0.5e+7", "100"])).into(),
-        2 => (*rng.pick(&["true", "false", "null"])).into(),
+        1 => rng
+            .pick(&["0", "-0", "12", "-3.5", "1e10", "2E-3", "0.5e+7", "100"])
+            .into(),
+        2 => rng.pick(&["true", "false", "null"]).into(),
         3 => string(rng, ""),
         4 => {
             let items: Vec<String> = (0..rng.below(4))
@@ -384,8 +386,8 @@ fn mutate(rng: &mut Rng, mut body: Vec<u8>) -> Vec<u8> {
             0 => {
                 body.remove(at);
             }
-            1 => body.insert(at, *rng.pick(NOISE)),
-            2 => body[at] = *rng.pick(NOISE),
+            1 => body.insert(at, rng.pick(NOISE)),
+            2 => body[at] = rng.pick(NOISE),
             3 => body.truncate(at),
             _ => {
                 let end = (at + 1 + rng.below(8)).min(body.len());
