@@ -1,6 +1,7 @@
 //! The audit log: per-tenant hash chains of events (SPEC §5).
 //!
 //! - [`store`] appends events (idempotent ids, one writer per tenant chain at a time);
+//! - [`columns`] are the body's fields that queries filter on, stored beside it;
 //! - [`change`] is the audited change every change to the gateway's state goes through: its writes,
 //!   its event and its state version committed together, then announced;
 //! - [`record`] builds the events that admin changes write about themselves;
@@ -8,6 +9,7 @@
 //! - [`tree`] keeps the Merkle tree over the same events, its proofs and signed tree heads.
 
 pub mod change;
+pub mod columns;
 pub mod export;
 pub mod query;
 pub mod record;

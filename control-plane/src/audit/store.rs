@@ -9,7 +9,7 @@
 //! A batch costs a few statements whatever its size: each event's canonical JSON and Merkle leaf
 //! are computed before the lock (neither depends on where the event lands), the ids already stored
 //! are looked up at once, the chain hashes are computed in the process, and the rows are written in
-//! bulk ([`crate::store::bulk`]).
+//! bulk ([`crate::store::bulk`]), with the columns queries filter on ([`super::columns`]).
 
 use std::collections::HashMap;
 
@@ -17,6 +17,7 @@ use intentgate_core::audit::merkle::{Hash, leaf_hash};
 use intentgate_core::audit::{AuditEvent, GENESIS, link};
 use sqlx::{AnyConnection, Connection, Row};
 
+use super::columns::Columns;
 use super::tree;
 use crate::error::{Error, Result};
 use crate::store::{Db, bulk};
@@ -38,9 +39,7 @@ pub struct Appended {
 
 /// An event ready to be chained: what is hashed, computed before the chain's lock is taken.
 pub struct Prepared {
-    id: String,
-    tenant: String,
-    ts: String,
+    columns: Columns<'static>,
     body: String,
     leaf: Hash,
 }
@@ -50,17 +49,23 @@ impl Prepared {
     pub fn new(event: &AuditEvent) -> Result<Self> {
         check(event)?;
         let body = event.canonical();
+        // Read back from the body, so that the columns are what verify will read there.
+        let columns = Columns::of_body(body.as_bytes())
+            .ok_or_else(|| Error::Internal("an event's body lacks its columns".into()))?
+            .into_owned();
         Ok(Prepared {
-            id: event.id.clone(),
-            tenant: event.tenant.clone(),
-            ts: event.ts.clone(),
+            columns,
             leaf: leaf_hash(body.as_bytes()),
             body,
         })
     }
 
     pub fn tenant(&self) -> &str {
-        &self.tenant
+        &self.columns.tenant
+    }
+
+    fn id(&self) -> &str {
+        &self.columns.id
     }
 }
 
@@ -87,9 +92,9 @@ pub async fn append_prepared(
 ) -> Result<Vec<Appended>> {
     let mut by_tenant: Vec<(&str, Vec<usize>)> = Vec::new();
     for (index, event) in events.iter().enumerate() {
-        match by_tenant.iter_mut().find(|(t, _)| *t == event.tenant) {
+        match by_tenant.iter_mut().find(|(t, _)| *t == event.tenant()) {
             Some((_, indexes)) => indexes.push(index),
-            None => by_tenant.push((&event.tenant, vec![index])),
+            None => by_tenant.push((event.tenant(), vec![index])),
         }
     }
     by_tenant.sort_by(|a, b| a.0.cmp(b.0));
@@ -123,7 +128,7 @@ pub(super) async fn append_in(
         .collect::<Result<Vec<_>>>()?;
     if prepared
         .iter()
-        .any(|p| Some(p.tenant.as_str()) != events.first().map(|e| e.tenant.as_str()))
+        .any(|p| Some(p.tenant()) != events.first().map(|e| e.tenant.as_str()))
     {
         return Err(Error::Internal(
             "append_in takes events of one tenant".into(),
@@ -137,7 +142,7 @@ struct ChainRow<'e> {
     seq: i64,
     prev: [u8; 32],
     hash: [u8; 32],
-    body: &'e str,
+    event: &'e Prepared,
 }
 
 /// Where a batch's events go, given the chain's head and the ids already stored.
@@ -165,7 +170,7 @@ fn place<'e>(
         head: None,
     };
     for event in events {
-        let inserted = !placed.contains_key(event.id.as_str());
+        let inserted = !placed.contains_key(event.id());
         if inserted {
             let hash = link(&head, event.body.as_bytes());
             seq += 1;
@@ -173,19 +178,19 @@ fn place<'e>(
                 seq,
                 prev: head,
                 hash,
-                body: &event.body,
+                event,
             });
             placement.leaves.push(event.leaf);
-            placed.insert(&event.id, (seq, hash));
+            placed.insert(event.id(), (seq, hash));
             head = hash;
             placement.head = Some((seq, hash, event));
         }
         let (at, hash) = placed
-            .get(event.id.as_str())
+            .get(event.id())
             .copied()
             .ok_or_else(|| Error::Internal("an appended event has no position".into()))?;
         placement.out.push(Appended {
-            id: event.id.clone(),
+            id: event.id().to_owned(),
             tenant: tenant.to_owned(),
             seq: at,
             hash,
@@ -198,16 +203,25 @@ fn place<'e>(
 /// Writes the placed rows; returns how many were new (a row whose id is stored is skipped).
 async fn write(conn: &mut AnyConnection, rows: &[ChainRow<'_>]) -> Result<usize> {
     let statement = bulk::Insert {
-        into: "INSERT INTO audit_events (seq, prev_hash, hash, body) VALUES",
-        columns: 4,
+        into: "INSERT INTO audit_events \
+               (seq, prev_hash, hash, body, tenant, id, ts, event, decision, tool, agent_id) VALUES",
+        columns: 11,
         conflict: "ON CONFLICT (tenant, id) DO NOTHING",
     };
     let written = bulk::insert(conn, &statement, rows, |query, row| {
+        let columns = &row.event.columns;
         query
             .bind(row.seq)
             .bind(&row.prev[..])
             .bind(&row.hash[..])
-            .bind(row.body)
+            .bind(row.event.body.as_str())
+            .bind(columns.tenant.as_ref())
+            .bind(columns.id.as_ref())
+            .bind(columns.ts.as_ref())
+            .bind(columns.event.as_ref())
+            .bind(columns.decision.as_ref())
+            .bind(columns.tool.as_ref())
+            .bind(columns.agent_id.as_ref())
     })
     .await?;
     Ok(usize::try_from(written).unwrap_or(usize::MAX))
@@ -261,8 +275,8 @@ async fn chain(
     .bind(tenant)
     .bind(seq)
     .bind(hash.to_vec())
-    .bind(&last.id)
-    .bind(&last.ts)
+    .bind(last.id())
+    .bind(last.columns.ts.as_ref())
     .execute(&mut *conn)
     .await?;
     // The Merkle tree holds the same events as the chain, committed with them.
@@ -291,12 +305,12 @@ async fn stored<'e>(
         );
         let query = chunk
             .iter()
-            .fold(sqlx::query(&sql).bind(tenant), |q, e| q.bind(&e.id));
+            .fold(sqlx::query(&sql).bind(tenant), |q, e| q.bind(e.id()));
         for row in query.fetch_all(&mut *conn).await? {
             let id: String = row.try_get("id")?;
-            if let Some(event) = chunk.iter().find(|e| e.id == id) {
+            if let Some(event) = chunk.iter().find(|e| e.id() == id) {
                 found.insert(
-                    event.id.as_str(),
+                    event.id(),
                     (row.try_get("seq")?, hash32(row.try_get("hash")?)?),
                 );
             }
@@ -311,7 +325,7 @@ fn hash32(bytes: Vec<u8>) -> Result<[u8; 32]> {
         .map_err(|_| Error::Internal("stored chain hash is not 32 bytes".into()))
 }
 
-/// What every stored event must satisfy: the generated columns and filters rely on it.
+/// What every stored event must satisfy: the queryable columns and filters rely on it.
 pub fn check(event: &AuditEvent) -> Result<()> {
     let bad = |why: String| Error::bad_request(format!("audit event {:?}: {why}", event.id));
     if event.id.is_empty() || event.id.chars().count() > MAX_EVENT_ID_CHARS {
@@ -323,7 +337,7 @@ pub fn check(event: &AuditEvent) -> Result<()> {
         return Err(bad("id must not contain control characters".into()));
     }
     validate::tenant(&event.tenant).map_err(bad)?;
-    // Postgres cannot extract a NUL into the generated text columns.
+    // Postgres cannot store a NUL in the text columns.
     if [&event.tool, &event.agent_id]
         .iter()
         .any(|f| f.contains('\0'))

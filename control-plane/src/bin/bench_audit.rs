@@ -118,9 +118,23 @@ fn fill_tree(
     )?;
     let tx = conn.transaction()?;
     for (i, body) in positions {
+        let c = audit::columns::Columns::of_body(body.as_bytes())
+            .context("a sampled event's body lacks its columns")?;
         tx.execute(
-            "INSERT INTO audit_events (seq, prev_hash, hash, body) VALUES (?1, ?2, ?2, ?3)",
-            rusqlite::params![i64::try_from(*i)? + 1, &[0u8; 32][..], body],
+            "INSERT INTO audit_events (seq, prev_hash, hash, body, tenant, id, ts, event, \
+             decision, tool, agent_id) VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            rusqlite::params![
+                i64::try_from(*i)? + 1,
+                &[0u8; 32][..],
+                body,
+                c.tenant,
+                c.id,
+                c.ts,
+                c.event,
+                c.decision,
+                c.tool,
+                c.agent_id
+            ],
         )?;
     }
     tx.commit()?;

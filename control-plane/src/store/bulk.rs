@@ -13,8 +13,8 @@ use sqlx::{Any, AnyConnection};
 
 use crate::error::Result;
 
-/// Rows per statement at most: with four values a row, 4,096 bound values, far below SQLite's
-/// 32,766 and Postgres' 65,535.
+/// Rows per statement at most: with eleven values a row (an audit event's), 11,264 bound values,
+/// below SQLite's 32,766 and Postgres' 65,535.
 pub const MAX_ROWS: usize = 1024;
 
 /// A statement being bound.

@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use intentgate_control_plane::audit;
-use intentgate_control_plane::store::Db;
+use intentgate_control_plane::store::{Backend, Db};
 use intentgate_core::audit::{AuditEvent, EventKind, GENESIS, link};
 use intentgate_core::decision::AuditDecision;
 use serde_json::Value;
@@ -17,6 +17,7 @@ on_both_backends!(
     concurrent_replicas_keep_one_chain_per_tenant,
     tampering_is_detected_at_the_right_event,
     queryable_columns_cannot_be_edited_apart_from_the_body,
+    a_row_whose_columns_disagree_with_its_body_is_reported,
 );
 
 fn event(tenant: &str, n: usize) -> AuditEvent {
@@ -60,6 +61,40 @@ async fn exec(db: &Db, sql: &str) {
         .execute(db.pool())
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Writes a row as the control plane would, around it: `body` chained at `seq` after the event
+/// at `seq - 1` of the tenant `columns` names, its queryable columns taken from `columns`.
+/// Returns the row's hash.
+async fn append_around(db: &Db, seq: i64, body: &str, columns: &AuditEvent) -> [u8; 32] {
+    let row: (Vec<u8>,) =
+        sqlx::query_as("SELECT hash FROM audit_events WHERE tenant = $1 AND seq = $2")
+            .bind(&columns.tenant)
+            .bind(seq - 1)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    let prev: [u8; 32] = row.0.try_into().unwrap();
+    let hash = link(&prev, body.as_bytes());
+    sqlx::query(
+        "INSERT INTO audit_events (seq, prev_hash, hash, body, tenant, id, ts, event, decision, \
+         tool, agent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(seq)
+    .bind(prev.to_vec())
+    .bind(hash.to_vec())
+    .bind(body)
+    .bind(&columns.tenant)
+    .bind(&columns.id)
+    .bind(&columns.ts)
+    .bind("intentgate.tool_call")
+    .bind(columns.decision.as_str())
+    .bind(&columns.tool)
+    .bind(&columns.agent_id)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    hash
 }
 
 async fn an_intact_chain_verifies(app: TestApp) {
@@ -226,20 +261,8 @@ async fn tampering_is_detected_at_the_right_event(app: TestApp) {
 
     // An event forged onto the end with a correct hash, without the head: caught by the head.
     let ids = chain(&app, "forged", 3).await;
-    let forged = event("forged", 4).canonical();
-    let row: (Vec<u8>,) =
-        sqlx::query_as("SELECT hash FROM audit_events WHERE tenant = 'forged' AND seq = 3")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-    let prev: [u8; 32] = row.0.try_into().unwrap();
-    sqlx::query("INSERT INTO audit_events (seq, prev_hash, hash, body) VALUES (4, $1, $2, $3)")
-        .bind(prev.to_vec())
-        .bind(link(&prev, forged.as_bytes()).to_vec())
-        .bind(&forged)
-        .execute(db.pool())
-        .await
-        .unwrap();
+    let forged = event("forged", 4);
+    append_around(db, 4, &forged.canonical(), &forged).await;
     let report = verify(&app, "forged").await;
     assert_eq!(
         report["first_broken_event_id"], "forged-event-0004",
@@ -267,4 +290,48 @@ async fn queryable_columns_cannot_be_edited_apart_from_the_body(app: TestApp) {
         );
     }
     assert_eq!(verify(&app, "acme").await["verified"], true);
+}
+
+async fn a_row_whose_columns_disagree_with_its_body_is_reported(app: TestApp) {
+    let db = &app.state.db;
+    // A row written around the control plane, chained and hashed correctly, whose `tool` column
+    // names another tool than its body: queries would show it as a call of that tool.
+    let ids = chain(&app, "acme", 3).await;
+    let written = event("acme", 4);
+    let mut shown = written.clone();
+    shown.tool = "harmless_tool".into();
+    let head = append_around(db, 4, &written.canonical(), &shown).await;
+    sqlx::query(
+        "UPDATE audit_chain_heads SET seq = 4, head = $1, head_id = $2 WHERE tenant = 'acme'",
+    )
+    .bind(head.to_vec())
+    .bind(&written.id)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    broken_at(&app, "acme", &written.id, "queryable columns").await;
+    assert_eq!(ids.len(), 3);
+
+    // A stored event whose column is edited with the database's own guard removed.
+    let ids = chain(&app, "globex", 5).await;
+    let unguard = if db.backend() == Backend::Sqlite {
+        "DROP TRIGGER audit_events_columns_from_body"
+    } else {
+        "DROP TRIGGER audit_events_derive ON audit_events"
+    };
+    exec(db, unguard).await;
+    exec(
+        db,
+        "UPDATE audit_events SET decision = 'allow' WHERE tenant = 'globex' AND seq = 3",
+    )
+    .await;
+    broken_at(&app, "globex", &ids[2], "queryable columns").await;
+}
+
+/// Verify finds `tenant`'s chain broken at event `id`, for a reason that says `why`.
+async fn broken_at(app: &TestApp, tenant: &str, id: &str, why: &str) {
+    let report = verify(app, tenant).await;
+    assert_eq!(report["verified"], false, "{report}");
+    assert_eq!(report["first_broken_event_id"], id, "{report}");
+    assert!(report["reason"].as_str().unwrap().contains(why), "{report}");
 }

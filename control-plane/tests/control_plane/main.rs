@@ -8,6 +8,7 @@ mod approvals;
 mod audit_chain;
 mod audit_group_commit;
 mod audit_ingest;
+mod audit_migration;
 mod audit_query;
 mod audit_tree;
 mod audited_change;

@@ -6,9 +6,15 @@
 //! Each worker also hashes its events as Merkle leaves into compact ranges, split at `cut` (the
 //! size of the signed tree head being checked), so the stitched ranges give both the root of the
 //! whole tree and the root the signed head must match.
+//!
+//! A row's queryable columns must be what its body says ([`columns::agree`]): the database does not
+//! derive them, so a row written around the control plane could otherwise show queries one event
+//! while its hashed body records another.
 
 use intentgate_core::audit::merkle::{CompactRange, Hash, leaf_hash};
 use intentgate_core::audit::{GENESIS, link};
+
+use crate::audit::columns::{self, Stored};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakKind {
@@ -20,6 +26,8 @@ pub enum BreakKind {
     Hash,
     /// `seq` does not follow the previous event's.
     Sequence,
+    /// The queryable columns do not say what the body says.
+    Columns,
 }
 
 impl BreakKind {
@@ -34,6 +42,10 @@ impl BreakKind {
             }
             BreakKind::Sequence => {
                 "the event's chain position does not follow the previous event's (events reordered)"
+            }
+            BreakKind::Columns => {
+                "the event's queryable columns (tenant, id, ts, event, decision, tool, agent_id) \
+                 do not match its body (written outside the control plane)"
             }
         }
     }
@@ -117,7 +129,8 @@ impl Checker {
         }
     }
 
-    /// One row; `None` columns are malformed.
+    /// One row; `None` hash columns or body are malformed, a `None` queryable column disagrees with
+    /// any body.
     pub fn push(
         &mut self,
         pos: i64,
@@ -125,6 +138,7 @@ impl Checker {
         prev: Option<&[u8]>,
         hash: Option<&[u8]>,
         body: Option<&[u8]>,
+        columns: Stored<'_>,
     ) {
         self.count += 1;
         if !self.leaves.unusable {
@@ -140,7 +154,9 @@ impl Checker {
         };
         if self.first_break.is_none() {
             let kind = match (prev, hash, body) {
-                (Some(prev), Some(hash), Some(body)) => self.check(&prev, &hash, body, seq),
+                (Some(prev), Some(hash), Some(body)) => self
+                    .check(&prev, &hash, body, seq)
+                    .or_else(|| (!columns::agree(body, &columns)).then_some(BreakKind::Columns)),
                 _ => Some(BreakKind::Malformed),
             };
             self.first_break = kind.map(|kind| Break { pos, kind });
@@ -274,17 +290,26 @@ pub fn split(first: i64, last: i64, parts: usize) -> Vec<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::columns::Columns;
 
-    type Row = (i64, [u8; 32], [u8; 32], Vec<u8>);
+    /// `seq`, `prev_hash`, `hash`, body, and the body whose fields the row's columns hold.
+    type Row = (i64, [u8; 32], [u8; 32], Vec<u8>, Vec<u8>);
+
+    fn body(n: i64) -> Vec<u8> {
+        format!(
+            r#"{{"agent_id":"a","decision":"allow","event":"e","id":"{n}","tenant":"t","tool":"x","ts":"s"}}"#
+        )
+        .into_bytes()
+    }
 
     /// Rows with pos = seq = 1..=n.
     fn chain(n: usize) -> Vec<Row> {
         let mut prev = GENESIS;
         (1..=n as i64)
             .map(|seq| {
-                let body = format!("{{\"n\":{seq}}}").into_bytes();
+                let body = body(seq);
                 let hash = link(&prev, &body);
-                let row = (seq, prev, hash, body);
+                let row = (seq, prev, hash, body.clone(), body);
                 prev = hash;
                 row
             })
@@ -297,10 +322,24 @@ mod tests {
             .into_iter()
             .map(|(lo, hi)| {
                 let mut checker = Checker::default();
-                for (i, (seq, prev, hash, body)) in rows.iter().enumerate() {
+                for (i, (seq, prev, hash, body, columns)) in rows.iter().enumerate() {
                     let pos = i as i64 + 1;
                     if (lo..=hi).contains(&pos) {
-                        checker.push(pos, *seq, Some(prev), Some(hash), Some(body));
+                        let columns = Columns::of_body(columns);
+                        let stored = match &columns {
+                            Some(c) => [
+                                &c.tenant,
+                                &c.id,
+                                &c.ts,
+                                &c.event,
+                                &c.decision,
+                                &c.tool,
+                                &c.agent_id,
+                            ]
+                            .map(|f| Some(f.as_bytes())),
+                            None => [None; 7],
+                        };
+                        checker.push(pos, *seq, Some(prev), Some(hash), Some(body), stored);
                     }
                 }
                 checker.finish()
@@ -317,7 +356,7 @@ mod tests {
             assert_eq!(check(&rows, parts), (None, 12));
 
             let mut altered = rows.clone();
-            altered[4].3 = b"{\"n\":99}".to_vec();
+            altered[4].3 = body(99);
             altered[9].3 = b"{}".to_vec();
             assert_eq!(
                 check(&altered, parts).0,
@@ -356,13 +395,27 @@ mod tests {
                     kind: BreakKind::Sequence
                 })
             );
+
+            let mut relabelled = rows.clone();
+            relabelled[7].4 = body(3);
+            relabelled[10].4 = b"{}".to_vec();
+            assert_eq!(
+                check(&relabelled, parts),
+                (
+                    Some(Break {
+                        pos: 8,
+                        kind: BreakKind::Columns
+                    }),
+                    12
+                )
+            );
         }
     }
 
     #[test]
     fn malformed_rows_break() {
         let mut checker = Checker::default();
-        checker.push(1, 1, Some(&[0; 31]), Some(&[0; 32]), Some(b"{}"));
+        checker.push(1, 1, Some(&[0; 31]), Some(&[0; 32]), Some(b"{}"), [None; 7]);
         assert_eq!(
             checker.finish().first_break,
             Some(Break {

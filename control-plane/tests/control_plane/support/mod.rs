@@ -57,7 +57,9 @@ impl TestApp {
         Self::start_with(primary, None, &[("INTENTGATE_READ_DATABASE_URL", replica)]).await
     }
 
-    async fn start(url: String, dir: Option<tempfile::TempDir>) -> Self {
+    /// A control plane on the database at `url`, migrated as it connects; `dir` holds a SQLite
+    /// file and is kept as long as the app.
+    pub async fn start(url: String, dir: Option<tempfile::TempDir>) -> Self {
         Self::start_with(url, dir, &[]).await
     }
 
