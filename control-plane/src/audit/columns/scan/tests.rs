@@ -1,3 +1,5 @@
+//! The scanner against serde_json: the same seven fields, or the same refusal, for every body.
+
 use std::borrow::Cow;
 
 use intentgate_core::audit::{AuditEvent, EventKind};
